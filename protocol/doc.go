@@ -1,0 +1,48 @@
+// Package protocol is shoal's wire format: the frame header, the message body,
+// the payload codecs and the limits that keep a hostile peer from making us
+// allocate. It does no networking; provider and consumer read and write frames
+// with it.
+//
+// # Frame
+//
+// Every frame is a fixed 20-byte header followed by a body of BodyLen bytes.
+// Integers are big-endian.
+//
+//	offset  size  field
+//	0       1     magic      0xC5
+//	1       1     version    1
+//	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away
+//	3       1     flags      bit 0 one-way, bit 1 error, bit 2 reply (heartbeat answer);
+//	                         other bits must be zero
+//	4       1     codec      payload codec: 1 msgpack, 2 JSON (0 = none, for frames
+//	                         without a payload)
+//	5       1     status     0 OK, 1 service error, 2 unknown service, 3 unknown
+//	                         method, 4 bad request, 5 shutting down, 6 internal
+//	6       2     reserved   must be zero
+//	8       8     sequence   chosen by the client, echoed in the response
+//	16      4     body length
+//
+// # Body
+//
+//	uvarint  method length, then the method name ("Service.Method"); 0 in responses
+//	uvarint  metadata pair count, then per pair:
+//	         uvarint key length, key bytes, uvarint value length, value bytes
+//	uvarint  timeout: nanoseconds left of the caller's deadline when the frame was
+//	         written, 0 for no deadline (a relative time, so clock skew between
+//	         hosts does not move the deadline)
+//	rest     payload: the codec-encoded arguments (request) or reply (response);
+//	         when the error flag is set, the UTF-8 error message instead
+//
+// Heartbeat and go-away frames have an empty body. A request's sequence number
+// is echoed by its response; a heartbeat answer echoes the heartbeat's.
+//
+// # Limits
+//
+// The body length is checked against the reader's limit (DefaultMaxBodySize,
+// 8 MiB, unless configured) before a byte of the body is read or allocated; a
+// large body is read in growing chunks, so a peer that announces a large frame
+// and stalls holds only what it actually sent. Every length inside the body is
+// checked against the bytes that remain before anything is allocated. A
+// malformed frame is reported as an error wrapping ErrMalformed, ErrTooLarge,
+// ErrBadMagic or ErrVersion; it never panics.
+package protocol
