@@ -1,0 +1,109 @@
+package batchwriter
+
+import (
+	"bytes"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// recorder is an io.Writer that counts its writes.
+type recorder struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	writes int
+	fail   error
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail != nil {
+		return 0, r.fail
+	}
+	r.writes++
+	return r.buf.Write(p)
+}
+
+func TestConcurrentFramesArriveWholeAndCounted(t *testing.T) {
+	rec := &recorder{}
+	var reported atomic.Int64
+	w := New(rec, func(n int) { reported.Add(int64(n)) })
+	const goroutines, frames = 16, 500
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			frame := bytes.Repeat([]byte{byte('a' + g)}, 32)
+			for range frames {
+				if err := w.Write(frame, true); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// A hand-off goroutine may still be flushing: wait for the counts, which
+	// are reported after each write.
+	for reported.Load() != goroutines*frames {
+		runtime.Gosched()
+		w.mu.Lock()
+		idle := !w.flushing && len(w.queue) == 0
+		w.mu.Unlock()
+		if idle && reported.Load() != goroutines*frames {
+			t.Fatalf("reported %d counted frames, want %d", reported.Load(), goroutines*frames)
+		}
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	data := rec.buf.Bytes()
+	if len(data) != goroutines*frames*32 {
+		t.Fatalf("wrote %d bytes", len(data))
+	}
+	for i := 0; i < len(data); i += 32 {
+		if !bytes.Equal(data[i:i+32], bytes.Repeat(data[i:i+1], 32)) {
+			t.Fatalf("frame at %d was interleaved", i)
+		}
+	}
+	if rec.writes >= goroutines*frames {
+		t.Logf("no coalescing happened: %d writes", rec.writes)
+	}
+}
+
+func TestFailedWriterReportsEveryCountedFrameOnce(t *testing.T) {
+	boom := errors.New("boom")
+	rec := &recorder{fail: boom}
+	var reported atomic.Int64
+	w := New(rec, func(n int) { reported.Add(int64(n)) })
+	if err := w.Write([]byte("x"), true); !errors.Is(err, boom) {
+		t.Fatalf("first write: %v", err)
+	}
+	if err := w.Write([]byte("y"), true); !errors.Is(err, boom) {
+		t.Fatalf("second write: %v", err)
+	}
+	if err := w.Write([]byte("z"), false); !errors.Is(err, boom) {
+		t.Fatalf("uncounted write: %v", err)
+	}
+	if got := reported.Load(); got != 2 {
+		t.Fatalf("reported %d counted frames, want 2", got)
+	}
+}
+
+func TestFailRefusesLaterWrites(t *testing.T) {
+	rec := &recorder{}
+	w := New(rec, nil)
+	closed := errors.New("closed")
+	w.Fail(closed)
+	if err := w.Write([]byte("x"), false); !errors.Is(err, closed) {
+		t.Fatalf("write after Fail: %v", err)
+	}
+	if rec.writes != 0 {
+		t.Fatalf("%d writes after Fail", rec.writes)
+	}
+}
