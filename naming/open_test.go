@@ -1,0 +1,97 @@
+package naming
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestOpen(t *testing.T) {
+	m1, err := Open("memory://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m1.Close()
+	m2, _ := Open("memory://")
+	defer m2.Close()
+	if _, err := m1.Register(t.Context(), &Instance{Service: "s", Addr: "tcp@h:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m2.Fetch(t.Context(), "s"); len(got) != 0 {
+		t.Fatalf("two memory:// registries share instances: %v", got)
+	}
+
+	s, err := Open("static://tcp@127.0.0.1:9001,unix@/tmp/x.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, _ := s.Fetch(t.Context(), "arith"); len(got) != 2 || got[1].Addr != "unix@/tmp/x.sock" {
+		t.Fatalf("static Fetch = %v", got)
+	}
+
+	c, err := Open("consul://127.0.0.1:8500?ttl=3s&deregister_after=2m&wait=30s&timeout=1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cc := c.(*Consul)
+	if cc.o.ttl != 3*time.Second || cc.o.deregisterAfter != 2*time.Minute || cc.o.wait != 30*time.Second || cc.o.reqTimeout != time.Second {
+		t.Fatalf("consul options from URL = %+v", cc.o)
+	}
+}
+
+func TestOpenConsulHonoursEnvironment(t *testing.T) {
+	t.Setenv("CONSUL_HTTP_ADDR", "127.0.0.1:18500")
+	t.Setenv("CONSUL_HTTP_TOKEN", "secret-token")
+	r, err := Open("consul://")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c := r.(*Consul)
+	cfg := c.conf
+	if cfg.Address != "127.0.0.1:18500" || cfg.Token != "secret-token" {
+		t.Fatalf("address %q token %q, want CONSUL_HTTP_ADDR and CONSUL_HTTP_TOKEN", cfg.Address, cfg.Token)
+	}
+
+	r2, err := Open("consul://10.0.0.1:8500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if cfg := r2.(*Consul).conf; cfg.Address != "10.0.0.1:8500" || cfg.Token != "secret-token" {
+		t.Fatalf("URL address did not override CONSUL_HTTP_ADDR: address %q token %q", cfg.Address, cfg.Token)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"", "want scheme://"},
+		{"memory", "want scheme://"},
+		{"://x", "want scheme://"},
+		{"etcd://127.0.0.1:2379", `unknown scheme "etcd"`},
+		{"memory://somewhere", "takes no address"},
+		{"static://", "at least one address"},
+		{"static://127.0.0.1:9001", "want network@address"},
+		{"static://tcp@127.0.0.1:9001,", "want network@address"},
+		{"static://tcp@127.0.0.1:99999", "not in 1..65535"},
+		{"consul://127.0.0.1", "want host:port"},
+		{"consul://127.0.0.1:8500/v1", "without user, path"},
+		{"consul://127.0.0.1:8500?ttl=soon", "parameter ttl"},
+		{"consul://127.0.0.1:8500?color=blue", `unknown parameter "color"`},
+		{"consul://127.0.0.1:8500?ttl=1ms", "too short"},
+		{"consul://127.0.0.1:8500?ttl=1s&ttl=2s", "given 2 times"},
+		{"consul://[::1", "registry URL"},
+	} {
+		r, err := Open(tc.url)
+		if err == nil {
+			r.Close()
+			t.Errorf("Open(%q) succeeded", tc.url)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Open(%q) = %q, want it to mention %q", tc.url, err, tc.want)
+		}
+	}
+}
