@@ -166,3 +166,9 @@ func DecodeFrame(data []byte, maxBody int, m *Message) (int, error) {
 	}
 	return end, nil
 }
+
+// SetSeq rewrites the sequence number of the frame that starts at frame[0],
+// so a frame can be encoded before its sequence number is chosen.
+func SetSeq(frame []byte, seq uint64) {
+	binary.BigEndian.PutUint64(frame[8:16], seq)
+}

@@ -1,0 +1,421 @@
+// Package consumer calls shoal services: Client is one multiplexed long
+// connection, Pool keeps connections per address, and ClientProxy adds
+// discovery, load balancing and fail policies on top.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoalrpc/shoal/internal/batchwriter"
+	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/protocol"
+)
+
+// Call is one call in progress, as Go returns it.
+type Call struct {
+	Method string
+	Args   any
+	Reply  any
+	Error  error      // set when the call completes
+	Done   chan *Call // receives the call when it completes
+
+	seq  uint64
+	stop func() bool // stops watching the caller's context (Go only)
+}
+
+func (call *Call) finish() {
+	if call.stop != nil {
+		call.stop()
+	}
+	select {
+	case call.Done <- call:
+	default:
+		// Go's caller gave a Done channel without room; like net/rpc, the
+		// completion is dropped rather than blocking the reader.
+	}
+}
+
+// Client is one long connection to a server, shared by any number of
+// concurrent calls, each matched to its reply by sequence number.
+type Client struct {
+	addr string
+	opts options
+	nc   net.Conn
+	w    *batchwriter.Writer
+
+	mu       sync.Mutex
+	pending  map[uint64]*Call
+	seq      uint64
+	draining bool  // the server sent go-away: no new calls
+	err      error // why the client stopped; non-nil means stopped
+
+	framesRead atomic.Uint64 // for heartbeats: did anything arrive lately?
+	closing    chan struct{}  // closed when the client stops
+	goroutines sync.WaitGroup // the reader and the keepalive
+}
+
+// Dial connects to addr ("tcp@host:port", "unix@/path", or plain "host:port"
+// for TCP).
+func Dial(addr string, opts ...Option) (*Client, error) {
+	return DialContext(context.Background(), addr, opts...)
+}
+
+// DialContext is Dial bounded by ctx as well as the dial timeout.
+func DialContext(ctx context.Context, addr string, opts ...Option) (*Client, error) {
+	return dial(ctx, addr, buildOptions(opts))
+}
+
+func dial(ctx context.Context, addr string, o options) (*Client, error) {
+	network, address, err := splitAddr(addr)
+	if err != nil {
+		return nil, err
+	}
+	d := net.Dialer{Timeout: o.dialTimeout}
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDial, addr, err)
+	}
+	c := &Client{
+		addr:    addr,
+		opts:    o,
+		nc:      nc,
+		pending: make(map[uint64]*Call),
+		closing: make(chan struct{}),
+	}
+	c.w = batchwriter.New(nc, nil)
+	c.goroutines.Go(c.read)
+	if o.heartbeatInterval > 0 {
+		c.goroutines.Go(c.keepalive)
+	}
+	return c, nil
+}
+
+// splitAddr accepts naming's "network@address" form and a bare host:port.
+func splitAddr(addr string) (network, address string, err error) {
+	for i := 0; i < len(addr); i++ {
+		if addr[i] == '@' {
+			return naming.SplitAddr(addr)
+		}
+	}
+	return naming.SplitAddr("tcp@" + addr)
+}
+
+// Addr returns the address the client was dialled with.
+func (c *Client) Addr() string { return c.addr }
+
+var callPool = sync.Pool{New: func() any { return &Call{Done: make(chan *Call, 1)} }}
+
+// Call calls method ("Service.Method") with args and decodes the result into
+// reply, waiting until it completes or ctx ends. ctx's deadline travels to
+// the server, where the method's context ends with it.
+func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
+	call := callPool.Get().(*Call)
+	call.Method, call.Args, call.Reply, call.Error = method, args, reply, nil
+	err := c.send(ctx, call, false, 0)
+	if err == nil {
+		select {
+		case <-call.Done:
+			err = call.Error
+			if err != nil {
+				if cerr := contextEnded(ctx); cerr != nil {
+					// The deadline travelled: the server's copy fired as ours did.
+					err = fmt.Errorf("call %s: %w (server: %w)", method, cerr, err)
+				}
+			}
+		case <-ctx.Done():
+			if c.forget(call.seq) {
+				err = fmt.Errorf("call %s: %w", method, ctx.Err())
+			} else { // the reader is completing it: take its outcome
+				<-call.Done
+				err = call.Error
+			}
+		}
+	}
+	*call = Call{Done: call.Done}
+	callPool.Put(call)
+	return err
+}
+
+// Go starts a call and returns at once; the Call is sent on done when it
+// completes (done nil: a new channel; otherwise it must be buffered). If ctx
+// ends first, the call completes with ctx's error.
+func (c *Client) Go(ctx context.Context, method string, args, reply any, done chan *Call) *Call {
+	if done == nil {
+		done = make(chan *Call, 1)
+	} else if cap(done) == 0 {
+		panic("consumer: Go with an unbuffered done channel")
+	}
+	call := &Call{Method: method, Args: args, Reply: reply, Done: done}
+	if err := c.send(ctx, call, true, 0); err != nil {
+		call.Error = err
+		call.finish()
+	}
+	return call
+}
+
+// Notify sends a one-way call: the server runs it and sends no reply. It
+// returns once the call is queued for writing.
+func (c *Client) Notify(ctx context.Context, method string, args any) error {
+	return c.send(ctx, &Call{Method: method, Args: args}, false, protocol.FlagOneWay)
+}
+
+// send encodes call's request, registers the call as pending and queues the
+// frame. On error the call is not pending. With watch, ctx ending completes
+// the call.
+func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protocol.Flags) error {
+	var timeout time.Duration
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = time.Until(deadline)
+		if timeout <= 0 {
+			return fmt.Errorf("call %s: %w", call.Method, context.DeadlineExceeded)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("call %s: %w", call.Method, err)
+	}
+	m := protocol.Message{
+		Header:   protocol.Header{Kind: protocol.KindRequest, Flags: flags},
+		Method:   call.Method,
+		Metadata: metadataFrom(ctx),
+		Timeout:  timeout,
+	}
+	buf := getBuffer()
+	defer putBuffer(buf)
+	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, c.opts.codec, call.Args, c.opts.maxBody)
+	*buf = frame
+	if err != nil {
+		return fmt.Errorf("%w: call %s: %w", ErrBadRequest, call.Method, err)
+	}
+	oneWay := flags&protocol.FlagOneWay != 0
+
+	c.mu.Lock()
+	if err := c.refusal(); err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("call %s: %w", call.Method, err)
+	}
+	c.seq++
+	call.seq = c.seq
+	if !oneWay {
+		c.pending[call.seq] = call
+		if watch && ctx.Done() != nil {
+			call.stop = context.AfterFunc(ctx, func() {
+				if c.forget(call.seq) {
+					call.Error = fmt.Errorf("call %s: %w", call.Method, ctx.Err())
+					call.finish()
+				}
+			})
+		}
+	}
+	c.mu.Unlock()
+
+	protocol.SetSeq(frame, call.seq)
+	if err := c.w.Write(frame, false); err != nil {
+		c.stop(fmt.Errorf("write: %w", err)) // completes the call if it is pending
+		if oneWay {
+			return fmt.Errorf("call %s: %w: %w", call.Method, ErrConnClosed, err)
+		}
+	}
+	return nil
+}
+
+// contextEnded returns ctx's error, or DeadlineExceeded once the deadline has
+// passed even if ctx's timer has not fired yet.
+func contextEnded(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// refusal says why no new call may start, or nil. c.mu must be held.
+func (c *Client) refusal() error {
+	switch {
+	case c.err != nil:
+		return fmt.Errorf("%w: %w", ErrClientClosed, c.err)
+	case c.draining:
+		return fmt.Errorf("%w: server sent go-away", ErrClientClosed)
+	}
+	return nil
+}
+
+// forget removes a pending call; false means the reader or stop already took it.
+func (c *Client) forget(seq uint64) bool {
+	c.mu.Lock()
+	_, ok := c.pending[seq]
+	delete(c.pending, seq)
+	c.mu.Unlock()
+	return ok
+}
+
+// read is the connection's only reader: it matches responses to pending
+// calls, decodes each reply straight into the caller's value and wakes the
+// caller.
+func (c *Client) read() {
+	r := protocol.NewReader(c.nc, c.opts.maxBody)
+	var m protocol.Message
+	for {
+		if err := r.Read(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("server closed the connection: %w", err)
+			}
+			c.stop(err)
+			return
+		}
+		c.framesRead.Add(1)
+		switch m.Kind {
+		case protocol.KindResponse:
+			c.complete(&m)
+		case protocol.KindHeartbeat:
+			// Its arrival is all the keepalive needs.
+		case protocol.KindGoAway:
+			c.mu.Lock()
+			c.draining = true
+			c.mu.Unlock()
+		default:
+			c.stop(fmt.Errorf("%w: unexpected %s frame from the server", protocol.ErrMalformed, m.Kind))
+			return
+		}
+		c.closeIfDrained()
+	}
+}
+
+// complete hands a response to its pending call.
+func (c *Client) complete(m *protocol.Message) {
+	c.mu.Lock()
+	call := c.pending[m.Seq]
+	delete(c.pending, m.Seq)
+	c.mu.Unlock()
+	if call == nil {
+		return // the caller gave up on it
+	}
+	switch {
+	case m.Flags&protocol.FlagError != 0:
+		call.Error = statusError(call.Method, m.Status, string(m.Payload))
+	case call.Reply == nil:
+	default:
+		codec, err := protocol.CodecByID(m.Codec)
+		if err == nil {
+			err = codec.Decode(m.Payload, call.Reply)
+		}
+		if err != nil {
+			call.Error = fmt.Errorf("call %s: decode reply: %w", call.Method, err)
+		}
+	}
+	call.finish()
+}
+
+// closeIfDrained closes a client the server asked to go away once its last
+// pending call has completed.
+func (c *Client) closeIfDrained() {
+	c.mu.Lock()
+	drained := c.draining && len(c.pending) == 0
+	c.mu.Unlock()
+	if drained {
+		c.stop(errors.New("server sent go-away"))
+	}
+}
+
+// keepalive sends a heartbeat when nothing has arrived for an interval, and
+// declares the connection dead when nothing has arrived for the timeout.
+func (c *Client) keepalive() {
+	interval, timeout := c.opts.heartbeatInterval, c.opts.heartbeatTimeout
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	last, silentSince := c.framesRead.Load(), time.Now()
+	var frame []byte
+	for {
+		select {
+		case <-c.closing:
+			return
+		case now := <-t.C:
+			if n := c.framesRead.Load(); n != last {
+				last, silentSince = n, now
+				continue
+			}
+			if now.Sub(silentSince) >= timeout {
+				c.stop(fmt.Errorf("no frame from the server for %s", now.Sub(silentSince).Round(time.Millisecond)))
+				return
+			}
+			hb := protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat}}
+			frame, _ = protocol.AppendFrame(frame[:0], &hb, 0)
+			if err := c.w.Write(frame, false); err != nil {
+				c.stop(fmt.Errorf("write heartbeat: %w", err))
+				return
+			}
+		}
+	}
+}
+
+// stop closes the connection once and fails every pending call with
+// ErrConnClosed, at once.
+func (c *Client) stop(cause error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	c.err = cause
+	pending := c.pending
+	c.pending = make(map[uint64]*Call)
+	c.mu.Unlock()
+
+	close(c.closing)
+	c.w.Fail(ErrClientClosed)
+	c.nc.Close()
+	for _, call := range pending {
+		call.Error = fmt.Errorf("call %s: %w: %w", call.Method, ErrConnClosed, cause)
+		call.finish()
+	}
+}
+
+// Usable reports whether new calls may start on this client: it is open and
+// the server has not asked it to go away.
+func (c *Client) Usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refusal() == nil
+}
+
+// Pending reports how many calls are waiting for their replies.
+func (c *Client) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.pending)
+}
+
+// Close closes the connection; calls still pending fail with ErrConnClosed.
+// It waits for the client's goroutines and is safe to call more than once.
+func (c *Client) Close() error {
+	c.stop(ErrClientClosed)
+	c.goroutines.Wait()
+	return nil
+}
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		bufferPool.Put(b)
+	}
+}
+
+// closeWhenIdle stops new calls on the client and closes it once its pending
+// calls have completed, as a go-away from the server would.
+func (c *Client) closeWhenIdle() {
+	c.mu.Lock()
+	c.draining = true
+	c.mu.Unlock()
+	c.closeIfDrained()
+}

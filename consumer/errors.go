@@ -1,0 +1,61 @@
+package consumer
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/shoalrpc/shoal/protocol"
+)
+
+// Errors a call can return, testable with errors.Is. The remote method's own
+// error is a *ServiceError instead; the caller's context errors come back as
+// they are (wrapped with the method name).
+var (
+	// ErrUnknownService: the server has no service of that name. Not executed.
+	ErrUnknownService = errors.New("shoal: unknown service")
+	// ErrUnknownMethod: the service has no method of that name. Not executed.
+	ErrUnknownMethod = errors.New("shoal: unknown method")
+	// ErrBadRequest: the call could not be encoded, or the server could not
+	// decode it. Not executed.
+	ErrBadRequest = errors.New("shoal: bad request")
+	// ErrShuttingDown: the server is draining and refused the call. Not
+	// executed; another instance may take it.
+	ErrShuttingDown = errors.New("shoal: server shutting down")
+	// ErrInternal: the server failed while running the call (a panic in the
+	// method, or a reply it could not encode).
+	ErrInternal = errors.New("shoal: internal server error")
+	// ErrConnClosed: the connection closed while the call was in flight; the
+	// server may or may not have run it.
+	ErrConnClosed = errors.New("shoal: connection closed")
+	// ErrClientClosed: the client was closed, or the server asked it to go
+	// away, before the call was sent. Not executed.
+	ErrClientClosed = errors.New("shoal: client closed")
+	// ErrDial: no connection could be made. Not executed.
+	ErrDial = errors.New("shoal: dial failed")
+)
+
+// ServiceError is an error returned by the remote method itself. Message is
+// the method's error text, intact.
+type ServiceError struct {
+	Method  string
+	Message string
+}
+
+func (e *ServiceError) Error() string { return e.Message }
+
+// statusError turns an error response into the error the caller sees.
+func statusError(method string, status protocol.Status, msg string) error {
+	switch status {
+	case protocol.StatusServiceError:
+		return &ServiceError{Method: method, Message: msg}
+	case protocol.StatusUnknownService:
+		return fmt.Errorf("%w: %s", ErrUnknownService, msg)
+	case protocol.StatusUnknownMethod:
+		return fmt.Errorf("%w: %s", ErrUnknownMethod, msg)
+	case protocol.StatusBadRequest:
+		return fmt.Errorf("%w: %s", ErrBadRequest, msg)
+	case protocol.StatusShuttingDown:
+		return fmt.Errorf("%w: %s", ErrShuttingDown, msg)
+	}
+	return fmt.Errorf("%w (%s): %s", ErrInternal, status, msg)
+}

@@ -1,0 +1,134 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/provider"
+)
+
+// Args are two operands.
+type Args struct{ A, B int }
+
+// Arith is the test service. Its counters let tests see what ran.
+type Arith struct {
+	executed atomic.Int64   // Sleep calls that ran
+	entered  sync.WaitGroup // Sleep calls that have started, when a test Adds to it
+	track    atomic.Bool    // Sleep calls Done entered
+	canceled chan error     // Block reports its context's error here
+}
+
+func newArith() *Arith { return &Arith{canceled: make(chan error, 16)} }
+
+// Add returns A+B.
+func (a *Arith) Add(ctx context.Context, args Args, reply *int) error {
+	*reply = args.A + args.B
+	return nil
+}
+
+// Div returns A/B, or an error on division by zero.
+func (a *Arith) Div(args *Args, reply *int) error {
+	if args.B == 0 {
+		return errors.New("arith: division by zero (A=" + itoa(args.A) + ")")
+	}
+	*reply = args.A / args.B
+	return nil
+}
+
+// Sleep sleeps ms milliseconds, counting that it ran.
+func (a *Arith) Sleep(ctx context.Context, ms int, reply *int) error {
+	a.executed.Add(1)
+	if a.track.Load() {
+		a.entered.Done()
+	}
+	select {
+	case <-time.After(time.Duration(ms) * time.Millisecond):
+		*reply = ms
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Block waits for its context to end and reports why.
+func (a *Arith) Block(ctx context.Context, _ int, reply *int) error {
+	<-ctx.Done()
+	a.canceled <- ctx.Err()
+	return ctx.Err()
+}
+
+// Echo returns its argument followed by the caller's "who" metadata.
+func (a *Arith) Echo(ctx context.Context, s string, reply *string) error {
+	*reply = s + provider.Metadata(ctx)["who"]
+	return nil
+}
+
+// Panic panics.
+func (a *Arith) Panic(int, *int) error { panic("boom") }
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	neg := i < 0
+	for ; i != 0; i /= 10 {
+		d := i % 10
+		if d < 0 {
+			d = -d
+		}
+		b = append([]byte{byte('0' + d)}, b...)
+	}
+	if neg {
+		b = append([]byte{'-'}, b...)
+	}
+	return string(b)
+}
+
+// served is a running provider on a loopback port.
+type served struct {
+	srv      *provider.Server
+	arith    *Arith
+	addr     string
+	serveErr chan error
+}
+
+func serve(t *testing.T, opts ...provider.Option) *served {
+	t.Helper()
+	quiet := provider.WithLogger(slog.New(slog.DiscardHandler))
+	srv := provider.NewServer(append([]provider.Option{quiet}, opts...)...)
+	a := newArith()
+	if err := srv.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &served{srv: srv, arith: a, addr: "tcp@" + ln.Addr().String(), serveErr: make(chan error, 1)}
+	go func() { s.serveErr <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-s.serveErr; !errors.Is(err, provider.ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return s
+}
+
+func dial(t *testing.T, addr string, opts ...consumer.Option) *consumer.Client {
+	t.Helper()
+	c, err := consumer.Dial(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

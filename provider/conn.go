@@ -1,0 +1,223 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoalrpc/shoal/internal/batchwriter"
+	"github.com/shoalrpc/shoal/protocol"
+)
+
+var errConnClosed = errors.New("provider: connection closed")
+
+// conn is one client connection: a goroutine reads and decodes requests, each
+// request runs on its own goroutine, and replies are coalesced by a batch
+// writer.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	ctx    context.Context // cancelled when the connection closes
+	cancel context.CancelFunc
+	w      *batchwriter.Writer
+
+	wentAway  atomic.Bool
+	closeOnce sync.Once
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel}
+	// Replies are counted in flight until the write that carries them returns.
+	c.w = batchwriter.New(nc, s.release)
+	return c
+}
+
+// serve reads frames until the connection fails or closes. This is where a
+// request frame is decoded and counted in flight.
+func (c *conn) serve() {
+	defer c.close()
+	s := c.srv
+	r := protocol.NewReader(c.nc, s.opts.maxBody)
+	var m protocol.Message
+	for {
+		if s.opts.idleTimeout > 0 && r.Buffered() == 0 {
+			c.nc.SetReadDeadline(time.Now().Add(s.opts.idleTimeout))
+		}
+		if err := r.Read(&m); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
+				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		switch {
+		case m.Kind == protocol.KindRequest:
+			c.handle(&m)
+		case m.Kind == protocol.KindHeartbeat && m.Flags&protocol.FlagReply == 0:
+			c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat, Flags: protocol.FlagReply, Seq: m.Seq}}, false)
+		case m.Kind == protocol.KindHeartbeat:
+			// An answer to nothing we asked: ignore.
+		default:
+			s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", "unexpected "+m.Kind.String()+" frame from a client")
+			return
+		}
+	}
+}
+
+// handle admits one request, decodes its arguments while m's payload is
+// valid, and runs it on a goroutine of its own.
+func (c *conn) handle(m *protocol.Message) {
+	s := c.srv
+	oneWay := m.Flags&protocol.FlagOneWay != 0
+	if !s.admit() {
+		c.fail(m.Seq, oneWay, protocol.StatusShuttingDown, m.Method+" not executed")
+		return
+	}
+	mt, status := s.lookup(m.Method)
+	if status == protocol.StatusBadRequest {
+		c.fail(m.Seq, oneWay, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
+		return
+	}
+	if status != protocol.StatusOK {
+		c.fail(m.Seq, oneWay, status, m.Method)
+		return
+	}
+	codec, err := protocol.CodecByID(m.Codec)
+	if err != nil {
+		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, err.Error())
+		return
+	}
+	ptr, arg := mt.newArg()
+	if err := codec.Decode(m.Payload, ptr); err != nil {
+		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
+		return
+	}
+	ctx, cancel := c.ctx, context.CancelFunc(nil)
+	if m.Timeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, m.Timeout)
+	}
+	ctx = withMetadata(ctx, m.Metadata)
+	go c.run(ctx, cancel, mt, arg, m.Seq, codec, oneWay)
+}
+
+// run calls the method and sends its reply.
+func (c *conn) run(ctx context.Context, cancel context.CancelFunc, mt *method, arg reflect.Value, seq uint64, codec protocol.Codec, oneWay bool) {
+	reply := reflect.New(mt.reply)
+	err := mt.call(ctx, arg, reply)
+	if cancel != nil {
+		cancel()
+	}
+	var p *panicError
+	switch {
+	case errors.As(err, &p):
+		c.srv.opts.logger.Error("provider: method panicked", "err", err)
+		c.fail(seq, oneWay, protocol.StatusInternal, err.Error())
+	case err != nil:
+		c.fail(seq, oneWay, protocol.StatusServiceError, err.Error())
+	case oneWay:
+		c.srv.release(1)
+	default:
+		c.reply(seq, codec, reply.Interface())
+	}
+}
+
+// reply sends a successful response carrying v.
+func (c *conn) reply(seq uint64, codec protocol.Codec, v any) {
+	buf := getBuffer()
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse, Seq: seq}}
+	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, codec, v, c.srv.opts.maxBody)
+	if err != nil {
+		putBuffer(buf)
+		c.fail(seq, false, protocol.StatusInternal, "encode reply: "+err.Error())
+		return
+	}
+	c.write(frame, true)
+	*buf = frame
+	putBuffer(buf)
+}
+
+// fail answers an admitted request with an error status (or, for a one-way
+// request, just releases it).
+func (c *conn) fail(seq uint64, oneWay bool, status protocol.Status, msg string) {
+	if oneWay {
+		c.srv.release(1)
+		return
+	}
+	m := protocol.Message{
+		Header:  protocol.Header{Kind: protocol.KindResponse, Flags: protocol.FlagError, Status: status, Seq: seq},
+		Payload: []byte(msg),
+	}
+	c.send(&m, true)
+}
+
+// send writes a frame with no codec payload.
+func (c *conn) send(m *protocol.Message, counted bool) {
+	buf := getBuffer()
+	frame, err := protocol.AppendFrame((*buf)[:0], m, c.srv.opts.maxBody)
+	if err != nil { // an error message past the body limit: cut it
+		m.Payload = m.Payload[:min(len(m.Payload), 1024)]
+		frame, _ = protocol.AppendFrame((*buf)[:0], m, 0)
+	}
+	c.write(frame, counted)
+	*buf = frame
+	putBuffer(buf)
+}
+
+func (c *conn) write(frame []byte, counted bool) {
+	if err := c.w.Write(frame, counted); err != nil {
+		c.close()
+	}
+}
+
+// goAway tells the client to send no new calls on this connection, once.
+func (c *conn) goAway() {
+	if c.wentAway.CompareAndSwap(false, true) {
+		c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindGoAway}}, false)
+	}
+}
+
+// close closes the connection and cancels the contexts of its requests;
+// replies not yet written are dropped (and released by the writer).
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		// Writer first: a handler that returns because its context was
+		// cancelled must not get its reply out.
+		c.w.Fail(errConnClosed)
+		c.nc.Close()
+		c.cancel()
+		c.srv.untrackConn(c)
+	})
+}
+
+// lookup finds a method by its "Service.Method" name; a name without a dot
+// is a bad request.
+func (s *Server) lookup(name string) (*method, protocol.Status) {
+	if mt := (*s.methods.Load())[name]; mt != nil {
+		return mt, protocol.StatusOK
+	}
+	dot := strings.LastIndexByte(name, '.')
+	if dot < 0 {
+		return nil, protocol.StatusBadRequest
+	}
+	if (*s.services.Load())[name[:dot]] {
+		return nil, protocol.StatusUnknownMethod
+	}
+	return nil, protocol.StatusUnknownService
+}
+
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func getBuffer() *[]byte { return bufferPool.Get().(*[]byte) }
+
+func putBuffer(b *[]byte) {
+	if cap(*b) <= 64<<10 {
+		bufferPool.Put(b)
+	}
+}

@@ -1,0 +1,352 @@
+// Package provider serves the exported methods of Go values over shoal's
+// protocol, publishes itself in a registry, and shuts down without losing a
+// request.
+//
+// The life of a server, read top to bottom in this file: Register the
+// services, Serve a listener (which publishes the instance once it accepts),
+// and Shutdown: withdraw from the registry, stop accepting, tell every
+// connection to go away, answer late requests "shutting down" without running
+// them, wait for the requests in flight, close. The life of a connection is in
+// conn.go; method shapes are checked once, at registration, in service.go.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shoalrpc/shoal/naming"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("provider: server closed")
+
+// Server serves registered services on any number of listeners.
+type Server struct {
+	opts options
+
+	methods  atomic.Pointer[map[string]*method] // "Service.Method" → method; copied on Register
+	services atomic.Pointer[map[string]bool]    // service names, to tell unknown service from unknown method
+	regMu    sync.Mutex                         // serialises Register
+
+	shuttingDown atomic.Bool
+	inFlight     atomic.Int64  // requests read whose reply is not yet flushed
+	drained      chan struct{} // signalled when inFlight reaches zero while shutting down
+	done         chan struct{} // closed when the server has stopped
+	doneOnce     sync.Once
+
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	published  bool               // the instance was (or is being) registered
+	deregister context.CancelFunc // withdraws the instance; nil when not registered
+}
+
+// NewServer returns a server with no services.
+func NewServer(opts ...Option) *Server {
+	s := &Server{
+		opts:      defaultOptions(),
+		drained:   make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+	for _, o := range opts {
+		o(&s.opts)
+	}
+	empty := map[string]*method{}
+	s.methods.Store(&empty)
+	names := map[string]bool{}
+	s.services.Store(&names)
+	return s
+}
+
+// Register publishes the exported methods of rcvr under the name of its type.
+// A method must have the shape
+//
+//	func (t *T) Name([ctx context.Context,] args A, reply *R) error
+//
+// with A and R exported or builtin; A may be a value or a pointer. Exported
+// methods of another shape are left out (and logged); a receiver with none
+// that fit is an error.
+func (s *Server) Register(rcvr any) error { return s.register("", rcvr) }
+
+// RegisterName is Register under the given service name.
+func (s *Server) RegisterName(name string, rcvr any) error {
+	if name == "" {
+		return errors.New("provider: RegisterName with an empty name")
+	}
+	return s.register(name, rcvr)
+}
+
+func (s *Server) register(name string, rcvr any) error {
+	found, skipped, err := methodsOf(name, rcvr)
+	if err != nil {
+		return err
+	}
+	for _, why := range skipped {
+		s.opts.logger.Warn("provider: method left out", "why", why)
+	}
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	methods := make(map[string]*method, len(*s.methods.Load())+len(found))
+	for k, v := range *s.methods.Load() {
+		methods[k] = v
+	}
+	services := make(map[string]bool, len(*s.services.Load())+1)
+	for k := range *s.services.Load() {
+		services[k] = true
+	}
+	for k, v := range found {
+		svc, _, _ := strings.Cut(k, ".")
+		if services[svc] {
+			return fmt.Errorf("provider: service %q already registered", svc)
+		}
+		methods[k] = v
+	}
+	for k := range found {
+		svc, _, _ := strings.Cut(k, ".")
+		services[svc] = true
+	}
+	s.methods.Store(&methods)
+	s.services.Store(&services)
+	return nil
+}
+
+// Serve accepts connections on ln and serves each on its own goroutine. With
+// WithRegistry, the first Serve publishes the instance once it is accepting;
+// if that fails after the configured attempts, ln is closed and the error
+// returned. Serve returns ErrServerClosed once Shutdown or Close has
+// finished, and any other error the listener returns.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shuttingDown.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	// The listener already queues connections, so a consumer that finds the
+	// instance in the registry can connect at once.
+	if err := s.publish(ln); err != nil {
+		ln.Close()
+		return err
+	}
+
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shuttingDown.Load() {
+				<-s.done
+				return ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("provider: accept: %w", err)
+			}
+			// Out of file descriptors and the like: back off and retry.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.opts.logger.Warn("provider: accept failed; retrying", "err", err, "delay", delay)
+			select {
+			case <-time.After(delay):
+			case <-s.done:
+			}
+			continue
+		}
+		delay = 0
+		c := newConn(s, nc)
+		s.trackConn(c)
+		go c.serve()
+	}
+}
+
+// publish registers the instance with the configured registry, once per
+// server, retrying a bounded number of times.
+func (s *Server) publish(ln net.Listener) error {
+	o := &s.opts
+	s.mu.Lock()
+	if o.registry == nil || s.published {
+		s.mu.Unlock()
+		return nil
+	}
+	s.published = true
+	s.mu.Unlock()
+
+	in := o.instance
+	if in.Service == "" {
+		return errors.New("provider: WithRegistry: the instance needs a Service name")
+	}
+	if in.Addr == "" {
+		in.Addr = ln.Addr().Network() + "@" + ln.Addr().String()
+	}
+	if in.ID == "" {
+		in.ID = naming.DefaultID(in.Service, in.Addr)
+	}
+	var err error
+	for attempt := 1; attempt <= o.registerAttempts; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), o.registerTimeout)
+		var deregister context.CancelFunc
+		deregister, err = o.registry.Register(ctx, &in)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			if s.shuttingDown.Load() { // Shutdown ran while we registered
+				s.mu.Unlock()
+				deregister()
+				return ErrServerClosed
+			}
+			s.deregister = deregister
+			s.mu.Unlock()
+			return nil
+		}
+		s.opts.logger.Warn("provider: register failed", "instance", in.ID, "attempt", attempt, "err", err)
+		if attempt < o.registerAttempts {
+			select {
+			case <-time.After(time.Duration(attempt) * 200 * time.Millisecond):
+			case <-s.done:
+				return ErrServerClosed
+			}
+		}
+	}
+	return fmt.Errorf("provider: register %s after %d attempts: %w", in.ID, o.registerAttempts, err)
+}
+
+// trackConn adds a new connection; one that arrives while shutting down is
+// told to go away at once.
+func (s *Server) trackConn(c *conn) {
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	late := s.shuttingDown.Load()
+	s.mu.Unlock()
+	if late {
+		c.goAway()
+	}
+}
+
+func (s *Server) untrackConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// admit counts a request in flight from the moment its frame is read, and says
+// whether it may run: false once the server is shutting down. The count comes
+// first, so Shutdown either waits for this request or the request sees the
+// flag and is refused. Every admitted request is released once, by release,
+// when its reply has been flushed (or dropped with its connection).
+func (s *Server) admit() bool {
+	s.inFlight.Add(1)
+	return !s.shuttingDown.Load()
+}
+
+// release ends n requests' time in flight.
+func (s *Server) release(n int) {
+	if s.inFlight.Add(-int64(n)) == 0 && s.shuttingDown.Load() {
+		select {
+		case s.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Shutdown stops the server gracefully, in this order:
+//  1. set the shutdown flag;
+//  2. withdraw the instance from the registry, so consumers stop choosing it;
+//  3. close the listeners;
+//  4. send go-away on every connection: consumers send no new calls on it;
+//  5. answer requests that still arrive "shutting down", without running them;
+//  6. wait until every request in flight has had its reply flushed, or ctx ends;
+//  7. close the connections and the done channel; Serve returns ErrServerClosed.
+//
+// It returns ctx's error if ctx ended before the requests in flight finished.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shuttingDown.Store(true) // 1; step 5 is admit's refusal
+	s.withdraw()               // 2
+	s.mu.Lock()
+	listeners := make([]net.Listener, 0, len(s.listeners))
+	for ln := range s.listeners {
+		listeners = append(listeners, ln)
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, ln := range listeners { // 3
+		ln.Close()
+	}
+	for _, c := range conns { // 4
+		c.goAway()
+	}
+	var err error
+	for s.inFlight.Load() > 0 { // 6
+		select {
+		case <-s.drained:
+		case <-ctx.Done():
+			err = fmt.Errorf("provider: shutdown with %d requests in flight: %w", s.inFlight.Load(), ctx.Err())
+		}
+		if err != nil {
+			break
+		}
+	}
+	s.closeAll() // 7
+	return err
+}
+
+// Close stops the server at once: it withdraws the instance, closes the
+// listeners and every connection; requests in flight lose their replies.
+func (s *Server) Close() error {
+	s.shuttingDown.Store(true)
+	s.withdraw()
+	s.mu.Lock()
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.closeAll()
+	return nil
+}
+
+// Done is closed when the server has stopped, after Shutdown or Close.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// InFlight reports how many requests have been read and not yet answered.
+func (s *Server) InFlight() int { return int(s.inFlight.Load()) }
+
+// withdraw deregisters the instance, once: the registry stops its heartbeat
+// first, then removes it.
+func (s *Server) withdraw() {
+	s.mu.Lock()
+	deregister := s.deregister
+	s.deregister = nil
+	s.mu.Unlock()
+	if deregister != nil {
+		deregister()
+	}
+}
+
+// closeAll closes every connection and the done channel.
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+	s.doneOnce.Do(func() { close(s.done) })
+}

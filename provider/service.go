@@ -1,0 +1,155 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"go/token"
+	"reflect"
+	"strings"
+)
+
+var (
+	typeOfError   = reflect.TypeFor[error]()
+	typeOfContext = reflect.TypeFor[context.Context]()
+)
+
+// method is one callable method of a registered service, with its shape
+// worked out once, at registration.
+type method struct {
+	rcvr    reflect.Value
+	fn      reflect.Value // the method's func, receiver first
+	hasCtx  bool          // takes a leading context.Context
+	argType reflect.Type  // as declared: a value or a pointer type
+	reply   reflect.Type  // the reply's element type (reply is declared as *reply)
+}
+
+// newArg returns a pointer to a fresh argument for decoding, and the value
+// to pass to the method.
+func (m *method) newArg() (ptr any, arg reflect.Value) {
+	if m.argType.Kind() == reflect.Pointer {
+		v := reflect.New(m.argType.Elem())
+		return v.Interface(), v
+	}
+	v := reflect.New(m.argType)
+	return v.Interface(), v.Elem()
+}
+
+// panicError is a panic in a method, turned into an error.
+type panicError struct{ value any }
+
+func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// call runs the method. A panic in it is returned as a *panicError so that
+// one bad request cannot take the server down.
+func (m *method) call(ctx context.Context, arg reflect.Value, reply reflect.Value) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r}
+		}
+	}()
+	var in [4]reflect.Value
+	n := 0
+	in[n], n = m.rcvr, n+1
+	if m.hasCtx {
+		in[n], n = reflect.ValueOf(ctx), n+1
+	}
+	in[n], n = arg, n+1
+	in[n], n = reply, n+1
+	out := m.fn.Call(in[:n])
+	if e := out[0].Interface(); e != nil {
+		return e.(error)
+	}
+	return nil
+}
+
+// methodsOf builds the method table of one receiver: every exported method of
+// the shape
+//
+//	func (t *T) Name([ctx context.Context,] args A, reply *R) error
+//
+// where A and R are exported or builtin types. Exported methods of another
+// shape are left out; their names and reasons are returned in skipped.
+func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []string, err error) {
+	if rcvr == nil {
+		return nil, nil, errors.New("provider: register nil receiver")
+	}
+	v := reflect.ValueOf(rcvr)
+	t := v.Type()
+	if name == "" {
+		name = reflect.Indirect(v).Type().Name()
+		if name == "" {
+			return nil, nil, fmt.Errorf("provider: register %s: no service name for an unnamed type; use RegisterName", t)
+		}
+		if !token.IsExported(name) {
+			return nil, nil, fmt.Errorf("provider: register type %s: not exported; export it or use RegisterName", name)
+		}
+	}
+	if strings.Contains(name, ".") {
+		return nil, nil, fmt.Errorf("provider: service name %q: must not contain a dot", name)
+	}
+	methods = make(map[string]*method)
+	for i := range t.NumMethod() {
+		m := t.Method(i)
+		if !m.IsExported() {
+			continue
+		}
+		mt, why := shapeOf(m)
+		if why != "" {
+			skipped = append(skipped, fmt.Sprintf("%s.%s: %s", name, m.Name, why))
+			continue
+		}
+		mt.rcvr = v
+		methods[name+"."+m.Name] = mt
+	}
+	if len(methods) == 0 {
+		msg := fmt.Sprintf("provider: register %s: type %s has no exported methods of the form func([ctx context.Context,] args A, reply *R) error", name, t)
+		if t.Kind() != reflect.Pointer {
+			msg += "; methods with pointer receivers need a pointer: Register(&v)"
+		}
+		if len(skipped) > 0 {
+			msg += "; left out: " + strings.Join(skipped, "; ")
+		}
+		return nil, skipped, errors.New(msg)
+	}
+	return methods, skipped, nil
+}
+
+// shapeOf checks a method's signature and returns why it does not fit, or "".
+func shapeOf(m reflect.Method) (*method, string) {
+	ft := m.Type // receiver is In(0)
+	if ft.NumOut() != 1 || ft.Out(0) != typeOfError {
+		return nil, "must return exactly one value, of type error"
+	}
+	in := ft.NumIn() - 1
+	mt := &method{fn: m.Func}
+	first := 1
+	if in == 3 {
+		if ft.In(1) != typeOfContext {
+			return nil, "with three arguments the first must be context.Context"
+		}
+		mt.hasCtx, first = true, 2
+	} else if in != 2 {
+		return nil, "must take (args, *reply) or (ctx, args, *reply)"
+	}
+	mt.argType = ft.In(first)
+	if !exportedOrBuiltin(mt.argType) {
+		return nil, fmt.Sprintf("argument type %s is not exported", mt.argType)
+	}
+	replyType := ft.In(first + 1)
+	if replyType.Kind() != reflect.Pointer {
+		return nil, fmt.Sprintf("reply type %s is not a pointer", replyType)
+	}
+	if !exportedOrBuiltin(replyType) {
+		return nil, fmt.Sprintf("reply type %s is not exported", replyType)
+	}
+	mt.reply = replyType.Elem()
+	return mt, ""
+}
+
+func exportedOrBuiltin(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return token.IsExported(t.Name()) || t.PkgPath() == ""
+}
