@@ -56,7 +56,7 @@ type Client struct {
 	draining bool  // the server sent go-away: no new calls
 	err      error // why the client stopped; non-nil means stopped
 
-	framesRead atomic.Uint64 // for heartbeats: did anything arrive lately?
+	framesRead atomic.Uint64  // for heartbeats: did anything arrive lately?
 	closing    chan struct{}  // closed when the client stops
 	goroutines sync.WaitGroup // the reader and the keepalive
 }
