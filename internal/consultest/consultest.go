@@ -188,6 +188,7 @@ func (a *Agent) start() error {
 		"-serf-lan-port="+strconv.Itoa(p.serfLAN),
 		"-serf-wan-port="+strconv.Itoa(p.serfWAN),
 		"-server-port="+strconv.Itoa(p.server),
+		"-log-level=info",
 		"-hcl=connect { enabled = false }",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
