@@ -49,7 +49,7 @@ build_consul() {
 		# consul-awsauth is not in the checksum database; go.sum pins it.
 		GONOSUMDB="${GONOSUMDB:+$GONOSUMDB,}github.com/hashicorp/consul-awsauth" \
 			GOFLAGS=-mod=readonly \
-			go build -trimpath -o "$tmp" github.com/hashicorp/consul
+			go build -o "$tmp" github.com/hashicorp/consul
 	) &
 	local pid=$!
 	local next=$((SECONDS + 15))
