@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,7 +264,8 @@ func TestConsulUnreachable(t *testing.T) {
 	}
 
 	start := time.Now()
-	ch, err := c.Watch(t.Context(), "s")
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := c.Watch(ctx, "s")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,5 +284,23 @@ func TestConsulUnreachable(t *testing.T) {
 	case snap := <-ch:
 		t.Fatalf("watch delivered %v with Consul unreachable", snap)
 	default:
+	}
+	cancel()
+	assertClosed(t, ch, 2*time.Second)
+}
+
+// TestConsulWaitFitsHTTPTimeout: a client-wide HTTP timeout shorter than the
+// blocking wait shrinks the wait instead of cutting queries short.
+func TestConsulWaitFitsHTTPTimeout(t *testing.T) {
+	c, err := NewConsul(&api.Config{Address: "127.0.0.1:1", HttpClient: &http.Client{Timeout: 30 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if w := c.o.wait; w+w/16 >= 30*time.Second || w < 20*time.Second {
+		t.Fatalf("wait %v with a 30s HTTP timeout", w)
+	}
+	if _, err := NewConsul(&api.Config{Address: "127.0.0.1:1", HttpClient: &http.Client{Timeout: time.Second}}); err == nil {
+		t.Fatal("a 1s HTTP timeout was accepted for blocking queries")
 	}
 }
