@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every check and test of shoal, as CI runs them. `make test` calls this.
+#
+#   1. find or build the Consul agent the registry tests run against (cached:
+#      the first build takes about 4 minutes, later runs reuse it);
+#   2. gofmt, go vet and staticcheck;
+#   3. go test -race over the module, Consul tests included;
+#   4. a short fuzz run of the frame decoder.
+#
+# FUZZTIME (default 20s) bounds the fuzz run; FUZZTIME=0 skips it.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+STATICCHECK=honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME=${FUZZTIME:-20s}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "consul agent binary"
+SHOAL_CONSUL=$(scripts/consul.sh build)
+export SHOAL_CONSUL
+echo "using $SHOAL_CONSUL"
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bench/*'))
+if [[ -n $unformatted ]]; then
+	echo "gofmt would change:"
+	echo "$unformatted"
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "staticcheck"
+go run "$STATICCHECK" ./...
+
+step "go test -race"
+go test -race -count=1 -timeout 10m ./...
+
+if [[ $FUZZTIME != 0 ]]; then
+	step "fuzz FuzzDecode for $FUZZTIME"
+	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" ./protocol/
+fi
+
+step "all checks passed"
