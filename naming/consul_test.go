@@ -120,7 +120,7 @@ func TestConsulMissedHeartbeatsFailTTL(t *testing.T) {
 		t.Fatal("stopHeartbeat: not registered")
 	}
 	stopped := time.Now()
-	waitSnapshot(t, ch, testTTL+3*time.Second, "the instance gone", hasIDs())
+	waitSnapshot(t, ch, testTTL+5*time.Second, "the instance gone", hasIDs())
 	el := time.Since(stopped)
 	t.Logf("left the passing list %v after the last heartbeat stopped (TTL %v)", el, testTTL)
 	// The last heartbeat was at most TTL/3 before the stop.
