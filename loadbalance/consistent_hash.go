@@ -3,6 +3,7 @@ package loadbalance
 import (
 	"cmp"
 	"context"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -19,7 +20,8 @@ import (
 // instance are the SplitMix64 sequence seeded with the FNV-1a 64 hash of its
 // ID, so they depend on the ID alone. A key is hashed with FNV-1a 64 followed
 // by the murmur3 fmix64 finaliser and goes to the owner of the first point at
-// or after its hash, wrapping around. Points are sorted by hash and then by
+// or after its hash, wrapping around (found through a lookup table on the
+// top bits of the hash, O(1) on average). Points are sorted by hash and then by
 // instance ID, so the mapping depends only on the set of IDs and weights, not
 // on the order given to Update: processes with the same set route a key
 // identically. Adding one instance to n moves about 1/(n+1) of the keys, all
@@ -39,7 +41,17 @@ type chSnapshot struct {
 	instances []*naming.Instance // sorted by instance key
 	points    []uint64           // sorted ring positions
 	owners    []int32            // owners[i] indexes instances for points[i]
+
+	// Lookup table over the top bits of the hash: the points of bucket
+	// b = hash >> shift are points[table[b]:table[b+1]], about
+	// pointsPerBucket of them, so Pick scans a few points instead of
+	// binary-searching the ring (which misses the cache at every step).
+	shift uint
+	table []int32
 }
+
+// pointsPerBucket is the mean number of points per lookup-table bucket.
+const pointsPerBucket = 4
 
 // maxRingPoints bounds the size of a ring (12 bytes per point).
 const maxRingPoints = 1 << 19
@@ -108,7 +120,31 @@ func buildRing(instances []*naming.Instance, replicas int) *chSnapshot {
 	for i, p := range pts {
 		s.points[i], s.owners[i] = p.hash, p.owner
 	}
+	bucketBits := bits.Len(uint(len(pts) / pointsPerBucket)) // 2^bits buckets
+	s.shift = uint(64 - bucketBits)                          // 64 leaves one bucket
+	s.table = make([]int32, 1<<bucketBits+1)
+	i := 0
+	for b := range s.table {
+		for i < len(s.points) && s.points[i]>>s.shift < uint64(b) {
+			i++
+		}
+		s.table[b] = int32(i)
+	}
 	return s
+}
+
+// successor returns the index of the first point at or after h, wrapping
+// around to 0.
+func (s *chSnapshot) successor(h uint64) int {
+	b := h >> s.shift
+	i, end := int(s.table[b]), int(s.table[b+1])
+	for i < end && s.points[i] < h {
+		i++
+	}
+	if i == len(s.points) {
+		return 0
+	}
+	return i
 }
 
 // Pick implements Balancer.
@@ -121,11 +157,7 @@ func (b *chBalancer) Pick(ctx context.Context) (*naming.Instance, func(error), e
 	if key, ok := hashKeyFrom(ctx); ok {
 		h = hashString(key)
 	}
-	i, _ := slices.BinarySearch(s.points, h)
-	if i == len(s.points) {
-		i = 0
-	}
-	return s.instances[s.owners[i]], noopDone, nil
+	return s.instances[s.owners[s.successor(h)]], noopDone, nil
 }
 
 // FNV-1a 64 parameters (http://www.isthe.com/chongo/tech/comp/fnv/).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/shoalrpc/shoal/naming"
@@ -180,5 +181,27 @@ func TestConsistentHashRingCap(t *testing.T) {
 	}
 	if got := buildRing(makeInstances(3, 0, 2, 1), 10); len(got.points) != 10+20+10 {
 		t.Errorf("ring of weights 1,2,1 × 10 replicas has %d points, want 40", len(got.points))
+	}
+}
+
+// TestRingSuccessor: the lookup table finds the same point as a binary search,
+// including at the edges and on the points themselves.
+func TestRingSuccessor(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{1, 2, 3, 30, 300} {
+		s := buildRing(makeInstances(n), 1+r.IntN(DefaultReplicas))
+		hashes := []uint64{0, 1, ^uint64(0), s.points[0], s.points[0] - 1, s.points[len(s.points)-1], s.points[len(s.points)-1] + 1}
+		for range 2000 {
+			hashes = append(hashes, r.Uint64(), s.points[r.IntN(len(s.points))])
+		}
+		for _, h := range hashes {
+			want, _ := slices.BinarySearch(s.points, h)
+			if want == len(s.points) {
+				want = 0
+			}
+			if got := s.successor(h); got != want {
+				t.Fatalf("n=%d: successor(%#x) = %d, want %d", n, h, got, want)
+			}
+		}
 	}
 }
