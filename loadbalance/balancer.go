@@ -215,11 +215,11 @@ type config struct {
 
 // Defaults of the options.
 const (
-	DefaultReplicas       = 160              // consistent_hash virtual nodes per unit of weight
-	DefaultDecay          = 10 * time.Second // p2c_ewma time constant
-	DefaultErrorPenalty   = time.Second      // p2c_ewma latency recorded for a failed call
-	DefaultInitialLatency = 30 * time.Millisecond
-	maxReplicas           = 1 << 12
+	DefaultReplicas       = 160                   // consistent_hash virtual nodes per unit of weight
+	DefaultDecay          = 10 * time.Second      // p2c_ewma time constant
+	DefaultErrorPenalty   = time.Second           // p2c_ewma latency recorded for a failed call
+	DefaultInitialLatency = 30 * time.Millisecond // p2c_ewma latency assumed for a new instance
+	maxReplicas           = 1 << 12               // bound of WithReplicas
 )
 
 func newConfig(m Mode, opts []Option) *config {
