@@ -120,26 +120,31 @@ func (c *Client) Call(ctx context.Context, method string, args, reply any) error
 	call.Method, call.Args, call.Reply, call.Error = method, args, reply, nil
 	err := c.send(ctx, call, false, 0)
 	if err == nil {
-		select {
-		case <-call.Done:
-			err = call.Error
-			if err != nil {
-				if cerr := contextEnded(ctx); cerr != nil {
-					// The deadline travelled: the server's copy fired as ours did.
-					err = fmt.Errorf("call %s: %w (server: %w)", method, cerr, err)
-				}
-			}
-		case <-ctx.Done():
-			if c.forget(call.seq) {
-				err = fmt.Errorf("call %s: %w", method, ctx.Err())
-			} else { // the reader is completing it: take its outcome
-				<-call.Done
-				err = call.Error
-			}
-		}
+		err = c.wait(ctx, call)
 	}
 	*call = Call{Done: call.Done}
 	callPool.Put(call)
+	return err
+}
+
+// wait waits for a sent call's outcome or for ctx to end.
+func (c *Client) wait(ctx context.Context, call *Call) error {
+	select {
+	case <-call.Done:
+	case <-ctx.Done():
+		if c.forget(call.seq) {
+			c.cancelRemote(ctx, call.seq)
+			return fmt.Errorf("call %s: %w", call.Method, ctx.Err())
+		}
+		<-call.Done // the reader is completing it: take its outcome
+	}
+	err := call.Error
+	if err != nil {
+		if cerr := contextEnded(ctx); cerr != nil {
+			// The deadline travelled: the server's copy fired as ours did.
+			err = fmt.Errorf("call %s: %w (server: %w)", call.Method, cerr, err)
+		}
+	}
 	return err
 }
 
@@ -207,6 +212,7 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 		if watch && ctx.Done() != nil {
 			call.stop = context.AfterFunc(ctx, func() {
 				if c.forget(call.seq) {
+					c.cancelRemote(ctx, call.seq)
 					call.Error = fmt.Errorf("call %s: %w", call.Method, ctx.Err())
 					call.finish()
 				}
@@ -235,6 +241,20 @@ func contextEnded(ctx context.Context) error {
 		return context.DeadlineExceeded
 	}
 	return nil
+}
+
+// cancelRemote tells the server the caller cancelled request seq, so its
+// handler's context ends. Best effort: a failed write breaks the connection
+// anyway.
+func (c *Client) cancelRemote(ctx context.Context, seq uint64) {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return // the deadline travelled with the request: the server's copy ends it
+	}
+	var b [protocol.HeaderSize + 3]byte
+	frame, err := protocol.AppendFrame(b[:0], &protocol.Message{Header: protocol.Header{Kind: protocol.KindCancel, Seq: seq}}, 0)
+	if err == nil {
+		c.w.Write(frame, false)
+	}
 }
 
 // refusal says why no new call may start, or nil. c.mu must be held.

@@ -11,7 +11,7 @@
 //	offset  size  field
 //	0       1     magic      0xC5
 //	1       1     version    1
-//	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away
+//	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away, 5 cancel
 //	3       1     flags      bit 0 one-way, bit 1 error, bit 2 reply (heartbeat answer);
 //	                         other bits must be zero
 //	4       1     codec      payload codec: 1 msgpack, 2 JSON (0 = none, for frames
@@ -33,8 +33,12 @@
 //	rest     payload: the codec-encoded arguments (request) or reply (response);
 //	         when the error flag is set, the UTF-8 error message instead
 //
-// Heartbeat and go-away frames have an empty body. A request's sequence number
-// is echoed by its response; a heartbeat answer echoes the heartbeat's.
+// Heartbeat, go-away and cancel frames carry no method, metadata, timeout or
+// payload: their body is three zero bytes. A request's sequence number is
+// echoed by its response; a heartbeat answer echoes the heartbeat's. A cancel
+// frame (client to server) names the sequence number of a request whose
+// caller gave up: the server cancels that request's context, and its reply,
+// if one is still sent, is ignored.
 //
 // # Limits
 //

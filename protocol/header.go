@@ -33,6 +33,7 @@ const (
 	KindResponse  Kind = 2 // a call's reply, server to client
 	KindHeartbeat Kind = 3 // a liveness probe, or its answer when FlagReply is set
 	KindGoAway    Kind = 4 // the server is shutting down: send no new calls here
+	KindCancel    Kind = 5 // the caller gave up on the request with this sequence number
 )
 
 func (k Kind) String() string {
@@ -45,6 +46,8 @@ func (k Kind) String() string {
 		return "heartbeat"
 	case KindGoAway:
 		return "go-away"
+	case KindCancel:
+		return "cancel"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -132,7 +135,7 @@ func ParseHeader(b []byte, maxBody int) (Header, error) {
 		Seq:     binary.BigEndian.Uint64(b[8:16]),
 		BodyLen: binary.BigEndian.Uint32(b[16:20]),
 	}
-	if h.Kind < KindRequest || h.Kind > KindGoAway {
+	if h.Kind < KindRequest || h.Kind > KindCancel {
 		return Header{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, b[2])
 	}
 	if h.Flags&^knownFlags != 0 {

@@ -28,6 +28,7 @@ func TestRoundTripEveryKindAndCodec(t *testing.T) {
 		{Header: Header{Kind: KindHeartbeat, Seq: 9}},
 		{Header: Header{Kind: KindHeartbeat, Flags: FlagReply, Seq: 9}},
 		{Header: Header{Kind: KindGoAway}},
+		{Header: Header{Kind: KindCancel, Seq: 12}},
 	}
 	for _, c := range []Codec{Msgpack, JSON} {
 		for _, want := range kinds {

@@ -30,11 +30,14 @@ type conn struct {
 
 	wentAway  atomic.Bool
 	closeOnce sync.Once
+
+	mu      sync.Mutex
+	running map[uint64]context.CancelFunc // requests a cancel frame can stop
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel}
+	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]context.CancelFunc)}
 	// Replies are counted in flight until the write that carries them returns.
 	c.w = batchwriter.New(nc, s.release)
 	return c
@@ -64,6 +67,13 @@ func (c *conn) serve() {
 			c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat, Flags: protocol.FlagReply, Seq: m.Seq}}, false)
 		case m.Kind == protocol.KindHeartbeat:
 			// An answer to nothing we asked: ignore.
+		case m.Kind == protocol.KindCancel:
+			c.mu.Lock()
+			cancel := c.running[m.Seq]
+			c.mu.Unlock()
+			if cancel != nil {
+				cancel()
+			}
 		default:
 			s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", "unexpected "+m.Kind.String()+" frame from a client")
 			return
@@ -99,11 +109,19 @@ func (c *conn) handle(m *protocol.Message) {
 		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
 		return
 	}
-	ctx, cancel := c.ctx, context.CancelFunc(nil)
+	var ctx context.Context
+	var cancel context.CancelFunc
 	if m.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(ctx, m.Timeout)
+		ctx, cancel = context.WithTimeout(c.ctx, m.Timeout)
+	} else {
+		ctx, cancel = context.WithCancel(c.ctx)
 	}
 	ctx = withMetadata(ctx, m.Metadata)
+	if !oneWay {
+		c.mu.Lock()
+		c.running[m.Seq] = cancel
+		c.mu.Unlock()
+	}
 	go c.run(ctx, cancel, mt, arg, m.Seq, codec, oneWay)
 }
 
@@ -111,9 +129,12 @@ func (c *conn) handle(m *protocol.Message) {
 func (c *conn) run(ctx context.Context, cancel context.CancelFunc, mt *method, arg reflect.Value, seq uint64, codec protocol.Codec, oneWay bool) {
 	reply := reflect.New(mt.reply)
 	err := mt.call(ctx, arg, reply)
-	if cancel != nil {
-		cancel()
+	if !oneWay {
+		c.mu.Lock()
+		delete(c.running, seq)
+		c.mu.Unlock()
 	}
+	cancel()
 	var p *panicError
 	switch {
 	case errors.As(err, &p):

@@ -17,6 +17,7 @@ type options struct {
 	idleTimeout      time.Duration
 	registerAttempts int
 	registerTimeout  time.Duration
+	drainGrace       time.Duration
 	logger           *slog.Logger
 }
 
@@ -25,6 +26,7 @@ func defaultOptions() options {
 		idleTimeout:      2 * time.Minute,
 		registerAttempts: 3,
 		registerTimeout:  10 * time.Second,
+		drainGrace:       time.Second,
 		logger:           slog.Default(),
 	}
 }
@@ -73,4 +75,14 @@ func WithLogger(l *slog.Logger) Option {
 			o.logger = l
 		}
 	}
+}
+
+// WithDrainGrace sets how long Shutdown, once every request in flight has
+// been answered, waits for clients to close their connections before closing
+// them itself (default 1 s). shoal clients close a connection as soon as the
+// last reply they await has arrived, so a request they sent just before they
+// read the go-away is still read and answered "shutting down" rather than
+// lost with the connection.
+func WithDrainGrace(d time.Duration) Option {
+	return func(o *options) { o.drainGrace = max(d, 0) }
 }

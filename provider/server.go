@@ -37,6 +37,7 @@ type Server struct {
 	shuttingDown atomic.Bool
 	inFlight     atomic.Int64  // requests read whose reply is not yet flushed
 	drained      chan struct{} // signalled when inFlight reaches zero while shutting down
+	connsGone    chan struct{} // signalled when the last connection closes while shutting down
 	done         chan struct{} // closed when the server has stopped
 	doneOnce     sync.Once
 
@@ -52,6 +53,7 @@ func NewServer(opts ...Option) *Server {
 	s := &Server{
 		opts:      defaultOptions(),
 		drained:   make(chan struct{}, 1),
+		connsGone: make(chan struct{}, 1),
 		done:      make(chan struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*conn]struct{}),
@@ -238,7 +240,21 @@ func (s *Server) trackConn(c *conn) {
 func (s *Server) untrackConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	gone := len(s.conns) == 0 && s.shuttingDown.Load()
 	s.mu.Unlock()
+	if gone {
+		select {
+		case s.connsGone <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// connCount returns how many connections are open.
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 // admit counts a request in flight from the moment its frame is read, and says
@@ -267,7 +283,9 @@ func (s *Server) release(n int) {
 //  3. close the listeners;
 //  4. send go-away on every connection: consumers send no new calls on it;
 //  5. answer requests that still arrive "shutting down", without running them;
-//  6. wait until every request in flight has had its reply flushed, or ctx ends;
+//  6. wait until every request in flight has had its reply flushed, or ctx
+//     ends; then give clients the drain grace (WithDrainGrace) to close their
+//     connections, still answering late requests as in step 5;
 //  7. close the connections and the done channel; Serve returns ErrServerClosed.
 //
 // It returns ctx's error if ctx ended before the requests in flight finished.
@@ -290,19 +308,33 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns { // 4
 		c.goAway()
 	}
-	var err error
-	for s.inFlight.Load() > 0 { // 6
+	err := s.drain(ctx) // 6
+	s.closeAll()        // 7
+	return err
+}
+
+// drain waits for the requests in flight, then for clients to close their
+// connections within the drain grace. Only ctx ending is an error.
+func (s *Server) drain(ctx context.Context) error {
+	for s.inFlight.Load() > 0 {
 		select {
 		case <-s.drained:
 		case <-ctx.Done():
-			err = fmt.Errorf("provider: shutdown with %d requests in flight: %w", s.inFlight.Load(), ctx.Err())
-		}
-		if err != nil {
-			break
+			return fmt.Errorf("provider: shutdown with %d requests in flight: %w", s.inFlight.Load(), ctx.Err())
 		}
 	}
-	s.closeAll() // 7
-	return err
+	grace := time.NewTimer(s.opts.drainGrace)
+	defer grace.Stop()
+	for s.connCount() > 0 {
+		select {
+		case <-s.connsGone:
+		case <-grace.C:
+			return nil
+		case <-ctx.Done():
+			return nil // every request was answered; only idle connections remain
+		}
+	}
+	return nil
 }
 
 // Close stops the server at once: it withdraws the instance, closes the

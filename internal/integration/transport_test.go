@@ -113,15 +113,24 @@ func TestDeadlineReturnsPromptlyAndCancelsTheHandler(t *testing.T) {
 	}
 }
 
-func TestCancelledCallLeavesTheConnectionWorking(t *testing.T) {
+func TestCancelledCallCancelsTheHandlerAndLeavesTheConnectionWorking(t *testing.T) {
 	s := serve(t)
 	c := dial(t, s.addr)
 	ctx, cancel := context.WithCancel(context.Background())
-	call := c.Go(ctx, "Arith.Sleep", 5000, new(int), nil)
+	call := c.Go(ctx, "Arith.Block", 0, new(int), nil)
 	cancel()
 	<-call.Done
 	if !errors.Is(call.Error, context.Canceled) {
 		t.Fatalf("Go: %v", call.Error)
+	}
+	// The cancel frame reaches the server: the handler's context ends too.
+	select {
+	case herr := <-s.arith.canceled:
+		if !errors.Is(herr, context.Canceled) {
+			t.Fatalf("handler saw %v", herr)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler was not cancelled")
 	}
 	if c.Pending() != 0 {
 		t.Fatalf("%d calls still pending", c.Pending())
@@ -152,7 +161,7 @@ func TestMetadataJSONAndOneWay(t *testing.T) {
 }
 
 func TestGracefulShutdownLosesNoCall(t *testing.T) {
-	s := serve(t)
+	s := serve(t, provider.WithDrainGrace(100*time.Millisecond)) // the raw connection never closes
 	c := dial(t, s.addr)
 	// A raw connection that ignores go-away, to see what the server does with
 	// a request that arrives after it.
