@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/protocol"
 )
 
@@ -17,6 +18,7 @@ type options struct {
 	heartbeatInterval time.Duration
 	heartbeatTimeout  time.Duration
 	connsPerAddr      int
+	proxyOptions
 }
 
 func defaultOptions() options {
@@ -26,6 +28,7 @@ func defaultOptions() options {
 		heartbeatInterval: 10 * time.Second,
 		heartbeatTimeout:  30 * time.Second,
 		connsPerAddr:      1,
+		proxyOptions:      defaultProxyOptions(),
 	}
 }
 
@@ -95,4 +98,121 @@ func WithMetadata(ctx context.Context, md map[string]string) context.Context {
 func metadataFrom(ctx context.Context) map[string]string {
 	md, _ := ctx.Value(metadataKey{}).(map[string]string)
 	return md
+}
+
+// ClientProxy options. Defaults: round robin, Failfast, 2 retries (used by
+// Failover, Failretry and Failbackup), no per-attempt timeout, backoff from
+// 10 ms to 500 ms with 20 % jitter, a retry budget of 100 tokens refilled by
+// 0.1 per success, a 50 ms hedging delay, ejection after 3 consecutive
+// connection failures for 1 s doubling up to 30 s.
+
+type proxyOptions struct {
+	lbMode         loadbalance.Mode
+	lbOpts         []loadbalance.Option
+	failMode       FailMode
+	retries        int
+	attemptTimeout time.Duration
+	backoffBase    time.Duration
+	backoffCap     time.Duration
+	backoffJitter  float64
+	budgetTokens   float64
+	budgetRatio    float64
+	hedgeDelay     time.Duration
+	idempotent     map[string]bool
+	waitInstances  time.Duration
+	ejectAfter     int
+	ejectBase      time.Duration
+	ejectMax       time.Duration
+}
+
+func defaultProxyOptions() proxyOptions {
+	return proxyOptions{
+		lbMode:        loadbalance.RoundRobin,
+		failMode:      Failfast,
+		retries:       2,
+		backoffBase:   10 * time.Millisecond,
+		backoffCap:    500 * time.Millisecond,
+		backoffJitter: 0.2,
+		budgetTokens:  100,
+		budgetRatio:   0.1,
+		hedgeDelay:    50 * time.Millisecond,
+		ejectAfter:    3,
+		ejectBase:     time.Second,
+		ejectMax:      30 * time.Second,
+	}
+}
+
+// WithLoadBalance sets the load-balancing policy (default loadbalance.RoundRobin).
+func WithLoadBalance(m loadbalance.Mode, opts ...loadbalance.Option) Option {
+	return func(o *options) { o.lbMode, o.lbOpts = m, opts }
+}
+
+// WithFailMode sets what happens when a call may have run and failed
+// (default Failfast).
+func WithFailMode(m FailMode) Option {
+	return func(o *options) { o.failMode = m }
+}
+
+// WithRetries sets how many more attempts Failover, Failretry and Failbackup
+// make after a maybe-executed failure (default 2).
+func WithRetries(n int) Option {
+	return func(o *options) { o.retries = max(n, 0) }
+}
+
+// WithAttemptTimeout bounds each attempt (default none: only the caller's
+// deadline bounds the call). An attempt that times out may have run.
+func WithAttemptTimeout(d time.Duration) Option {
+	return func(o *options) { o.attemptTimeout = d }
+}
+
+// WithBackoff sets the wait before retry n: base·2ⁿ⁻¹ capped at cap, plus up
+// to jitter (a fraction) of it at random.
+func WithBackoff(base, cap time.Duration, jitter float64) Option {
+	return func(o *options) { o.backoffBase, o.backoffCap, o.backoffJitter = base, cap, jitter }
+}
+
+// WithRetryBudget sets the token bucket that throttles maybe-executed
+// retries, as gRPC's retry throttling: every maybe-executed failure takes a
+// token, every answer from a server gives back ratio, and retries stop while
+// half the tokens or fewer are left. The default, 100 and 0.1, lets a burst of
+// 50 retries through (an instance dying under load) and then about one retry
+// per ten successes. Retries of calls that were refused without running
+// spend nothing; they are bounded by one try per instance. tokens 0 turns
+// the budget off.
+func WithRetryBudget(tokens, ratio float64) Option {
+	return func(o *options) { o.budgetTokens, o.budgetRatio = tokens, ratio }
+}
+
+// WithHedging sets the delay after which Failbackup sends a second attempt
+// of an idempotent call to another instance (default 50 ms).
+func WithHedging(delay time.Duration) Option {
+	return func(o *options) { o.hedgeDelay = delay }
+}
+
+// WithIdempotent marks methods ("Service.Method") safe to run twice, which
+// Failbackup may hedge.
+func WithIdempotent(methods ...string) Option {
+	return func(o *options) {
+		if o.idempotent == nil {
+			o.idempotent = make(map[string]bool)
+		}
+		for _, m := range methods {
+			o.idempotent[m] = true
+		}
+	}
+}
+
+// WithWaitForInstances makes NewClientProxy wait up to d for the service's
+// first instance instead of failing at once when there is none.
+func WithWaitForInstances(d time.Duration) Option {
+	return func(o *options) { o.waitInstances = d }
+}
+
+// WithOutlierEjection leaves out of picks an instance after consecutive
+// connection failures (dial refused, connection broken, attempt timed out)
+// for base, doubling while it keeps failing up to max; then one probe call
+// decides whether it is back. At least one instance is always left.
+// consecutive 0 turns ejection off.
+func WithOutlierEjection(consecutive int, base, max time.Duration) Option {
+	return func(o *options) { o.ejectAfter, o.ejectBase, o.ejectMax = consecutive, base, max }
 }

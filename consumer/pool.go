@@ -30,8 +30,10 @@ type slots struct {
 }
 
 // NewPool returns an empty pool; opts apply to every connection it makes.
-func NewPool(opts ...Option) *Pool {
-	return &Pool{opts: buildOptions(opts), addrs: make(map[string]*slots)}
+func NewPool(opts ...Option) *Pool { return newPool(buildOptions(opts)) }
+
+func newPool(o options) *Pool {
+	return &Pool{opts: o, addrs: make(map[string]*slots)}
 }
 
 // ErrPoolClosed is returned by Get after Close.

@@ -19,6 +19,9 @@ type Args struct{ A, B int }
 
 // Arith is the test service. Its counters let tests see what ran.
 type Arith struct {
+	id       string         // the instance ID, reported by Who
+	stallMS  atomic.Int64   // extra delay Who adds on this instance
+	whos     atomic.Int64   // Who calls that ran
 	executed atomic.Int64   // Sleep calls that ran
 	entered  sync.WaitGroup // Sleep calls that have started, when a test Adds to it
 	track    atomic.Bool    // Sleep calls Done entered
@@ -67,6 +70,39 @@ func (a *Arith) Block(ctx context.Context, _ int, reply *int) error {
 // Echo returns its argument followed by the caller's "who" metadata.
 func (a *Arith) Echo(ctx context.Context, s string, reply *string) error {
 	*reply = s + provider.Metadata(ctx)["who"]
+	return nil
+}
+
+// WhoArgs control Who.
+type WhoArgs struct {
+	SleepMS     int
+	FailOn      string // this instance returns an error
+	BlockUnless string // other instances block until their context ends
+}
+
+// Who waits SleepMS (plus the instance's stall) and returns the instance ID.
+func (a *Arith) Who(ctx context.Context, args WhoArgs, reply *string) error {
+	a.whos.Add(1)
+	if args.FailOn == a.id {
+		return errors.New("failed on " + a.id)
+	}
+	if args.BlockUnless != "" && args.BlockUnless != a.id {
+		<-ctx.Done()
+		select {
+		case a.canceled <- ctx.Err():
+		default:
+		}
+		return ctx.Err()
+	}
+	d := time.Duration(int64(args.SleepMS)+a.stallMS.Load()) * time.Millisecond
+	if d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	*reply = a.id
 	return nil
 }
 

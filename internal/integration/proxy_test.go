@@ -1,0 +1,353 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/loadbalance"
+	"github.com/shoalrpc/shoal/naming"
+)
+
+var allFailModes = []consumer.FailMode{consumer.Failfast, consumer.Failover, consumer.Failretry, consumer.Failbackup}
+
+func TestProxyJoinAndLeaveUnderLoad(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	testJoinAndLeave(t, reg)
+}
+
+// testJoinAndLeave: 16 callers; a third instance joins and must get calls
+// within a second; one leaves gracefully; no call fails.
+func testJoinAndLeave(t *testing.T, reg naming.Registry) {
+	c := newCluster(t, reg, 2)
+	p := newProxy(t, reg, consumer.WithWaitForInstances(10*time.Second))
+	waitListed(t, p, 2)
+	l := startLoad(p, 16, "Arith.Who", WhoArgs{SleepMS: 2})
+	l.until(t, 200)
+
+	joined := time.Now()
+	n3 := c.add("")
+	for n3.arith.whos.Load() == 0 {
+		if time.Since(joined) > time.Second {
+			t.Fatalf("the new instance got no call within a second of joining")
+		}
+		time.Sleep(time.Millisecond) // polling the load's progress
+	}
+	t.Logf("new instance served its first call %v after joining", time.Since(joined).Round(time.Millisecond))
+	l.until(t, 200)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.nodes[0].srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(t, p, 2)
+	l.until(t, 200)
+	ok, failed, errs := l.finish()
+	if failed != 0 {
+		t.Fatalf("%d of %d calls failed, first: %v", failed, ok+failed, errs[0])
+	}
+}
+
+func TestProxyGracefulShutdownLosesNoCallInAnyFailMode(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	testGracefulShutdownEveryMode(t, reg)
+}
+
+func testGracefulShutdownEveryMode(t *testing.T, reg naming.Registry) {
+	for _, mode := range allFailModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			c := newCluster(t, reg, 3)
+			p := newProxy(t, reg, consumer.WithFailMode(mode), consumer.WithIdempotent("Arith.Who"),
+				consumer.WithWaitForInstances(10*time.Second))
+			waitListed(t, p, 3)
+			l := startLoad(p, 16, "Arith.Who", WhoArgs{SleepMS: 5})
+			l.until(t, 100)
+			victim := c.nodes[1]
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := victim.srv.Shutdown(ctx); err != nil {
+				t.Fatal(err)
+			}
+			waitListed(t, p, 2)
+			l.until(t, 100)
+			ok, failed, errs := l.finish()
+			if failed != 0 {
+				t.Fatalf("%s: %d of %d calls failed, first: %v", mode, failed, ok+failed, errs[0])
+			}
+			if victim.arith.whos.Load() == 0 {
+				t.Fatal("the instance shut down never served a call")
+			}
+			for _, n := range c.nodes {
+				n.srv.Close()
+			}
+			waitListed(t, p, 0)
+		})
+	}
+}
+
+func TestProxyKilledProvider(t *testing.T) {
+	for _, mode := range []consumer.FailMode{consumer.Failover, consumer.Failfast} {
+		t.Run(mode.String(), func(t *testing.T) {
+			reg := naming.NewMemory()
+			defer reg.Close()
+			c := newCluster(t, reg, 3)
+			p := newProxy(t, reg, consumer.WithFailMode(mode))
+			l := startLoad(p, 16, "Arith.Who", WhoArgs{SleepMS: 20})
+			l.until(t, 100)
+			c.nodes[0].srv.Close() // abrupt: connections dropped, no go-away
+			waitListed(t, p, 2)
+			l.until(t, 100)
+			ok, failed, errs := l.finish()
+			switch mode {
+			case consumer.Failover:
+				if failed != 0 {
+					t.Fatalf("Failover: %d of %d calls failed, first: %v", failed, ok+failed, errs[0])
+				}
+			case consumer.Failfast:
+				// Only the calls in flight on the killed provider fail, each
+				// with a connection error; at most one per caller.
+				if failed > 16 {
+					t.Fatalf("Failfast: %d calls failed with 16 callers", failed)
+				}
+				for _, err := range errs {
+					if !isConnErr(err) {
+						t.Fatalf("Failfast: a call failed with %v, want a connection error", err)
+					}
+				}
+				t.Logf("Failfast: %d calls in flight on the killed provider failed, %d succeeded", failed, ok)
+			}
+		})
+	}
+}
+
+func TestProxyFailretryReconnectsToARestartedProvider(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	c := newCluster(t, reg, 1)
+	addr := strings.TrimPrefix(c.nodes[0].addr, "tcp@")
+	// A static registry keeps listing the address while the provider is down,
+	// as a fixed deployment would.
+	static, err := naming.NewStatic(c.nodes[0].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProxy(t, static, consumer.WithFailMode(consumer.Failretry), consumer.WithRetries(10),
+		consumer.WithBackoff(20*time.Millisecond, 200*time.Millisecond, 0.2))
+	var out string
+	if err := p.Call(context.Background(), "Arith.Who", WhoArgs{}, &out); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes[0].srv.Close()
+	restarted := make(chan struct{})
+	go func() {
+		time.Sleep(150 * time.Millisecond) // the outage the calls ride out
+		c.add(addr)
+		close(restarted)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Call(ctx, "Arith.Who", WhoArgs{}, &out); err != nil {
+		t.Fatalf("call across the restart: %v", err)
+	}
+	<-restarted
+	if out != c.nodes[1].id {
+		t.Fatalf("answered by %q, want the restarted %q", out, c.nodes[1].id)
+	}
+}
+
+func TestProxyHedgingCutsTheTailOfAStalledInstance(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	c := newCluster(t, reg, 2)
+	c.nodes[0].arith.stallMS.Store(1000)
+	p := newProxy(t, reg, consumer.WithFailMode(consumer.Failbackup), consumer.WithIdempotent("Arith.Who"),
+		consumer.WithHedging(20*time.Millisecond), consumer.WithLoadBalance(loadbalance.RoundRobin))
+	var lat []time.Duration
+	for range 40 {
+		start := time.Now()
+		var out string
+		if err := p.Call(context.Background(), "Arith.Who", WhoArgs{SleepMS: 2}, &out); err != nil {
+			t.Fatal(err)
+		}
+		if out != c.nodes[1].id {
+			t.Fatalf("answered by the stalled instance")
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	p99 := lat[len(lat)*99/100]
+	t.Logf("p50 %v, p99 %v with one instance stalled 1 s and a 20 ms hedging delay", lat[len(lat)/2], p99)
+	if p99 > 400*time.Millisecond {
+		t.Fatalf("p99 %v: hedging did not cut the stalled instance's tail", p99)
+	}
+	// Methods not marked idempotent are never hedged.
+	start := time.Now()
+	p2 := newProxy(t, reg, consumer.WithFailMode(consumer.Failbackup), consumer.WithHedging(20*time.Millisecond),
+		consumer.WithLoadBalance(loadbalance.RoundRobin))
+	for range 2 {
+		var out string
+		if err := p2.Call(context.Background(), "Arith.Who", WhoArgs{}, &out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if time.Since(start) < time.Second {
+		t.Fatal("a call to a method not marked idempotent was hedged")
+	}
+}
+
+func TestProxyRetryBudgetBoundsAttemptsOnAFailingCluster(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	c := newCluster(t, reg, 3)
+	for _, n := range c.nodes {
+		n.arith.stallMS.Store(10_000) // every attempt times out: maybe executed
+	}
+	const calls, retries = 20, 2
+	p := newProxy(t, reg, consumer.WithFailMode(consumer.Failover), consumer.WithRetries(retries),
+		consumer.WithAttemptTimeout(20*time.Millisecond), consumer.WithBackoff(time.Millisecond, time.Millisecond, 0),
+		consumer.WithRetryBudget(10, 0.1), consumer.WithOutlierEjection(0, 0, 0))
+	for range calls {
+		var out string
+		if err := p.Call(context.Background(), "Arith.Who", WhoArgs{}, &out); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call: %v (%#v), want the attempt timeout", err, err)
+		}
+	}
+	var attempts int64
+	for _, n := range c.nodes {
+		attempts += n.arith.whos.Load()
+	}
+	// Without a budget: calls × (1 + retries) = 60. With 10 tokens, retries
+	// stop once half are spent: at most 5 retries in all.
+	if attempts > calls+5 {
+		t.Fatalf("%d attempts for %d calls: the budget did not hold", attempts, calls)
+	}
+	t.Logf("%d attempts for %d failing calls (unthrottled: %d)", attempts, calls, calls*(1+retries))
+}
+
+func TestProxyBroadcastAndFork(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	c := newCluster(t, reg, 3)
+	p := newProxy(t, reg)
+	ctx := context.Background()
+	var out string
+	if err := p.Broadcast(ctx, "Arith.Who", WhoArgs{}, &out); err != nil || !strings.HasPrefix(out, "node") {
+		t.Fatalf("Broadcast: %q, %v", out, err)
+	}
+	for _, n := range c.nodes {
+		if n.arith.whos.Load() != 1 {
+			t.Fatalf("%s got %d broadcast calls", n.id, n.arith.whos.Load())
+		}
+	}
+
+	// One instance fails: its error comes back, and the others, blocked
+	// until then, are cancelled.
+	failing := c.nodes[1].id
+	err := p.Broadcast(ctx, "Arith.Who", WhoArgs{FailOn: failing, BlockUnless: failing}, &out)
+	var se *consumer.ServiceError
+	if !errors.As(err, &se) || se.Message != "failed on "+failing {
+		t.Fatalf("Broadcast with a failing instance: %v", err)
+	}
+	for _, n := range []*node{c.nodes[0], c.nodes[2]} {
+		select {
+		case <-n.arith.canceled:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s was not cancelled after the first error", n.id)
+		}
+	}
+
+	// Fork: the one instance that answers wins; the rest are cancelled.
+	winner := c.nodes[2].id
+	if err := p.Fork(ctx, "Arith.Who", WhoArgs{BlockUnless: winner}, &out); err != nil || out != winner {
+		t.Fatalf("Fork: %q, %v", out, err)
+	}
+	for _, n := range c.nodes[:2] {
+		select {
+		case <-n.arith.canceled:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s was not cancelled after Fork's winner", n.id)
+		}
+	}
+	// Fork where all fail returns them all.
+	err = p.Fork(ctx, "Arith.Nope", WhoArgs{}, &out)
+	if !errors.Is(err, consumer.ErrUnknownMethod) || strings.Count(err.Error(), "fork") != 3 {
+		t.Fatalf("Fork, all failing: %v", err)
+	}
+}
+
+func TestProxyEjectsAnInstanceThatKeepsFailing(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	c := newCluster(t, reg, 2)
+	bad := c.nodes[0]
+	// A static list keeps the dead address in rotation, as a registry that has
+	// not noticed yet would.
+	static, err := naming.NewStatic(bad.addr, c.nodes[1].addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.srv.Close()
+	p := newProxy(t, static, consumer.WithLoadBalance(loadbalance.RoundRobin),
+		consumer.WithOutlierEjection(3, time.Minute, time.Minute))
+	for range 100 {
+		var out string
+		if err := p.Call(context.Background(), "Arith.Who", WhoArgs{}, &out); err != nil {
+			t.Fatalf("call: %v (refused calls must go to another instance)", err)
+		}
+	}
+	// After three refusals the dead instance is out of rotation: 100 calls
+	// by round robin would otherwise have tried it 50 times.
+	if got := c.nodes[1].arith.whos.Load(); got != 100 {
+		t.Fatalf("the live instance served %d of 100 calls", got)
+	}
+}
+
+func TestNewClientProxyWithoutInstances(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	if _, err := consumer.NewClientProxy("arith", reg); !errors.Is(err, loadbalance.ErrNoInstances) {
+		t.Fatalf("NewClientProxy: %v, want ErrNoInstances", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		p, err := consumer.NewClientProxy("arith", reg, consumer.WithWaitForInstances(10*time.Second))
+		if err == nil {
+			var out string
+			err = p.Call(context.Background(), "Arith.Who", WhoArgs{}, &out)
+			p.Close()
+		}
+		got <- err
+	}()
+	newCluster(t, reg, 1)
+	if err := <-got; err != nil {
+		t.Fatalf("waiting proxy: %v", err)
+	}
+
+	p := newProxy(t, reg)
+	p.Close()
+	p.Close()
+	if err := p.Call(context.Background(), "Arith.Who", WhoArgs{}, new(string)); !errors.Is(err, consumer.ErrProxyClosed) {
+		t.Fatalf("Call after Close: %v", err)
+	}
+}
+
+func TestProxyWhenEveryInstanceIsGone(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	c := newCluster(t, reg, 1)
+	p := newProxy(t, reg)
+	c.nodes[0].srv.Close()
+	waitListed(t, p, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Call(ctx, "Arith.Who", WhoArgs{}, new(string)); !errors.Is(err, loadbalance.ErrNoInstances) {
+		t.Fatalf("Call with no instance: %v, want ErrNoInstances", err)
+	}
+}
