@@ -21,7 +21,7 @@ import (
 // time-weighted EWMA of the observed latencies, updated by done: after dt,
 // with w = exp(-dt/τ) (τ = WithDecay, 10 s by default),
 //
-//	estimate = estimate·w + rtt·(1 − w),   or rtt itself if rtt is larger (peak).
+//	estimate = estimate·w + rtt·(1 − w),   or rtt itself if rtt > estimate·w (peak).
 //
 // Between observations the estimate decays toward zero at read time, as
 // tower's does, so an instance nobody picks is probed again in time. A failed
