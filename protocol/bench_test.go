@@ -12,37 +12,45 @@ func benchmarkRequest(b *testing.B) (*Message, *testmsg.BenchmarkMessage) {
 }
 
 func BenchmarkEncodeRequest(b *testing.B) {
-	m, args := benchmarkRequest(b)
-	buf := make([]byte, 0, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		buf, err = AppendFrameEncode(buf[:0], m, Msgpack, args, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []Codec{Msgpack, MsgpackCompact} {
+		b.Run(c.Name(), func(b *testing.B) {
+			m, args := benchmarkRequest(b)
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				buf, err = AppendFrameEncode(buf[:0], m, c, args, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
 	}
-	b.SetBytes(int64(len(buf)))
 }
 
 func BenchmarkDecodeRequest(b *testing.B) {
-	m, args := benchmarkRequest(b)
-	frame, err := AppendFrameEncode(nil, m, Msgpack, args, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(int64(len(frame)))
-	b.ReportAllocs()
-	var got Message
-	var out testmsg.BenchmarkMessage
-	for b.Loop() {
-		got.Reset()
-		if _, err := DecodeFrame(frame, 0, &got); err != nil {
-			b.Fatal(err)
-		}
-		if err := Msgpack.Decode(got.Payload, &out); err != nil {
-			b.Fatal(err)
-		}
+	for _, c := range []Codec{Msgpack, MsgpackCompact} {
+		b.Run(c.Name(), func(b *testing.B) {
+			m, args := benchmarkRequest(b)
+			frame, err := AppendFrameEncode(nil, m, c, args, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(frame)))
+			b.ReportAllocs()
+			var got Message
+			var out testmsg.BenchmarkMessage
+			for b.Loop() {
+				got.Reset()
+				if _, err := DecodeFrame(frame, 0, &got); err != nil {
+					b.Fatal(err)
+				}
+				if err := c.Decode(got.Payload, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -17,6 +17,10 @@ const (
 	CodecNone    CodecID = 0 // no payload
 	CodecMsgpack CodecID = 1 // github.com/vmihailenco/msgpack/v5, the default
 	CodecJSON    CodecID = 2 // encoding/json
+	// CodecMsgpackCompact is msgpack with structs encoded as arrays of their
+	// fields, without field names: smaller and faster, but both sides must
+	// declare the fields in the same order.
+	CodecMsgpackCompact CodecID = 3
 )
 
 // Codec encodes and decodes payloads. Implementations are safe for concurrent use.
@@ -29,10 +33,15 @@ type Codec interface {
 	Decode(data []byte, v any) error
 }
 
-// Codecs provided by this package.
+// Codecs provided by this package. Msgpack is the default. MsgpackCompact
+// encodes structs as arrays (what `msgpack:",as_array"` does for one type):
+// about twice as fast for struct-heavy payloads, and safe when provider and
+// consumer share the Go types; it reads maps too, so it can decode anything
+// Msgpack writes.
 var (
-	Msgpack Codec = msgpackCodec{}
-	JSON    Codec = jsonCodec{}
+	Msgpack        Codec = msgpackCodec{}
+	MsgpackCompact Codec = msgpackCodec{compact: true}
+	JSON           Codec = jsonCodec{}
 )
 
 // CodecByID returns the codec with the given id, or an error for an unknown one.
@@ -40,21 +49,25 @@ func CodecByID(id CodecID) (Codec, error) {
 	switch id {
 	case CodecMsgpack:
 		return Msgpack, nil
+	case CodecMsgpackCompact:
+		return MsgpackCompact, nil
 	case CodecJSON:
 		return JSON, nil
 	}
 	return nil, fmt.Errorf("protocol: unknown codec id %d", id)
 }
 
-// ParseCodec returns the codec named "msgpack" or "json".
+// ParseCodec returns the codec named "msgpack", "msgpack-compact" or "json".
 func ParseCodec(name string) (Codec, error) {
 	switch name {
 	case "msgpack":
 		return Msgpack, nil
+	case "msgpack-compact":
+		return MsgpackCompact, nil
 	case "json":
 		return JSON, nil
 	}
-	return nil, fmt.Errorf("protocol: unknown codec %q (want msgpack or json)", name)
+	return nil, fmt.Errorf("protocol: unknown codec %q (want msgpack, msgpack-compact or json)", name)
 }
 
 // appendWriter is an io.Writer and io.ByteWriter that appends to a slice.
@@ -70,7 +83,8 @@ func (w *appendWriter) WriteByte(c byte) error {
 	return nil
 }
 
-type msgpackCodec struct{}
+// msgpackCodec is msgpack, with structs as maps or, compact, as arrays.
+type msgpackCodec struct{ compact bool }
 
 // msgpackState pairs a pooled encoder and decoder with the buffers they use,
 // so encoding and decoding allocate nothing of their own.
@@ -88,13 +102,25 @@ var msgpackPool = sync.Pool{New: func() any {
 	return s
 }}
 
-func (msgpackCodec) ID() CodecID  { return CodecMsgpack }
-func (msgpackCodec) Name() string { return "msgpack" }
+func (c msgpackCodec) ID() CodecID {
+	if c.compact {
+		return CodecMsgpackCompact
+	}
+	return CodecMsgpack
+}
 
-func (msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
+func (c msgpackCodec) Name() string {
+	if c.compact {
+		return "msgpack-compact"
+	}
+	return "msgpack"
+}
+
+func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 	s := msgpackPool.Get().(*msgpackState)
 	s.w.b = dst
-	s.enc.Reset(&s.w) // clears state a failed Encode may have left
+	s.enc.Reset(&s.w) // clears state a failed Encode may have left, and the flags
+	s.enc.UseArrayEncodedStructs(c.compact)
 	err := s.enc.Encode(v)
 	dst = s.w.b
 	s.w.b = nil
@@ -102,7 +128,7 @@ func (msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 	return dst, err
 }
 
-func (msgpackCodec) Decode(data []byte, v any) error {
+func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays alike
 	s := msgpackPool.Get().(*msgpackState)
 	s.r.Reset(data)
 	s.dec.Reset(&s.r) // clears state a failed Decode may have left

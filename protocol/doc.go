@@ -14,7 +14,8 @@
 //	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away, 5 cancel
 //	3       1     flags      bit 0 one-way, bit 1 error, bit 2 reply (heartbeat answer);
 //	                         other bits must be zero
-//	4       1     codec      payload codec: 1 msgpack, 2 JSON (0 = none, for frames
+//	4       1     codec      payload codec: 1 msgpack, 2 JSON, 3 msgpack with structs
+//	                         as arrays (0 = none, for frames
 //	                         without a payload)
 //	5       1     status     0 OK, 1 service error, 2 unknown service, 3 unknown
 //	                         method, 4 bad request, 5 shutting down, 6 internal

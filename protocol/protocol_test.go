@@ -30,7 +30,7 @@ func TestRoundTripEveryKindAndCodec(t *testing.T) {
 		{Header: Header{Kind: KindGoAway}},
 		{Header: Header{Kind: KindCancel, Seq: 12}},
 	}
-	for _, c := range []Codec{Msgpack, JSON} {
+	for _, c := range []Codec{Msgpack, MsgpackCompact, JSON} {
 		for _, want := range kinds {
 			t.Run(c.Name()+"/"+want.Kind.String(), func(t *testing.T) {
 				in := pair{A: 3, B: 4, Name: "héllo"}
@@ -82,7 +82,7 @@ func TestRoundTripErrorResponse(t *testing.T) {
 }
 
 func TestBenchmarkMessageRoundTrip(t *testing.T) {
-	for _, c := range []Codec{Msgpack, JSON} {
+	for _, c := range []Codec{Msgpack, MsgpackCompact, JSON} {
 		in := testmsg.NewBenchmarkMessage()
 		b, err := c.Append(nil, in)
 		if err != nil {
@@ -224,7 +224,7 @@ func TestCodecLookup(t *testing.T) {
 	if _, err := ParseCodec("xml"); err == nil {
 		t.Fatal(`ParseCodec("xml") succeeded`)
 	}
-	for _, c := range []Codec{Msgpack, JSON} {
+	for _, c := range []Codec{Msgpack, MsgpackCompact, JSON} {
 		byID, _ := CodecByID(c.ID())
 		byName, _ := ParseCodec(c.Name())
 		if byID != c || byName != c {
@@ -292,4 +292,29 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Reader disagrees: %v", err)
 		}
 	})
+}
+
+func TestCompactCodecIsSmallerAndReadsMaps(t *testing.T) {
+	in := testmsg.NewBenchmarkMessage()
+	full, err := Msgpack.Append(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compact, err := MsgpackCompact.Append(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(compact) >= len(full)*3/4 {
+		t.Fatalf("compact %d bytes, full %d: no field names saved?", len(compact), len(full))
+	}
+	t.Logf("benchmark message: msgpack %d bytes, msgpack-compact %d bytes", len(full), len(compact))
+	var out testmsg.BenchmarkMessage
+	if err := MsgpackCompact.Decode(full, &out); err != nil || out.Field1 != in.Field1 || out.Field131 != in.Field131 {
+		t.Fatalf("compact codec reading a map-encoded struct: %v", err)
+	}
+	// The flag does not leak into the default codec through the shared pool.
+	again, _ := Msgpack.Append(nil, in)
+	if !bytes.Equal(again, full) {
+		t.Fatal("Msgpack encoded differently after MsgpackCompact used the pool")
+	}
 }
