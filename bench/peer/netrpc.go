@@ -1,0 +1,90 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/rpc"
+	"sync"
+
+	"github.com/shoalrpc/shoal/bench/msg"
+)
+
+// NetRPC is the standard library's net/rpc with its default gob codec: one
+// rpc.Client (one connection).
+type NetRPC struct{}
+
+// Name implements Peer.
+func (NetRPC) Name() string { return "net/rpc" }
+
+// NetRPCHello is net/rpc's Hello service.
+type NetRPCHello struct{}
+
+// Say answers the benchmark call.
+func (NetRPCHello) Say(args *msg.BenchmarkMessage, reply *msg.BenchmarkMessage) error {
+	msg.Answer(args, reply)
+	return nil
+}
+
+// Serve implements Peer.
+func (NetRPC) Serve(ctx context.Context, ln net.Listener) error {
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("Hello", NetRPCHello{}); err != nil {
+		ln.Close()
+		return fmt.Errorf("net/rpc: register: %w", err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	serve := func() error { // rpc.Server.Accept would log the listener's closing
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return fmt.Errorf("net/rpc: accept: %w", err)
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+			go srv.ServeConn(nc)
+		}
+	}
+	stop := func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}
+	return serveUntil(ctx, serve, stop)
+}
+
+// Dial implements Peer.
+func (NetRPC) Dial(ctx context.Context, addr string) (Client, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("net/rpc: dial %s: %w", addr, err)
+	}
+	return &netrpcClient{c: rpc.NewClient(nc), args: msg.New()}, nil
+}
+
+type netrpcClient struct {
+	c    *rpc.Client
+	args *msg.BenchmarkMessage
+}
+
+func (n *netrpcClient) NewCaller() func(ctx context.Context) error {
+	reply := new(msg.BenchmarkMessage)
+	return func(context.Context) error {
+		*reply = msg.BenchmarkMessage{}
+		if err := n.c.Call("Hello.Say", n.args, reply); err != nil {
+			return err
+		}
+		if reply.Field1 != "OK" {
+			return ErrBadReply
+		}
+		return nil
+	}
+}
+
+func (n *netrpcClient) Close() error { return n.c.Close() }

@@ -1,0 +1,83 @@
+// Package peer holds the RPC stacks the benchmark compares. Each one serves
+// the same Hello.Say call (copy args to the reply, Field1 = "OK",
+// Field2 = 100) and dials one client connection that all callers share.
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// ErrBadReply is returned by a call whose reply is not the expected answer
+// (Field1 is not "OK", or the echoed frame is not the one sent).
+var ErrBadReply = errors.New("bad reply")
+
+// Peer is one RPC stack under test.
+type Peer interface {
+	// Name is the peer's name on the command line and in reports.
+	Name() string
+	// Serve serves Hello.Say on ln until ctx ends, then stops the server
+	// and returns. It closes ln.
+	Serve(ctx context.Context, ln net.Listener) error
+	// Dial opens the one client connection to addr (host:port) that all
+	// callers share.
+	Dial(ctx context.Context, addr string) (Client, error)
+}
+
+// Client is one client connection; safe for concurrent use.
+type Client interface {
+	// NewCaller returns a function that makes one Say call with the
+	// benchmark request and checks the reply. Each caller goroutine gets its
+	// own, so a caller may keep its reply value between calls; it is not
+	// safe for concurrent use.
+	NewCaller() func(ctx context.Context) error
+	// Close closes the connection.
+	Close() error
+}
+
+// All returns every peer, in the order rounds run them.
+func All() []Peer {
+	return []Peer{Shoal{}, NetRPC{}, RPCX{}, GRPC{}, Raw{}}
+}
+
+// Names returns the names of All, in order.
+func Names() []string {
+	all := All()
+	names := make([]string, len(all))
+	for i, p := range all {
+		names[i] = p.Name()
+	}
+	return names
+}
+
+// ByName returns the peer called name.
+func ByName(name string) (Peer, error) {
+	for _, p := range All() {
+		if p.Name() == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown peer %q (known: %s)", name, strings.Join(Names(), ", "))
+}
+
+// serveUntil runs serve in a goroutine and returns when it fails or ctx
+// ends; then it calls stop and waits for serve to return.
+func serveUntil(ctx context.Context, serve func() error, stop func()) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case err := <-errc:
+		stop()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+		stop()
+		<-errc
+		return nil
+	}
+}

@@ -1,0 +1,76 @@
+package peer
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestPeersAnswer serves every peer in this process and checks that its
+// client answers one call, then many concurrent calls on the one connection.
+func TestPeersAnswer(t *testing.T) {
+	for _, p := range All() {
+		t.Run(p.Name(), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srvCtx, stop := context.WithCancel(ctx)
+			served := make(chan error, 1)
+			go func() { served <- p.Serve(srvCtx, ln) }()
+
+			c, err := p.Dial(ctx, ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.NewCaller()(ctx); err != nil {
+				t.Fatalf("first call: %v", err)
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, 50)
+			for range 50 {
+				wg.Go(func() {
+					call := c.NewCaller()
+					for range 20 {
+						if err := call(ctx); err != nil {
+							errs <- err
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Errorf("concurrent call: %v", err)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("close: %v", err)
+			}
+			stop()
+			select {
+			case err := <-served:
+				if err != nil {
+					t.Errorf("serve: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("server did not stop within 5 s")
+			}
+		})
+	}
+}
+
+func TestByName(t *testing.T) {
+	for _, name := range Names() {
+		if p, err := ByName(name); err != nil || p.Name() != name {
+			t.Errorf("ByName(%q) = %v, %v", name, p, err)
+		}
+	}
+	if _, err := ByName("nope"); err == nil {
+		t.Error("ByName(nope): no error")
+	}
+}
