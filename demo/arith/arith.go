@@ -1,0 +1,106 @@
+// Package arith is the service of shoal's demo: integer arithmetic, a Div
+// whose division-by-zero error reaches the caller intact, and a Sleep whose
+// reply names the instance that served it, which makes load balancing and
+// graceful shutdown visible from the calling side.
+//
+// Served with provider.Server.Register(arith.New(id)), its methods are
+// "Arith.Add", "Arith.Mul", "Arith.Div", "Arith.Sleep" and "Arith.Stats";
+// every exported method of Arith is one of them.
+package arith
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Args are the operands of Add, Mul and Div.
+type Args struct{ A, B int }
+
+// Stats is what one instance reports about itself through Arith.Stats.
+type Stats struct {
+	ID      string // the instance ID given to New
+	Calls   int64  // calls finished since the start (Stats calls excluded)
+	Running int64  // calls running now, Sleep calls mostly
+}
+
+// ErrDivideByZero is what Div returns for B == 0. A caller sees it as a
+// *consumer.ServiceError whose Message is its text, "divide by zero".
+var ErrDivideByZero = errors.New("divide by zero")
+
+// MaxSleep is the longest Sleep a caller may ask for, so that no caller can
+// hold a provider's shutdown for ever.
+const MaxSleep = time.Minute
+
+// Arith is the demo service. Its zero value is not usable; call New.
+type Arith struct {
+	id      string
+	calls   atomic.Int64
+	running atomic.Int64
+}
+
+// New returns the service of the instance id; Sleep replies with id.
+func New(id string) *Arith { return &Arith{id: id} }
+
+// begin counts a call running; the returned func counts it finished.
+func (a *Arith) begin() func() {
+	a.running.Add(1)
+	return func() {
+		a.running.Add(-1)
+		a.calls.Add(1)
+	}
+}
+
+// Add sets sum to A+B.
+func (a *Arith) Add(ctx context.Context, args Args, sum *int) error {
+	defer a.begin()()
+	*sum = args.A + args.B
+	return nil
+}
+
+// Mul sets product to A×B.
+func (a *Arith) Mul(ctx context.Context, args Args, product *int) error {
+	defer a.begin()()
+	*product = args.A * args.B
+	return nil
+}
+
+// Div sets quotient to A/B, truncated toward zero; B == 0 is ErrDivideByZero.
+func (a *Arith) Div(ctx context.Context, args Args, quotient *int) error {
+	defer a.begin()()
+	if args.B == 0 {
+		return ErrDivideByZero
+	}
+	*quotient = args.A / args.B
+	return nil
+}
+
+// Sleep waits ms milliseconds and sets instance to the ID of the instance
+// that served the call. It returns early with the context's error when the
+// caller gives up or its deadline passes; ms must be in [0, MaxSleep].
+func (a *Arith) Sleep(ctx context.Context, ms int, instance *string) error {
+	defer a.begin()()
+	if ms < 0 || ms > int(MaxSleep/time.Millisecond) {
+		return fmt.Errorf("sleep %d ms: want 0 to %d", ms, MaxSleep/time.Millisecond)
+	}
+	if ms > 0 {
+		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("sleep %d ms: %w", ms, ctx.Err())
+		}
+	}
+	*instance = a.id
+	return nil
+}
+
+// Stats reports the instance's ID and its call counters; it is not counted
+// itself. In-process code may call it directly, with any ctx.
+func (a *Arith) Stats(ctx context.Context, _ struct{}, s *Stats) error {
+	*s = Stats{ID: a.id, Calls: a.calls.Load(), Running: a.running.Load()}
+	return nil
+}
