@@ -77,8 +77,13 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := net.Dialer{Timeout: o.dialTimeout}
-	nc, err := d.DialContext(ctx, network, address)
+	ctx, cancel := context.WithTimeout(ctx, o.dialTimeout)
+	defer cancel()
+	dialContext := o.dialer
+	if dialContext == nil {
+		dialContext = (&net.Dialer{}).DialContext
+	}
+	nc, err := dialContext(ctx, network, address)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrDial, addr, err)
 	}

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/shoalrpc/shoal/loadbalance"
@@ -18,6 +19,7 @@ type options struct {
 	heartbeatInterval time.Duration
 	heartbeatTimeout  time.Duration
 	connsPerAddr      int
+	dialer            func(ctx context.Context, network, address string) (net.Conn, error)
 	proxyOptions
 }
 
@@ -75,6 +77,12 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 			o.heartbeatTimeout = timeout
 		}
 	}
+}
+
+// WithDialer makes connections with dial instead of a net.Dialer, e.g. to
+// wrap or instrument them. The dial timeout still bounds ctx.
+func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
+	return func(o *options) { o.dialer = dial }
 }
 
 // WithConnsPerAddr sets how many long connections a Pool keeps to each

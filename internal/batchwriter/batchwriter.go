@@ -2,14 +2,18 @@
 // write syscalls on one connection.
 //
 // There is no writer goroutine: the goroutine that finds the queue idle
-// becomes the flusher and writes everything queued, including what others
-// append while its write is in the kernel. A flusher that has written many
-// rounds hands the rest to a short-lived goroutine, so no caller is held
-// writing for others for long.
+// becomes the flusher. It first yields the processor once, so that goroutines
+// already runnable (handlers about to reply, callers about to send) can queue
+// their frames behind its own; then it writes everything queued, including
+// what others append while its write is in the kernel. With nothing else
+// runnable the yield returns at once. A flusher that has written many rounds
+// hands the rest to a short-lived goroutine, so no caller is held writing for
+// others for long.
 package batchwriter
 
 import (
 	"io"
+	"runtime"
 	"sync"
 )
 
@@ -68,6 +72,9 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 		return nil
 	}
 	w.flushing = true
+	w.mu.Unlock()
+	runtime.Gosched() // let runnable writers join this batch
+	w.mu.Lock()
 	return w.flush(maxRounds)
 }
 

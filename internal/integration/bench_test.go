@@ -4,10 +4,14 @@ import (
 	"context"
 	"net"
 	"net/rpc"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/internal/testmsg"
+	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -27,7 +31,51 @@ func (Hello) SayCtx(ctx context.Context, args *testmsg.BenchmarkMessage, reply *
 	return Hello{}.Say(args, reply)
 }
 
-func shoalHello(b *testing.B) *consumer.Client {
+// countingConn counts the Write calls (syscalls) made on a connection.
+type countingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// countingListener wraps accepted connections in countingConn.
+type countingWritesListener struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l countingWritesListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{c, l.writes}, nil
+}
+
+// cpuTime returns the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure reports, besides ns/op, the CPU time per call of client and server
+// together (the figure that decides throughput on a machine whose cores both
+// run) and the write syscalls per call on both sides.
+func measure(b *testing.B, writes *atomic.Int64, run func()) {
+	writes.Store(0)
+	cpu0 := cpuTime()
+	run()
+	n := float64(b.N)
+	b.ReportMetric(float64(cpuTime()-cpu0)/n/1000, "cpu-µs/op")
+	b.ReportMetric(float64(writes.Load())/n, "writes/op")
+}
+
+func shoalHello(b *testing.B, writes *atomic.Int64, opts ...consumer.Option) *consumer.Client {
 	srv := provider.NewServer()
 	if err := srv.Register(Hello{}); err != nil {
 		b.Fatal(err)
@@ -36,8 +84,15 @@ func shoalHello(b *testing.B) *consumer.Client {
 	if err != nil {
 		b.Fatal(err)
 	}
-	go srv.Serve(ln)
-	c, err := consumer.Dial("tcp@" + ln.Addr().String())
+	go srv.Serve(countingWritesListener{ln, writes})
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return countingConn{c, writes}, nil
+	}
+	c, err := consumer.Dial("tcp@"+ln.Addr().String(), append(opts, consumer.WithDialer(dial))...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -45,7 +100,7 @@ func shoalHello(b *testing.B) *consumer.Client {
 	return c
 }
 
-func netrpcHello(b *testing.B) *rpc.Client {
+func netrpcHello(b *testing.B, writes *atomic.Int64) *rpc.Client {
 	srv := rpc.NewServer()
 	if err := srv.Register(Hello{}); err != nil {
 		b.Fatal(err)
@@ -60,13 +115,14 @@ func netrpcHello(b *testing.B) *rpc.Client {
 			if err != nil {
 				return
 			}
-			go srv.ServeConn(nc)
+			go srv.ServeConn(countingConn{nc, writes})
 		}
 	}()
-	c, err := rpc.Dial("tcp", ln.Addr().String())
+	nc, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
+	c := rpc.NewClient(countingConn{nc, writes})
 	b.Cleanup(func() { c.Close(); ln.Close() })
 	return c
 }
@@ -82,54 +138,70 @@ func BenchmarkCall(b *testing.B) {
 			b.Fatalf("reply Field1 %q", reply.Field1)
 		}
 	}
-	b.Run("shoal", func(b *testing.B) {
-		c := shoalHello(b)
-		b.ReportAllocs()
-		var reply testmsg.BenchmarkMessage
-		for b.Loop() {
-			if err := c.Call(context.Background(), "Hello.Say", args, &reply); err != nil {
-				b.Fatal(err)
-			}
-		}
-		check(b, &reply)
-	})
-	b.Run("netrpc", func(b *testing.B) {
-		c := netrpcHello(b)
-		b.ReportAllocs()
-		var reply testmsg.BenchmarkMessage
-		for b.Loop() {
-			if err := c.Call("Hello.Say", args, &reply); err != nil {
-				b.Fatal(err)
-			}
-		}
-		check(b, &reply)
-	})
-	b.Run("shoal/parallel", func(b *testing.B) {
-		c := shoalHello(b)
-		b.ReportAllocs()
-		b.SetParallelism(100)
-		b.RunParallel(func(pb *testing.PB) {
+	for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
+		b.Run("shoal/"+codec.Name(), func(b *testing.B) {
+			var writes atomic.Int64
+			c := shoalHello(b, &writes, consumer.WithCodec(codec))
+			b.ReportAllocs()
 			var reply testmsg.BenchmarkMessage
-			for pb.Next() {
-				if err := c.Call(context.Background(), "Hello.Say", args, &reply); err != nil {
-					b.Fatal(err)
+			measure(b, &writes, func() {
+				for b.Loop() {
+					if err := c.Call(context.Background(), "Hello.Say", args, &reply); err != nil {
+						b.Fatal(err)
+					}
 				}
-				check(b, &reply)
-			}
+			})
+			check(b, &reply)
 		})
-	})
-	b.Run("netrpc/parallel", func(b *testing.B) {
-		c := netrpcHello(b)
+	}
+	b.Run("netrpc", func(b *testing.B) {
+		var writes atomic.Int64
+		c := netrpcHello(b, &writes)
 		b.ReportAllocs()
-		b.SetParallelism(100)
-		b.RunParallel(func(pb *testing.PB) {
-			var reply testmsg.BenchmarkMessage
-			for pb.Next() {
+		var reply testmsg.BenchmarkMessage
+		measure(b, &writes, func() {
+			for b.Loop() {
 				if err := c.Call("Hello.Say", args, &reply); err != nil {
 					b.Fatal(err)
 				}
-				check(b, &reply)
 			}
+		})
+		check(b, &reply)
+	})
+	for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
+		b.Run("shoal/"+codec.Name()+"/parallel", func(b *testing.B) {
+			var writes atomic.Int64
+			c := shoalHello(b, &writes, consumer.WithCodec(codec))
+			b.ReportAllocs()
+			b.SetParallelism(100)
+			measure(b, &writes, func() {
+				b.RunParallel(func(pb *testing.PB) {
+					var reply testmsg.BenchmarkMessage
+					for pb.Next() {
+						if err := c.Call(context.Background(), "Hello.Say", args, &reply); err != nil {
+							b.Fatal(err)
+						}
+						check(b, &reply)
+					}
+				})
+			})
+		})
+	}
+	b.Run("netrpc/parallel", func(b *testing.B) {
+		var writes atomic.Int64
+		c := netrpcHello(b, &writes)
+		b.ReportAllocs()
+		b.SetParallelism(100)
+		measure(b, &writes, func() {
+			b.RunParallel(func(pb *testing.PB) {
+				var reply testmsg.BenchmarkMessage
+				for pb.Next() {
+					if err := c.Call("Hello.Say", args, &reply); err != nil {
+						b.Fatal(err)
+					}
+					check(b, &reply)
+				}
+			})
 		})
 	})
 }
