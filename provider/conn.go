@@ -122,19 +122,33 @@ func (c *conn) handle(m *protocol.Message) {
 		c.running[m.Seq] = cancel
 		c.mu.Unlock()
 	}
-	go c.run(ctx, cancel, mt, arg, m.Seq, codec, oneWay)
+	s.dispatch(task{c: c, ctx: ctx, cancel: cancel, mt: mt, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
+}
+
+// task is an admitted request, decoded and ready to run.
+type task struct {
+	c      *conn
+	ctx    context.Context
+	cancel context.CancelFunc
+	mt     *method
+	arg    reflect.Value
+	seq    uint64
+	codec  protocol.Codec
+	oneWay bool
 }
 
 // run calls the method and sends its reply.
-func (c *conn) run(ctx context.Context, cancel context.CancelFunc, mt *method, arg reflect.Value, seq uint64, codec protocol.Codec, oneWay bool) {
-	reply := reflect.New(mt.reply)
-	err := mt.call(ctx, arg, reply)
+func (t *task) run() {
+	c, seq, oneWay := t.c, t.seq, t.oneWay
+	reply := reflect.New(t.mt.reply)
+	err := t.mt.call(t.ctx, t.arg, reply)
 	if !oneWay {
 		c.mu.Lock()
 		delete(c.running, seq)
 		c.mu.Unlock()
 	}
-	cancel()
+	t.cancel()
+	codec := t.codec
 	var p *panicError
 	switch {
 	case errors.As(err, &p):

@@ -34,6 +34,9 @@ type Server struct {
 	services atomic.Pointer[map[string]bool]    // service names, to tell unknown service from unknown method
 	regMu    sync.Mutex                         // serialises Register
 
+	work        chan task    // hands requests to idle workers
+	idleWorkers atomic.Int64 // workers waiting on work
+
 	shuttingDown atomic.Bool
 	inFlight     atomic.Int64  // requests read whose reply is not yet flushed
 	drained      chan struct{} // signalled when inFlight reaches zero while shutting down
@@ -52,6 +55,7 @@ type Server struct {
 func NewServer(opts ...Option) *Server {
 	s := &Server{
 		opts:      defaultOptions(),
+		work:      make(chan task),
 		drained:   make(chan struct{}, 1),
 		connsGone: make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -273,6 +277,38 @@ func (s *Server) release(n int) {
 		select {
 		case s.drained <- struct{}{}:
 		default:
+		}
+	}
+}
+
+// maxIdleWorkers bounds the goroutines kept waiting for requests.
+const maxIdleWorkers = 128
+
+// dispatch runs a request on an idle worker, or on a new one. Workers are
+// reused so that a request runs on a stack that has already grown to what
+// decoding and calling need; up to maxIdleWorkers wait for the next request,
+// and all of them end when the server stops.
+func (s *Server) dispatch(t task) {
+	select {
+	case s.work <- t:
+	default:
+		go s.worker(t)
+	}
+}
+
+func (s *Server) worker(t task) {
+	for {
+		t.run()
+		if s.idleWorkers.Add(1) > maxIdleWorkers {
+			s.idleWorkers.Add(-1)
+			return
+		}
+		select {
+		case t = <-s.work:
+			s.idleWorkers.Add(-1)
+		case <-s.done:
+			s.idleWorkers.Add(-1)
+			return
 		}
 	}
 }
