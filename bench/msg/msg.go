@@ -18,7 +18,8 @@ const Int = 100000
 // msgpack peers (shoal and rpcx use the same msgpack library), and gob
 // ignores it.
 type BenchmarkMessage struct {
-	_msgpack struct{} `msgpack:",as_array"` //nolint:unused // read by msgpack through reflection
+	//lint:ignore U1000 read by msgpack through reflection: encode as an array
+	_msgpack struct{} `msgpack:",as_array"`
 
 	Field1   string
 	Field9   string

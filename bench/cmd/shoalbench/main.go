@@ -1,0 +1,69 @@
+// Command shoalbench is the peer benchmark of shoal: it compares shoal with
+// net/rpc, rpcx and gRPC-go, and with a raw-TCP ceiling, on the workload of
+// rpcx-benchmark (one unary call carrying a 581-byte message), each peer's
+// server in its own process and one client connection per peer.
+//
+// Usage:
+//
+//	shoalbench [-c 100,1000] [-rounds 3] [-d 3s] [-warmup 1s] [-peers shoal,net/rpc,rpcx,grpc,raw] [-json results/latest.json]
+//	shoalbench server -peer NAME [-addr 127.0.0.1:0] [-exit-on-eof]
+//
+// The first form runs the benchmark: it starts itself in server mode once
+// per peer, prints progress on stderr and the tables on stdout, and writes
+// the JSON report and a PNG chart next to it. The second serves one peer,
+// prints "listening on ADDR", and serves until killed (or, with
+// -exit-on-eof, until its standard input closes).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/shoalrpc/shoal/bench/harness"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "server" {
+		err = serverMain(ctx, os.Args[2:], os.Stdin, os.Stdout)
+	} else {
+		err = runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "shoalbench:", err)
+		os.Exit(1)
+	}
+}
+
+// serverMain is the server mode.
+func serverMain(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("shoalbench server", flag.ContinueOnError)
+	name := fs.String("peer", "", "the peer to serve: "+peerList())
+	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
+	eof := fs.Bool("exit-on-eof", false, "exit when standard input closes (the runner's pipe)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	p, err := peerByName(*name)
+	if err != nil {
+		return err
+	}
+	if err := checkLoopback(*addr); err != nil {
+		return err
+	}
+	return harness.ServeMain(ctx, p, *addr, stdin, stdout, *eof)
+}
