@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -21,9 +23,10 @@ type Args struct{ A, B int }
 
 // Stats is what one instance reports about itself through Arith.Stats.
 type Stats struct {
-	ID      string // the instance ID given to New
-	Calls   int64  // calls finished since the start (Stats calls excluded)
-	Running int64  // calls running now, Sleep calls mostly
+	ID       string        // the instance ID given to New
+	Calls    int64         // calls finished since the start (Stats calls excluded)
+	Running  int64         // calls running now
+	Sleeping map[int]int64 // Sleep calls running now, by the milliseconds they asked for
 }
 
 // ErrDivideByZero is what Div returns for B == 0. A caller sees it as a
@@ -39,10 +42,13 @@ type Arith struct {
 	id      string
 	calls   atomic.Int64
 	running atomic.Int64
+
+	mu       sync.Mutex
+	sleeping map[int]int64 // running Sleep calls by ms; no zero counts
 }
 
 // New returns the service of the instance id; Sleep replies with id.
-func New(id string) *Arith { return &Arith{id: id} }
+func New(id string) *Arith { return &Arith{id: id, sleeping: make(map[int]int64)} }
 
 // begin counts a call running; the returned func counts it finished.
 func (a *Arith) begin() func() {
@@ -85,6 +91,16 @@ func (a *Arith) Sleep(ctx context.Context, ms int, instance *string) error {
 	if ms < 0 || ms > int(MaxSleep/time.Millisecond) {
 		return fmt.Errorf("sleep %d ms: want 0 to %d", ms, MaxSleep/time.Millisecond)
 	}
+	a.mu.Lock()
+	a.sleeping[ms]++
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.sleeping[ms]--; a.sleeping[ms] == 0 {
+			delete(a.sleeping, ms)
+		}
+		a.mu.Unlock()
+	}()
 	if ms > 0 {
 		t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 		defer t.Stop()
@@ -101,6 +117,9 @@ func (a *Arith) Sleep(ctx context.Context, ms int, instance *string) error {
 // Stats reports the instance's ID and its call counters; it is not counted
 // itself. In-process code may call it directly, with any ctx.
 func (a *Arith) Stats(ctx context.Context, _ struct{}, s *Stats) error {
-	*s = Stats{ID: a.id, Calls: a.calls.Load(), Running: a.running.Load()}
+	a.mu.Lock()
+	sleeping := maps.Clone(a.sleeping)
+	a.mu.Unlock()
+	*s = Stats{ID: a.id, Calls: a.calls.Load(), Running: a.running.Load(), Sleeping: sleeping}
 	return nil
 }

@@ -71,7 +71,7 @@ func Start(cfg Config, call Call) (*Runner, error) {
 		cfg:   cfg,
 		call:  call,
 		start: time.Now(),
-		stats: Stats{Instances: map[string]int64{}, LastErrors: map[Kind]string{}},
+		stats: Stats{Instances: map[string]int64{}, LastErrors: map[Kind]string{}, latency: new(histogram)},
 		stop:  make(chan struct{}),
 		done:  make(chan struct{}),
 	}
@@ -157,6 +157,8 @@ func (r *Runner) Snapshot() Stats {
 	s := r.stats
 	s.Instances = maps.Clone(r.stats.Instances)
 	s.LastErrors = maps.Clone(r.stats.LastErrors)
+	h := *r.stats.latency
+	s.latency = &h
 	r.mu.Unlock()
 	select {
 	case <-r.done:
@@ -192,11 +194,11 @@ type Stats struct {
 	Kinds      [numKinds]int64  // calls by outcome, indexed by Kind
 	Instances  map[string]int64 // successful calls by the instance that served them, when known
 	LastErrors map[Kind]string  // the text of the last error of each kind seen
-	latency    histogram        // of successful calls
+	latency    *histogram       // of successful calls; nil in the zero Stats
 }
 
 // Count returns the number of calls with outcome k.
-func (s *Stats) Count(k Kind) int64 {
+func (s Stats) Count(k Kind) int64 {
 	if k < 0 || k >= numKinds {
 		return 0
 	}
@@ -204,10 +206,10 @@ func (s *Stats) Count(k Kind) int64 {
 }
 
 // Failed returns the number of calls that returned an error.
-func (s *Stats) Failed() int64 { return s.Calls - s.Kinds[OK] }
+func (s Stats) Failed() int64 { return s.Calls - s.Kinds[OK] }
 
 // Rate returns the calls per second over Elapsed.
-func (s *Stats) Rate() float64 {
+func (s Stats) Rate() float64 {
 	if s.Elapsed <= 0 {
 		return 0
 	}
@@ -216,7 +218,12 @@ func (s *Stats) Rate() float64 {
 
 // Latency returns the q-quantile (e.g. 0.5, 0.99) of the successful calls'
 // latency, within about 3 %; 0 when there was none.
-func (s *Stats) Latency(q float64) time.Duration { return s.latency.quantile(q) }
+func (s Stats) Latency(q float64) time.Duration {
+	if s.latency == nil {
+		return 0
+	}
+	return s.latency.quantile(q)
+}
 
 // Sub returns what happened between an earlier snapshot prev of the same
 // run and s. LastErrors keeps only the kinds that occurred in between.
@@ -239,6 +246,13 @@ func (s Stats) Sub(prev Stats) Stats {
 			d.LastErrors[k] = msg
 		}
 	}
-	d.latency.sub(&prev.latency)
+	h := new(histogram)
+	if s.latency != nil {
+		*h = *s.latency
+	}
+	if prev.latency != nil {
+		h.sub(prev.latency)
+	}
+	d.latency = h
 	return d
 }

@@ -27,7 +27,7 @@ type Summary struct {
 }
 
 // Summary returns s in machine-readable form.
-func (s *Stats) Summary() Summary {
+func (s Stats) Summary() Summary {
 	sum := Summary{
 		Calls:      s.Calls,
 		OK:         s.Kinds[OK],
@@ -57,7 +57,7 @@ func ms(d time.Duration) float64 { return math.Round(float64(d)/1e3) / 1e3 }
 // Progress returns a one-line account of a run in progress: calls so far,
 // errors, the rate since the previous snapshot prev (the overall rate when
 // prev is the zero Stats) and the calls in flight.
-func (s *Stats) Progress(prev Stats) string {
+func (s Stats) Progress(prev Stats) string {
 	d := s.Sub(prev)
 	return fmt.Sprintf("%6.1fs  calls %d  ok %d  errors %d  %.0f calls/s  in flight %d",
 		s.Elapsed.Seconds(), s.Calls, s.Kinds[OK], s.Failed(), d.Rate(), s.InFlight)
@@ -66,7 +66,7 @@ func (s *Stats) Progress(prev Stats) string {
 // WriteText writes the human-readable summary: calls and throughput,
 // latency quantiles, calls by outcome (with the last error of each failing
 // kind) and the per-instance distribution.
-func (s *Stats) WriteText(w io.Writer) error {
+func (s Stats) WriteText(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "calls       %d in %s (%.0f calls/s)\n", s.Calls, s.Elapsed.Round(time.Millisecond), s.Rate())
 	fmt.Fprintf(&b, "latency     p50 %s  p99 %s  (successful calls)\n", round(s.Latency(0.5)), round(s.Latency(0.99)))
@@ -79,7 +79,7 @@ func (s *Stats) WriteText(w io.Writer) error {
 	tw.Flush()
 	for _, k := range Kinds() {
 		if msg, ok := s.LastErrors[k]; ok {
-			fmt.Fprintf(&b, "  last %s error: %s\n", k, msg)
+			fmt.Fprintf(&b, "  last %s: %s\n", k, msg)
 		}
 	}
 	b.WriteString("\n")
