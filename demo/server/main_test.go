@@ -86,7 +86,9 @@ func TestRunDrainsOnSignal(t *testing.T) {
 	var log syncBuffer
 	signals := make(chan os.Signal, 2)
 	code := make(chan int, 1)
-	go func() { code <- run([]string{"-registry", "memory://", "-log", "json", "-id", "arith-x"}, &log, signals) }()
+	go func() {
+		code <- run([]string{"-registry", "memory://", "-log", "json", "-id", "arith-x"}, &log, signals)
+	}()
 	serving := waitLogged(t, &log, "serving")
 	if serving["id"] != "arith-x" || !strings.HasPrefix(serving["addr"].(string), "tcp@127.0.0.1:") {
 		t.Fatalf("serving line %v", serving)
