@@ -40,6 +40,10 @@ func main() {
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(2)
 	}
+	if err != nil && ctx.Err() != nil {
+		fmt.Fprintln(os.Stderr, "\nshoalbench: interrupted; servers stopped")
+		os.Exit(130)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "shoalbench:", err)
 		os.Exit(1)
