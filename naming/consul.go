@@ -64,6 +64,7 @@ type consulOptions struct {
 	backoffMin      time.Duration
 	backoffMax      time.Duration
 	logger          *slog.Logger
+	token           string
 }
 
 // WithTTL sets the TTL of each instance's health check (default
@@ -121,6 +122,7 @@ type ConsulStats struct {
 	HeartbeatErrors uint64 // failed TTL updates, including unknown checks
 	Registrations   uint64 // successful registrations, first ones and re-registrations
 	Reregistrations uint64 // registrations redone because the agent had lost them
+	ACLDenials      uint64 // requests Consul refused by ACL (ErrPermissionDenied), of every kind
 }
 
 // Consul is the production registry backend, on a Consul agent's HTTP API.
@@ -134,6 +136,10 @@ type Consul struct {
 	conf   api.Config // as given to api.NewClient, after it filled the defaults
 	http   *http.Client
 	o      consulOptions
+
+	token       string    // sent with every request; "" is Consul's anonymous token
+	tokenSource string    // where token came from, for error messages (never the token)
+	anonHint    sync.Once // see hintAnonymous
 
 	ctx    context.Context // ended by Close; parent of heartbeats and watches
 	cancel context.CancelFunc
@@ -149,13 +155,18 @@ type Consul struct {
 	heartbeatErrors atomic.Uint64
 	registrations   atomic.Uint64
 	reregistrations atomic.Uint64
+	aclDenials      atomic.Uint64
 }
 
 // NewConsul returns a registry on the Consul agent that cfg describes. A nil
 // cfg means api.DefaultConfig(), which honours CONSUL_HTTP_ADDR,
-// CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT and the other CONSUL_*
-// variables. cfg is copied, not modified. No request is made until the
-// registry is used.
+// CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_CACERT
+// and the other CONSUL_* variables; a cfg without a token takes the token
+// from those variables too. WithToken overrides both. cfg is copied, not
+// modified. No request is made until the registry is used.
+//
+// With Consul's ACLs on, a request the token does not allow fails with an
+// error wrapping ErrPermissionDenied (see there).
 func NewConsul(cfg *api.Config, opts ...ConsulOption) (*Consul, error) {
 	o := consulOptions{
 		ttl:             DefaultConsulTTL,
@@ -207,15 +218,22 @@ func NewConsul(cfg *api.Config, opts ...ConsulOption) (*Consul, error) {
 		}
 	}
 
+	token, source := resolveToken(&o, &conf)
+	if o.token != "" {
+		conf.Token, conf.TokenFile = o.token, ""
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Consul{
-		client: client,
-		conf:   conf,
-		http:   conf.HttpClient,
-		o:      o,
-		ctx:    ctx,
-		cancel: cancel,
-		regs:   make(map[string]*consulReg),
+		client:      client,
+		conf:        conf,
+		http:        conf.HttpClient,
+		o:           o,
+		token:       token,
+		tokenSource: source,
+		ctx:         ctx,
+		cancel:      cancel,
+		regs:        make(map[string]*consulReg),
 	}, nil
 }
 
@@ -242,6 +260,7 @@ func (c *Consul) Stats() ConsulStats {
 		HeartbeatErrors: c.heartbeatErrors.Load(),
 		Registrations:   c.registrations.Load(),
 		Reregistrations: c.reregistrations.Load(),
+		ACLDenials:      c.aclDenials.Load(),
 	}
 }
 
@@ -302,7 +321,7 @@ func (c *Consul) Register(ctx context.Context, in *Instance) (context.CancelFunc
 		close(r.done) // no heartbeat goroutine to wait for
 		// The service may be registered while its first heartbeat failed;
 		// do not leave it behind.
-		_ = c.deregisterID(inst.ID)
+		_ = c.deregisterID(inst.Service, inst.ID)
 		c.forget(r)
 		return nil, err
 	}
@@ -365,12 +384,12 @@ func (r *consulReg) register(ctx context.Context) error {
 	c := r.c
 	ctx, cancel := context.WithTimeout(ctx, c.o.reqTimeout)
 	defer cancel()
-	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}.WithContext(ctx)
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true, Token: c.token}.WithContext(ctx)
 	if err := c.client.Agent().ServiceRegisterOpts(r.reg, opts); err != nil {
-		return fmt.Errorf("consul register %s: %w", r.inst.ID, err)
+		return fmt.Errorf("consul register %s: %w", r.inst.ID, c.aclError(err, writeNeeds(r.inst.Service)))
 	}
-	if err := c.client.Agent().UpdateTTLOpts(r.checkID, "", api.HealthPassing, (&api.QueryOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("consul register %s: first heartbeat: %w", r.inst.ID, err)
+	if err := c.client.Agent().UpdateTTLOpts(r.checkID, "", api.HealthPassing, c.queryOptions(ctx)); err != nil {
+		return fmt.Errorf("consul register %s: first heartbeat: %w", r.inst.ID, c.aclError(err, writeNeeds(r.inst.Service)))
 	}
 	c.registrations.Add(1)
 	return nil
@@ -414,6 +433,11 @@ func (r *consulReg) heartbeat() {
 			} else {
 				c.reregistrations.Add(1)
 			}
+		case errors.Is(err, ErrPermissionDenied):
+			// The token was revoked or its policy changed: say so loudly,
+			// and keep trying in case it is put right.
+			c.heartbeatErrors.Add(1)
+			log.Error("consul refused the heartbeat; the instance will turn critical", "err", err)
 		default:
 			c.heartbeatErrors.Add(1)
 			log.Warn("consul heartbeat failed", "err", err)
@@ -426,9 +450,9 @@ func (r *consulReg) heartbeat() {
 func (r *consulReg) pass() error {
 	ctx, cancel := context.WithTimeout(r.ctx, r.c.o.reqTimeout)
 	defer cancel()
-	err := r.c.client.Agent().UpdateTTLOpts(r.checkID, "", api.HealthPassing, (&api.QueryOptions{}).WithContext(ctx))
+	err := r.c.client.Agent().UpdateTTLOpts(r.checkID, "", api.HealthPassing, r.c.queryOptions(ctx))
 	if err != nil {
-		return fmt.Errorf("consul heartbeat %s: %w", r.inst.ID, err)
+		return fmt.Errorf("consul heartbeat %s: %w", r.inst.ID, r.c.aclError(err, writeNeeds(r.inst.Service)))
 	}
 	return nil
 }
@@ -438,7 +462,7 @@ func (r *consulReg) cancel() {
 	r.deregister.Do(func() {
 		r.stopBeat()
 		<-r.done
-		if err := r.c.deregisterID(r.inst.ID); err != nil {
+		if err := r.c.deregisterID(r.inst.Service, r.inst.ID); err != nil {
 			r.c.o.logger.Warn("consul deregister failed", "id", r.inst.ID, "err", err)
 		}
 		r.c.forget(r)
@@ -469,29 +493,34 @@ func (c *Consul) forget(r *consulReg) {
 	}
 }
 
-// deregisterID removes service id from the agent, bounded by the request
-// timeout; a service the agent does not know is not an error.
-func (c *Consul) deregisterID(id string) error {
+// deregisterID removes instance id of service from the agent, bounded by
+// the request timeout; a service the agent does not know is not an error.
+func (c *Consul) deregisterID(service, id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.reqTimeout)
 	defer cancel()
-	err := c.client.Agent().ServiceDeregisterOpts(id, (&api.QueryOptions{}).WithContext(ctx))
+	err := c.client.Agent().ServiceDeregisterOpts(id, c.queryOptions(ctx))
 	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("consul deregister %s: %w", id, err)
+		return fmt.Errorf("consul deregister %s: %w", id, c.aclError(err, writeNeeds(service)))
 	}
 	return nil
 }
 
-// Fetch returns the passing instances of service, sorted by ID.
+// Fetch returns the passing instances of service, sorted by ID. An error
+// wrapping ErrPermissionDenied means the token may not read them.
 func (c *Consul) Fetch(ctx context.Context, service string) ([]*Instance, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.reqTimeout)
 	defer cancel()
-	entries, _, err := c.client.Health().Service(service, "", true, (&api.QueryOptions{}).WithContext(ctx))
+	entries, meta, err := c.client.Health().Service(service, "", true, c.queryOptions(ctx))
 	if err != nil {
-		return nil, fmt.Errorf("consul fetch %s: %w", service, err)
+		return nil, fmt.Errorf("consul fetch %s: %w", service, c.aclError(err, readNeeds(service)))
 	}
+	if meta.ResultsFilteredByACLs {
+		return nil, fmt.Errorf("consul fetch %s: %w", service, c.filteredError(service))
+	}
+	c.hintAnonymous(service, len(entries), meta)
 	return instancesFromEntries(entries), nil
 }
 

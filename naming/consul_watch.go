@@ -2,6 +2,7 @@ package naming
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -17,8 +18,11 @@ import (
 //
 // While Consul is unreachable the watch keeps the last good list (it
 // delivers nothing) and retries with exponential backoff and jitter; queries
-// are rate-limited. The channel is closed when ctx ends or the registry is
-// closed.
+// are rate-limited. A query Consul refuses by ACL (ErrPermissionDenied) is
+// logged at error level and retried the same way, since the token's policy
+// may be put right while the watch runs; Fetch returns that error to its
+// caller, so a consumer that fetches first fails clearly. The channel is
+// closed when ctx ends or the registry is closed.
 func (c *Consul) Watch(ctx context.Context, service string) (<-chan []*Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consul watch %s: %w", service, err)
@@ -64,7 +68,11 @@ func (c *Consul) watch(ctx context.Context, service string, out *latest) {
 			// the whole wait. Start over with a non-blocking query.
 			index = 0
 			d := bo.next()
-			log.Warn("consul watch query failed; keeping the last good list", "err", err, "retry_in", d)
+			if errors.Is(err, ErrPermissionDenied) {
+				log.Error("consul refused the watch query; keeping the last good list", "err", err, "retry_in", d)
+			} else {
+				log.Warn("consul watch query failed; keeping the last good list", "err", err, "retry_in", d)
+			}
 			if !sleepCtx(ctx, d) {
 				return
 			}
@@ -85,11 +93,16 @@ func (c *Consul) query(ctx context.Context, service string, index uint64) ([]*ap
 	c.watchQueries.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, c.o.wait+c.o.wait/16+c.o.reqTimeout)
 	defer cancel()
-	q := &api.QueryOptions{WaitIndex: index, WaitTime: c.o.wait}
-	entries, meta, err := c.client.Health().Service(service, "", true, q.WithContext(ctx))
+	q := c.queryOptions(ctx)
+	q.WaitIndex, q.WaitTime = index, c.o.wait
+	entries, meta, err := c.client.Health().Service(service, "", true, q)
 	if err != nil {
-		return nil, nil, fmt.Errorf("consul watch %s (index %d): %w", service, index, err)
+		return nil, nil, fmt.Errorf("consul watch %s (index %d): %w", service, index, c.aclError(err, readNeeds(service)))
 	}
+	if meta.ResultsFilteredByACLs {
+		return nil, nil, fmt.Errorf("consul watch %s (index %d): %w", service, index, c.filteredError(service))
+	}
+	c.hintAnonymous(service, len(entries), meta)
 	return entries, meta, nil
 }
 

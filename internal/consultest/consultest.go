@@ -4,11 +4,15 @@
 // variable, the cache that scripts/consul.sh build fills
 // (${SHOAL_CACHE:-$HOME/.cache/shoal}/consul-1.21.0/consul), and consul on
 // PATH. Without one, Start skips the test, or fails it when CI=true.
+//
+// StartWithACL starts the agent with ACLs on (default policy deny) and
+// returns its management token.
 package consultest
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +45,10 @@ type Agent struct {
 	logPath string
 	ports   ports
 	client  *http.Client
+
+	// token is the initial management token of an agent with ACLs on
+	// (StartWithACL), "" otherwise.
+	token string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -91,6 +99,30 @@ func CachePath() string {
 // written to the test output.
 func Start(t testing.TB) *Agent {
 	t.Helper()
+	return start(t, "")
+}
+
+// StartWithACL starts a dev agent like Start, with Consul's ACL system on and
+// a default policy of deny, and returns it with its management token (a
+// random UUID, the agent's initial_management token, also used as the
+// agent's own token so that it can register its node). It waits until the
+// agent has a leader, its node is in the catalog and the ACL system answers
+// GET /v1/acl/token/self for the management token. Restart keeps the token.
+func StartWithACL(t testing.TB) (a *Agent, managementToken string) {
+	t.Helper()
+	token, err := randomUUID()
+	if err != nil {
+		t.Fatalf("consultest: management token: %v", err)
+	}
+	return start(t, token), token
+}
+
+// ManagementToken returns the management token of an agent started by
+// StartWithACL, or "" when its ACLs are off.
+func (a *Agent) ManagementToken() string { return a.token }
+
+func start(t testing.TB, token string) *Agent {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -104,6 +136,7 @@ func Start(t testing.TB) *Agent {
 		bin:     bin,
 		dir:     dir,
 		logPath: filepath.Join(dir, "consul.log"),
+		token:   token,
 		client: &http.Client{
 			Timeout:   2 * time.Second,
 			Transport: &http.Transport{DisableKeepAlives: true},
@@ -177,20 +210,28 @@ func (a *Agent) start() error {
 	fmt.Fprintf(logf, "==== consultest: run %d of %s, http port %d ====\n", a.runs, a.bin, a.ports.http)
 
 	p := a.ports
-	cmd := exec.Command(a.bin, "agent", "-dev",
+	args := []string{"agent", "-dev",
 		"-node=shoal-test",
 		"-bind=127.0.0.1",
 		"-client=127.0.0.1",
-		"-http-port="+strconv.Itoa(p.http),
-		"-dns-port="+strconv.Itoa(p.dns),
-		"-grpc-port="+strconv.Itoa(p.grpc),
-		"-grpc-tls-port="+strconv.Itoa(p.grpcTLS),
-		"-serf-lan-port="+strconv.Itoa(p.serfLAN),
-		"-serf-wan-port="+strconv.Itoa(p.serfWAN),
-		"-server-port="+strconv.Itoa(p.server),
+		"-http-port=" + strconv.Itoa(p.http),
+		"-dns-port=" + strconv.Itoa(p.dns),
+		"-grpc-port=" + strconv.Itoa(p.grpc),
+		"-grpc-tls-port=" + strconv.Itoa(p.grpcTLS),
+		"-serf-lan-port=" + strconv.Itoa(p.serfLAN),
+		"-serf-wan-port=" + strconv.Itoa(p.serfWAN),
+		"-server-port=" + strconv.Itoa(p.server),
 		"-log-level=info",
 		"-hcl=connect { enabled = false }",
-	)
+	}
+	if a.token != "" {
+		// Dev mode bootstraps the ACL system with initial_management; the
+		// agent token lets the agent register its own node under deny.
+		args = append(args, fmt.Sprintf(
+			`-hcl=acl { enabled = true default_policy = "deny" enable_token_persistence = false tokens { initial_management = %q agent = %q } }`,
+			a.token, a.token))
+	}
+	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = a.dir
 	if err := cmd.Start(); err != nil {
@@ -208,7 +249,8 @@ func (a *Agent) start() error {
 }
 
 // waitReady polls the HTTP API until the agent has a leader and its own node
-// is in the catalog, the agent exits, or StartTimeout passes.
+// is in the catalog (and, with ACLs on, the ACL system knows the management
+// token), the agent exits, or StartTimeout passes.
 func (a *Agent) waitReady(exited <-chan struct{}) error {
 	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 	defer cancel()
@@ -221,6 +263,10 @@ func (a *Agent) waitReady(exited <-chan struct{}) error {
 		if err == nil && leader != `""` && leader != "" {
 			var nodes string
 			nodes, err = a.get(ctx, base+"/v1/catalog/node/shoal-test")
+			if err == nil && nodes != "null" && a.token != "" {
+				// ACLs are ready once the management token resolves.
+				_, err = a.get(ctx, base+"/v1/acl/token/self")
+			}
 			if err == nil && nodes != "null" {
 				return nil
 			}
@@ -245,6 +291,9 @@ func (a *Agent) get(ctx context.Context, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
+	}
+	if a.token != "" {
+		req.Header.Set("X-Consul-Token", a.token)
 	}
 	resp, err := a.client.Do(req)
 	if err != nil {
@@ -328,4 +377,16 @@ func freePort() (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("no port free for both TCP and UDP after 50 tries")
+}
+
+// randomUUID returns a random (version 4) UUID, the form Consul wants for a
+// token's secret.
+func randomUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]), nil
 }
