@@ -96,7 +96,7 @@ func writeInstances(b *strings.Builder, instances map[string]int64, ok int64) {
 	}
 	ids := slices.Sorted(maps.Keys(instances))
 	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "instance\tcalls\tshare\t")
+	fmt.Fprintln(tw, "instance\tcalls\tshare")
 	for _, id := range ids {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", id, instances[id], share(instances[id], ok), bar(instances[id], ok))
 	}
