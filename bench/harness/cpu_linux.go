@@ -50,29 +50,36 @@ func procCPU(pid int) (time.Duration, error) {
 }
 
 // machineCPU is the CPU time every core of the machine has spent busy
-// (everything but idle and iowait), from /proc/stat.
-func machineCPU() (time.Duration, error) {
+// (user, nice, system, irq, softirq) and the time the hypervisor stole
+// from it, from /proc/stat.
+func machineCPU() (busy, steal time.Duration, err error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, fmt.Errorf("machine CPU time: %w", err)
+		return 0, 0, fmt.Errorf("machine CPU time: %w", err)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	f := strings.Fields(line)
-	if len(f) < 5 || f[0] != "cpu" {
-		return 0, fmt.Errorf("machine CPU time: unexpected /proc/stat line %q", line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, 0, fmt.Errorf("machine CPU time: unexpected /proc/stat line %q", line)
 	}
-	var busy uint64
+	var ticks [7]uint64 // user nice system idle iowait irq softirq
+	var stolen uint64
 	for i, v := range f[1:] {
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are already in user
-			continue
+		if i > 7 { // guest times are already counted in user
+			break
 		}
 		n, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("machine CPU time: /proc/stat field %q", v)
+			return 0, 0, fmt.Errorf("machine CPU time: /proc/stat field %q", v)
 		}
-		busy += n
+		if i == 7 {
+			stolen = n
+		} else {
+			ticks[i] = n
+		}
 	}
-	return time.Duration(busy) * time.Second / userHZ, nil
+	used := ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+	return time.Duration(used) * time.Second / userHZ, time.Duration(stolen) * time.Second / userHZ, nil
 }
 
 // serverSysProcAttr makes a server process its own process group (so the

@@ -31,6 +31,9 @@ type Machine struct {
 	// processes used while the run measured: 0 on a quiet machine. -1 when
 	// unknown.
 	OtherBusy float64 `json:"other_busy"`
+	// Steal is the share of the machine's CPU its hypervisor took away
+	// during the run.
+	Steal float64 `json:"steal"`
 }
 
 // machineInfo gathers what can be known before the run.

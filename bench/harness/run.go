@@ -81,7 +81,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 
-	busy0, errBusy0 := machineCPU()
+	busy0, steal0, errBusy0 := machineCPU()
 	own0, errOwn0 := ownCPU(cs)
 	wall0 := time.Now()
 	for _, conc := range cfg.Concurrency {
@@ -91,12 +91,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	busy1, errBusy1 := machineCPU()
+	busy1, steal1, errBusy1 := machineCPU()
 	own1, errOwn1 := ownCPU(cs)
 	if err := errors.Join(errBusy0, errBusy1, errOwn0, errOwn1); err == nil {
 		total := time.Since(wall0).Seconds() * float64(rep.Machine.Cores)
 		other := (busy1 - busy0 - (own1 - own0)).Seconds() / total
 		rep.Machine.OtherBusy = max(other, 0)
+		rep.Machine.Steal = (steal1 - steal0).Seconds() / total
 	}
 	rep.Machine.LoadAfter = loadAvg()
 	rep.summarise()

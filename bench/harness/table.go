@@ -49,6 +49,9 @@ func (m Machine) String() string {
 	if m.OtherBusy >= 0 {
 		s += fmt.Sprintf("; other processes used %.0f%% of the machine's CPU during the run", 100*m.OtherBusy)
 	}
+	if m.Steal >= 0.01 {
+		s += fmt.Sprintf(", the hypervisor stole %.0f%%", 100*m.Steal)
+	}
 	return s
 }
 
