@@ -5,9 +5,11 @@ package consumer
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -87,6 +89,11 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrDial, addr, err)
 	}
+	if o.tls != nil {
+		if nc, err = clientHandshake(ctx, nc, address, o.tls); err != nil {
+			return nil, fmt.Errorf("%w: %s: TLS: %w", ErrDial, addr, err)
+		}
+	}
 	c := &Client{
 		addr:    addr,
 		opts:    o,
@@ -94,7 +101,9 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 		pending: make(map[uint64]*Call),
 		closing: make(chan struct{}),
 	}
-	c.w = batchwriter.New(nc, nil)
+	// A server that stops reading can make us queue at most twice the body
+	// limit before the connection fails; the pending table is bounded too.
+	c.w = batchwriter.New(nc, nil, 2*bodyLimit(o.maxBody))
 	c.goroutines.Go(c.read)
 	if o.heartbeatInterval > 0 {
 		c.goroutines.Go(c.keepalive)
@@ -193,7 +202,7 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	m := protocol.Message{
 		Header:   protocol.Header{Kind: protocol.KindRequest, Flags: flags},
 		Method:   call.Method,
-		Metadata: metadataFrom(ctx),
+		Metadata: c.metadata(ctx),
 		Timeout:  timeout,
 	}
 	buf := getBuffer()
@@ -209,6 +218,10 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	if err := c.refusal(); err != nil {
 		c.mu.Unlock()
 		return fmt.Errorf("call %s: %w", call.Method, err)
+	}
+	if !oneWay && c.opts.maxPending > 0 && len(c.pending) >= c.opts.maxPending {
+		c.mu.Unlock()
+		return fmt.Errorf("call %s: %w (%d)", call.Method, ErrTooManyPending, c.opts.maxPending)
 	}
 	c.seq++
 	call.seq = c.seq
@@ -260,6 +273,82 @@ func (c *Client) cancelRemote(ctx context.Context, seq uint64) {
 	if err == nil {
 		c.w.Write(frame, false)
 	}
+}
+
+// metadata is what a call under ctx sends: the client's credentials and
+// ctx's metadata (which wins on a clash).
+func (c *Client) metadata(ctx context.Context) map[string]string {
+	md := metadataFrom(ctx)
+	switch {
+	case len(c.opts.credentials) == 0:
+		return md
+	case len(md) == 0:
+		return c.opts.credentials
+	}
+	merged := make(map[string]string, len(md)+len(c.opts.credentials))
+	maps.Copy(merged, c.opts.credentials)
+	maps.Copy(merged, md)
+	return merged
+}
+
+// clientHandshake runs a TLS handshake on nc, naming the server from address
+// when cfg does not.
+func clientHandshake(ctx context.Context, nc net.Conn, address string, cfg *tls.Config) (net.Conn, error) {
+	if cfg.ServerName == "" {
+		cfg = cfg.Clone()
+		if host, _, err := net.SplitHostPort(address); err == nil {
+			cfg.ServerName = host
+		}
+	}
+	tc := tls.Client(nc, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	// In TLS 1.3 the server checks a client certificate after our handshake
+	// has returned; a heartbeat round trip surfaces its verdict now, as a
+	// dial error, rather than on the first call.
+	if err := ping(ctx, tc); err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// ping sends a heartbeat and reads the answer, before the connection's
+// reader starts.
+func ping(ctx context.Context, nc net.Conn) error {
+	if d, ok := ctx.Deadline(); ok {
+		nc.SetDeadline(d)
+		defer nc.SetDeadline(time.Time{})
+	}
+	hb, _ := protocol.AppendFrame(nil, &protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat}}, 0)
+	if _, err := nc.Write(hb); err != nil {
+		return err
+	}
+	var head [protocol.HeaderSize]byte
+	if _, err := io.ReadFull(nc, head[:]); err != nil {
+		return err
+	}
+	h, err := protocol.ParseHeader(head[:], 64)
+	if err != nil {
+		return err
+	}
+	body := make([]byte, h.BodyLen)
+	if _, err := io.ReadFull(nc, body); err != nil {
+		return err
+	}
+	if h.Kind != protocol.KindHeartbeat {
+		return fmt.Errorf("server answered a heartbeat with a %s frame", h.Kind)
+	}
+	return nil
+}
+
+func bodyLimit(n int) int {
+	if n <= 0 {
+		return protocol.DefaultMaxBodySize
+	}
+	return n
 }
 
 // refusal says why no new call may start, or nil. c.mu must be held.

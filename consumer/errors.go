@@ -32,6 +32,15 @@ var (
 	ErrClientClosed = errors.New("shoal: client closed")
 	// ErrDial: no connection could be made. Not executed.
 	ErrDial = errors.New("shoal: dial failed")
+	// ErrOverloaded: the server is past a connection or concurrency limit
+	// and refused the call. Not executed; another instance may take it.
+	ErrOverloaded = errors.New("shoal: server overloaded")
+	// ErrUnauthenticated: the server's auth check refused the credentials.
+	// Not executed.
+	ErrUnauthenticated = errors.New("shoal: unauthenticated")
+	// ErrTooManyPending: the connection already has as many calls awaiting
+	// replies as WithMaxPending allows. Not sent.
+	ErrTooManyPending = errors.New("shoal: too many calls pending on the connection")
 )
 
 // ServiceError is an error returned by the remote method itself. Message is
@@ -56,6 +65,10 @@ func statusError(method string, status protocol.Status, msg string) error {
 		return fmt.Errorf("%w: %s", ErrBadRequest, msg)
 	case protocol.StatusShuttingDown:
 		return fmt.Errorf("%w: %s", ErrShuttingDown, msg)
+	case protocol.StatusOverloaded:
+		return fmt.Errorf("%w: %s", ErrOverloaded, msg)
+	case protocol.StatusUnauthenticated:
+		return fmt.Errorf("%w: %s: %s", ErrUnauthenticated, method, msg)
 	}
 	return fmt.Errorf("%w (%s): %s", ErrInternal, status, msg)
 }

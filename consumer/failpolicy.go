@@ -70,13 +70,14 @@ func classify(ctx context.Context, err error) errKind {
 	switch {
 	case contextEnded(ctx) != nil:
 		return kindFinal
-	case errors.Is(err, ErrDial), errors.Is(err, ErrClientClosed), errors.Is(err, ErrShuttingDown):
+	case errors.Is(err, ErrDial), errors.Is(err, ErrClientClosed), errors.Is(err, ErrShuttingDown),
+		errors.Is(err, ErrOverloaded), errors.Is(err, ErrTooManyPending):
 		return kindNotExecuted
 	case errors.Is(err, ErrConnClosed), errors.Is(err, context.DeadlineExceeded):
 		return kindMaybeExecuted
 	}
 	// ServiceError, bad request, unknown service or method, internal error,
-	// no instances, a reply that does not decode.
+	// unauthenticated, no instances, a reply that does not decode.
 	return kindFinal
 }
 

@@ -28,6 +28,9 @@ func TestClassify(t *testing.T) {
 		{live, fmt.Errorf("x: %w", ErrDial), kindNotExecuted},
 		{live, fmt.Errorf("x: %w", ErrShuttingDown), kindNotExecuted},
 		{live, fmt.Errorf("x: %w", ErrClientClosed), kindNotExecuted},
+		{live, fmt.Errorf("x: %w", ErrOverloaded), kindNotExecuted},
+		{live, fmt.Errorf("x: %w", ErrTooManyPending), kindNotExecuted},
+		{live, fmt.Errorf("x: %w", ErrUnauthenticated), kindFinal},
 		{live, fmt.Errorf("x: %w", ErrConnClosed), kindMaybeExecuted},
 		{live, fmt.Errorf("attempt: %w", context.DeadlineExceeded), kindMaybeExecuted},
 		{ended, fmt.Errorf("x: %w", ErrConnClosed), kindFinal}, // the caller gave up

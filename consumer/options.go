@@ -2,6 +2,8 @@ package consumer
 
 import (
 	"context"
+	"crypto/tls"
+	"maps"
 	"net"
 	"time"
 
@@ -20,6 +22,9 @@ type options struct {
 	heartbeatTimeout  time.Duration
 	connsPerAddr      int
 	dialer            func(ctx context.Context, network, address string) (net.Conn, error)
+	maxPending        int
+	tls               *tls.Config
+	credentials       map[string]string
 	proxyOptions
 }
 
@@ -30,6 +35,7 @@ func defaultOptions() options {
 		heartbeatInterval: 10 * time.Second,
 		heartbeatTimeout:  30 * time.Second,
 		connsPerAddr:      1,
+		maxPending:        10000,
 		proxyOptions:      defaultProxyOptions(),
 	}
 }
@@ -83,6 +89,26 @@ func WithHeartbeat(interval, timeout time.Duration) Option {
 // wrap or instrument them. The dial timeout still bounds ctx.
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
 	return func(o *options) { o.dialer = dial }
+}
+
+// WithMaxPending bounds the calls awaiting replies on one connection
+// (default 10,000); a call past it fails at once with ErrTooManyPending,
+// without being sent.
+func WithMaxPending(n int) Option {
+	return func(o *options) { o.maxPending = max(n, 0) }
+}
+
+// WithTLS dials TLS with cfg. An empty cfg.ServerName is taken from the
+// address's host. For mutual TLS give cfg.Certificates.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.tls = cfg }
+}
+
+// WithCredentials sends md with every call, for the server's auth check
+// (provider.WithAuth); metadata set on a call's context with WithMetadata
+// is sent too and wins on a clash.
+func WithCredentials(md map[string]string) Option {
+	return func(o *options) { o.credentials = maps.Clone(md) }
 }
 
 // WithConnsPerAddr sets how many long connections a Pool keeps to each

@@ -18,7 +18,8 @@
 //	                         as arrays (0 = none, for frames
 //	                         without a payload)
 //	5       1     status     0 OK, 1 service error, 2 unknown service, 3 unknown
-//	                         method, 4 bad request, 5 shutting down, 6 internal
+//	                         method, 4 bad request, 5 shutting down, 6 internal,
+//	                         7 overloaded, 8 unauthenticated
 //	6       2     reserved   must be zero
 //	8       8     sequence   chosen by the client, echoed in the response
 //	16      4     body length

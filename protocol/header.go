@@ -69,13 +69,15 @@ type Status uint8
 
 // Response statuses.
 const (
-	StatusOK             Status = 0 // the method ran and returned nil
-	StatusServiceError   Status = 1 // the method ran and returned an error
-	StatusUnknownService Status = 2 // no service of that name; not executed
-	StatusUnknownMethod  Status = 3 // no method of that name; not executed
-	StatusBadRequest     Status = 4 // malformed call or undecodable args; not executed
-	StatusShuttingDown   Status = 5 // the server is draining; not executed
-	StatusInternal       Status = 6 // the server failed (handler panic, reply too large)
+	StatusOK              Status = 0 // the method ran and returned nil
+	StatusServiceError    Status = 1 // the method ran and returned an error
+	StatusUnknownService  Status = 2 // no service of that name; not executed
+	StatusUnknownMethod   Status = 3 // no method of that name; not executed
+	StatusBadRequest      Status = 4 // malformed call or undecodable args; not executed
+	StatusShuttingDown    Status = 5 // the server is draining; not executed
+	StatusInternal        Status = 6 // the server failed (handler panic, reply too large)
+	StatusOverloaded      Status = 7 // past a connection or concurrency limit; not executed
+	StatusUnauthenticated Status = 8 // the credentials were refused; not executed
 )
 
 func (s Status) String() string {
@@ -94,6 +96,10 @@ func (s Status) String() string {
 		return "shutting down"
 	case StatusInternal:
 		return "internal error"
+	case StatusOverloaded:
+		return "overloaded"
+	case StatusUnauthenticated:
+		return "unauthenticated"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }

@@ -318,3 +318,41 @@ func TestCompactCodecIsSmallerAndReadsMaps(t *testing.T) {
 		t.Fatal("Msgpack encoded differently after MsgpackCompact used the pool")
 	}
 }
+
+// trickle delivers its data n bytes per Read.
+type trickle struct {
+	data []byte
+	n    int
+}
+
+func (t *trickle) Read(p []byte) (int, error) {
+	if len(t.data) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), t.n)], t.data)
+	t.data = t.data[k:]
+	return k, nil
+}
+
+func TestOnWaitTellsIdleFromMidFrame(t *testing.T) {
+	frame, _ := AppendFrame(nil, &Message{Header: Header{Kind: KindRequest, Seq: 1}, Method: "A.B", Payload: make([]byte, 100)}, 0)
+	r := NewReader(&trickle{data: append(bytes.Clone(frame), frame...), n: 7}, 0)
+	var waits []bool
+	r.OnWait = func(started bool) { waits = append(waits, started) }
+	var m Message
+	for range 2 {
+		if err := r.Read(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each frame: one idle wait for its first byte, then mid-frame waits.
+	idle := 0
+	for _, started := range waits {
+		if !started {
+			idle++
+		}
+	}
+	if idle != 2 || len(waits) < 4 {
+		t.Fatalf("waits %v: want one idle wait per frame and mid-frame waits", waits)
+	}
+}

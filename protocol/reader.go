@@ -24,6 +24,14 @@ type Reader struct {
 	maxBody int
 	head    [HeaderSize]byte
 	body    []byte
+
+	// OnWait, if set, is called before the Reader waits on the stream for
+	// bytes: started is false when no byte of the next frame has arrived (the
+	// stream is idle) and true in the middle of a frame. A server sets its
+	// read deadlines here: an idle timeout between frames, a shorter read
+	// timeout within one, so a peer that sends part of a frame and stalls is
+	// cut off.
+	OnWait func(started bool)
 }
 
 // NewReader returns a Reader of frames from r whose bodies may be at most
@@ -41,6 +49,17 @@ func (r *Reader) Buffered() int { return r.r.Buffered() }
 // stream between frames is io.EOF; anything else is a wrapped error.
 func (r *Reader) Read(m *Message) error {
 	m.Reset()
+	if r.OnWait != nil && r.r.Buffered() < HeaderSize {
+		if r.r.Buffered() == 0 {
+			r.OnWait(false)
+			if _, err := r.r.Peek(1); err != nil {
+				return err
+			}
+		}
+		if r.r.Buffered() < HeaderSize {
+			r.OnWait(true)
+		}
+	}
 	if _, err := io.ReadFull(r.r, r.head[:]); err != nil {
 		if err == io.ErrUnexpectedEOF {
 			return fmt.Errorf("%w: truncated header: %w", ErrMalformed, err)
@@ -53,6 +72,9 @@ func (r *Reader) Read(m *Message) error {
 	}
 	if cap(r.body) > keepBufferSize {
 		r.body = nil
+	}
+	if r.OnWait != nil && r.r.Buffered() < int(h.BodyLen) {
+		r.OnWait(true)
 	}
 	r.body, err = readBody(r.r, r.body[:0], int(h.BodyLen))
 	if err != nil {

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -30,6 +31,8 @@ type conn struct {
 
 	wentAway  atomic.Bool
 	closeOnce sync.Once
+	overLimit bool         // past WithMaxConns: every request is refused
+	inFlight  atomic.Int64 // this connection's requests read and not yet answered
 
 	mu      sync.Mutex
 	running map[uint64]context.CancelFunc // requests a cancel frame can stop
@@ -38,9 +41,59 @@ type conn struct {
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]context.CancelFunc)}
-	// Replies are counted in flight until the write that carries them returns.
-	c.w = batchwriter.New(nc, s.release)
+	var w io.Writer = nc
+	if s.opts.writeTimeout > 0 {
+		w = deadlineWriter{nc, s.opts.writeTimeout}
+	}
+	// Replies are counted in flight until the write that carries them
+	// returns; a peer that does not read can make us queue at most twice the
+	// body limit before the connection is closed.
+	c.w = batchwriter.New(w, c.release, 2*bodyLimit(s.opts.maxBody))
 	return c
+}
+
+// deadlineWriter bounds every write to a connection.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	d.nc.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.nc.Write(p)
+}
+
+func bodyLimit(n int) int {
+	if n <= 0 {
+		return protocol.DefaultMaxBodySize
+	}
+	return n
+}
+
+// admit counts a request in flight, on the server and on this connection,
+// from the moment its frame is read, and says whether it may run. Counting
+// comes first, so Shutdown either waits for this request or the request sees
+// the flag and is refused. Every admitted request is released once, by
+// release, when its reply has been flushed (or dropped with its connection).
+func (c *conn) admit() protocol.Status {
+	s := c.srv
+	server := s.inFlight.Add(1)
+	perConn := c.inFlight.Add(1)
+	switch {
+	case s.shuttingDown.Load():
+		return protocol.StatusShuttingDown
+	case c.overLimit,
+		s.opts.maxPerServer > 0 && server > int64(s.opts.maxPerServer),
+		s.opts.maxPerConn > 0 && perConn > int64(s.opts.maxPerConn):
+		return protocol.StatusOverloaded
+	}
+	return protocol.StatusOK
+}
+
+// release ends n of this connection's requests' time in flight.
+func (c *conn) release(n int) {
+	c.inFlight.Add(-int64(n))
+	c.srv.release(n)
 }
 
 // serve reads frames until the connection fails or closes. This is where a
@@ -48,12 +101,26 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) serve() {
 	defer c.close()
 	s := c.srv
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := c.handshake(tc); err != nil {
+			s.opts.logger.Info("provider: TLS handshake failed", "remote", c.nc.RemoteAddr(), "err", err)
+			return
+		}
+	}
 	r := protocol.NewReader(c.nc, s.opts.maxBody)
+	r.OnWait = func(started bool) {
+		timeout := s.opts.idleTimeout
+		if started {
+			timeout = s.opts.readTimeout
+		}
+		deadline := time.Time{}
+		if timeout > 0 {
+			deadline = time.Now().Add(timeout)
+		}
+		c.nc.SetReadDeadline(deadline)
+	}
 	var m protocol.Message
 	for {
-		if s.opts.idleTimeout > 0 && r.Buffered() == 0 {
-			c.nc.SetReadDeadline(time.Now().Add(s.opts.idleTimeout))
-		}
 		if err := r.Read(&m); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
 				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
@@ -81,13 +148,24 @@ func (c *conn) serve() {
 	}
 }
 
+// handshake completes a TLS handshake within the read timeout.
+func (c *conn) handshake(tc *tls.Conn) error {
+	ctx := c.ctx
+	if t := c.srv.opts.readTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	return tc.HandshakeContext(ctx)
+}
+
 // handle admits one request, decodes its arguments while m's payload is
-// valid, and runs it on a goroutine of its own.
+// valid, and hands it to a worker.
 func (c *conn) handle(m *protocol.Message) {
 	s := c.srv
 	oneWay := m.Flags&protocol.FlagOneWay != 0
-	if !s.admit() {
-		c.fail(m.Seq, oneWay, protocol.StatusShuttingDown, m.Method+" not executed")
+	if status := c.admit(); status != protocol.StatusOK {
+		c.fail(m.Seq, oneWay, status, m.Method+" not executed")
 		return
 	}
 	mt, status := s.lookup(m.Method)
@@ -117,12 +195,16 @@ func (c *conn) handle(m *protocol.Message) {
 		ctx, cancel = context.WithCancel(c.ctx)
 	}
 	ctx = withMetadata(ctx, m.Metadata)
+	var md map[string]string
+	if s.opts.auth != nil {
+		md = m.Metadata
+	}
 	if !oneWay {
 		c.mu.Lock()
 		c.running[m.Seq] = cancel
 		c.mu.Unlock()
 	}
-	s.dispatch(task{c: c, ctx: ctx, cancel: cancel, mt: mt, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
+	s.dispatch(task{c: c, ctx: ctx, cancel: cancel, mt: mt, method: m.Method, md: md, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
 }
 
 // task is an admitted request, decoded and ready to run.
@@ -131,23 +213,27 @@ type task struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	mt     *method
+	method string            // "Service.Method", for the auth check
+	md     map[string]string // the caller's metadata, for the auth check
 	arg    reflect.Value
 	seq    uint64
 	codec  protocol.Codec
 	oneWay bool
 }
 
-// run calls the method and sends its reply.
+// run checks the caller's credentials, calls the method and sends its reply.
 func (t *task) run() {
 	c, seq, oneWay := t.c, t.seq, t.oneWay
+	if auth := c.srv.opts.auth; auth != nil {
+		if err := auth(t.ctx, t.method, t.md); err != nil {
+			t.finish()
+			c.fail(seq, oneWay, protocol.StatusUnauthenticated, err.Error())
+			return
+		}
+	}
 	reply := reflect.New(t.mt.reply)
 	err := t.mt.call(t.ctx, t.arg, reply)
-	if !oneWay {
-		c.mu.Lock()
-		delete(c.running, seq)
-		c.mu.Unlock()
-	}
-	t.cancel()
+	t.finish()
 	codec := t.codec
 	var p *panicError
 	switch {
@@ -157,10 +243,20 @@ func (t *task) run() {
 	case err != nil:
 		c.fail(seq, oneWay, protocol.StatusServiceError, err.Error())
 	case oneWay:
-		c.srv.release(1)
+		c.release(1)
 	default:
 		c.reply(seq, codec, reply.Interface())
 	}
+}
+
+// finish ends the request's context and forgets it for cancel frames.
+func (t *task) finish() {
+	if !t.oneWay {
+		t.c.mu.Lock()
+		delete(t.c.running, t.seq)
+		t.c.mu.Unlock()
+	}
+	t.cancel()
 }
 
 // reply sends a successful response carrying v.
@@ -182,7 +278,7 @@ func (c *conn) reply(seq uint64, codec protocol.Codec, v any) {
 // request, just releases it).
 func (c *conn) fail(seq uint64, oneWay bool, status protocol.Status, msg string) {
 	if oneWay {
-		c.srv.release(1)
+		c.release(1)
 		return
 	}
 	m := protocol.Message{

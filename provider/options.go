@@ -1,6 +1,8 @@
 package provider
 
 import (
+	"context"
+	"crypto/tls"
 	"log/slog"
 	"time"
 
@@ -18,6 +20,13 @@ type options struct {
 	registerAttempts int
 	registerTimeout  time.Duration
 	drainGrace       time.Duration
+	readTimeout      time.Duration
+	writeTimeout     time.Duration
+	maxConns         int
+	maxPerConn       int
+	maxPerServer     int
+	auth             AuthFunc
+	tls              *tls.Config
 	logger           *slog.Logger
 }
 
@@ -27,6 +36,8 @@ func defaultOptions() options {
 		registerAttempts: 3,
 		registerTimeout:  10 * time.Second,
 		drainGrace:       time.Second,
+		readTimeout:      30 * time.Second,
+		writeTimeout:     30 * time.Second,
 		logger:           slog.Default(),
 	}
 }
@@ -85,4 +96,47 @@ func WithLogger(l *slog.Logger) Option {
 // lost with the connection.
 func WithDrainGrace(d time.Duration) Option {
 	return func(o *options) { o.drainGrace = max(d, 0) }
+}
+
+// WithTimeouts sets how long a frame may take to arrive once its first byte
+// has (read, default 30 s: a peer that sends part of a frame and stalls is
+// disconnected), and how long a write to a peer may block (write, default
+// 30 s: a peer that stops reading its replies is disconnected, and the
+// replies queued for it meanwhile are bounded by twice the body limit).
+// Zero turns one off.
+func WithTimeouts(read, write time.Duration) Option {
+	return func(o *options) { o.readTimeout, o.writeTimeout = read, write }
+}
+
+// WithMaxConns limits the open connections (default 0: no limit). A
+// connection past the limit is told to go away at once and its requests are
+// answered "overloaded" without running, so clients go elsewhere.
+func WithMaxConns(n int) Option {
+	return func(o *options) { o.maxConns = max(n, 0) }
+}
+
+// WithMaxConcurrent limits the requests in flight on one connection and on
+// the whole server (default 0: no limit). A request past either limit is
+// answered "overloaded" at once, without running; nothing is queued.
+func WithMaxConcurrent(perConn, perServer int) Option {
+	return func(o *options) { o.maxPerConn, o.maxPerServer = max(perConn, 0), max(perServer, 0) }
+}
+
+// AuthFunc checks a request's credentials before its method runs: method is
+// "Service.Method", md the metadata the caller sent (consumer.WithCredentials
+// or consumer.WithMetadata). A non-nil error refuses the call, which is then
+// answered "unauthenticated" and not executed. It runs on the request's own
+// goroutine and may block; ctx carries the caller's deadline.
+type AuthFunc func(ctx context.Context, method string, md map[string]string) error
+
+// WithAuth checks every request with auth before its method runs.
+func WithAuth(auth AuthFunc) Option {
+	return func(o *options) { o.auth = auth }
+}
+
+// WithTLS serves TLS with cfg on every listener Serve is given. For mutual
+// TLS set cfg.ClientAuth to tls.RequireAndVerifyClientCert and cfg.ClientCAs.
+// The handshake must finish within the read timeout.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.tls = cfg }
 }

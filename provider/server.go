@@ -12,6 +12,7 @@ package provider
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -44,11 +45,13 @@ type Server struct {
 	done         chan struct{} // closed when the server has stopped
 	doneOnce     sync.Once
 
-	mu         sync.Mutex
-	listeners  map[net.Listener]struct{}
-	conns      map[*conn]struct{}
-	published  bool               // the instance was (or is being) registered
-	deregister context.CancelFunc // withdraws the instance; nil when not registered
+	mu          sync.Mutex
+	listeners   map[net.Listener]struct{}
+	conns       map[*conn]struct{}
+	published   bool               // the instance was (or is being) registered
+	publishDone chan struct{}      // closed when the registration attempt is over
+	withdrawn   bool               // Shutdown or Close withdrew the instance
+	deregister  context.CancelFunc // withdraws the instance; nil when not registered
 }
 
 // NewServer returns a server with no services.
@@ -136,6 +139,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 		return ErrServerClosed
 	}
+	if s.opts.tls != nil {
+		ln = tls.NewListener(ln, s.opts.tls)
+	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
@@ -173,7 +179,11 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		c := newConn(s, nc)
+		c.overLimit = s.opts.maxConns > 0 && s.connCount() >= s.opts.maxConns
 		s.trackConn(c)
+		if c.overLimit {
+			c.goAway() // clients go elsewhere; requests already sent are refused
+		}
 		go c.serve()
 	}
 }
@@ -188,6 +198,8 @@ func (s *Server) publish(ln net.Listener) error {
 		return nil
 	}
 	s.published = true
+	s.publishDone = make(chan struct{})
+	defer close(s.publishDone)
 	s.mu.Unlock()
 
 	in := o.instance
@@ -202,13 +214,16 @@ func (s *Server) publish(ln net.Listener) error {
 	}
 	var err error
 	for attempt := 1; attempt <= o.registerAttempts; attempt++ {
+		if s.shuttingDown.Load() {
+			return ErrServerClosed
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), o.registerTimeout)
 		var deregister context.CancelFunc
 		deregister, err = o.registry.Register(ctx, &in)
 		cancel()
 		if err == nil {
 			s.mu.Lock()
-			if s.shuttingDown.Load() { // Shutdown ran while we registered
+			if s.withdrawn { // Close, or a Shutdown that could not wait, came first
 				s.mu.Unlock()
 				deregister()
 				return ErrServerClosed
@@ -261,17 +276,7 @@ func (s *Server) connCount() int {
 	return len(s.conns)
 }
 
-// admit counts a request in flight from the moment its frame is read, and says
-// whether it may run: false once the server is shutting down. The count comes
-// first, so Shutdown either waits for this request or the request sees the
-// flag and is refused. Every admitted request is released once, by release,
-// when its reply has been flushed (or dropped with its connection).
-func (s *Server) admit() bool {
-	s.inFlight.Add(1)
-	return !s.shuttingDown.Load()
-}
-
-// release ends n requests' time in flight.
+// release ends n requests' time in flight (conn.admit counts them).
 func (s *Server) release(n int) {
 	if s.inFlight.Add(-int64(n)) == 0 && s.shuttingDown.Load() {
 		select {
@@ -327,7 +332,7 @@ func (s *Server) worker(t task) {
 // It returns ctx's error if ctx ended before the requests in flight finished.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true) // 1; step 5 is admit's refusal
-	s.withdraw()               // 2
+	s.withdraw(ctx)            // 2
 	s.mu.Lock()
 	listeners := make([]net.Listener, 0, len(s.listeners))
 	for ln := range s.listeners {
@@ -377,7 +382,9 @@ func (s *Server) drain(ctx context.Context) error {
 // listeners and every connection; requests in flight lose their replies.
 func (s *Server) Close() error {
 	s.shuttingDown.Store(true)
-	s.withdraw()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel() // Close does not wait for a registration in progress
+	s.withdraw(ended)
 	s.mu.Lock()
 	for ln := range s.listeners {
 		ln.Close()
@@ -394,9 +401,20 @@ func (s *Server) Done() <-chan struct{} { return s.done }
 func (s *Server) InFlight() int { return int(s.inFlight.Load()) }
 
 // withdraw deregisters the instance, once: the registry stops its heartbeat
-// first, then removes it.
-func (s *Server) withdraw() {
+// first, then removes it. A registration still in progress is waited for
+// until ctx ends; if it completes later, it withdraws itself.
+func (s *Server) withdraw(ctx context.Context) {
 	s.mu.Lock()
+	inProgress := s.publishDone
+	s.mu.Unlock()
+	if inProgress != nil && ctx.Err() == nil {
+		select {
+		case <-inProgress:
+		case <-ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	s.withdrawn = true
 	deregister := s.deregister
 	s.deregister = nil
 	s.mu.Unlock()

@@ -12,10 +12,16 @@
 package batchwriter
 
 import (
+	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"sync"
 )
+
+// ErrQueueFull is the writer's error once more bytes were queued than its
+// limit: the peer is not reading fast enough, or at all.
+var ErrQueueFull = errors.New("batchwriter: write queue full")
 
 const (
 	// maxRounds is how many writes a caller does for others before it hands
@@ -29,6 +35,7 @@ const (
 type Writer struct {
 	w         io.Writer
 	onWritten func(counted int) // told how many counted frames left the queue
+	limit     int               // most bytes queued; 0: no limit
 
 	mu       sync.Mutex
 	queue    []byte // frames waiting to be written
@@ -41,12 +48,14 @@ type Writer struct {
 // New returns a Writer to w. After every write, failed or not, onWritten (if
 // not nil) is told how many counted frames it carried; frames dropped because
 // the writer failed are reported the same way, so each counted frame is
-// reported exactly once.
-func New(w io.Writer, onWritten func(counted int)) *Writer {
+// reported exactly once. When more than limit bytes (limit > 0) wait to be
+// written, the writer fails with ErrQueueFull: memory held for a peer that
+// does not read stays bounded.
+func New(w io.Writer, onWritten func(counted int), limit int) *Writer {
 	if onWritten == nil {
 		onWritten = func(int) {}
 	}
-	return &Writer{w: w, onWritten: onWritten}
+	return &Writer{w: w, onWritten: onWritten, limit: limit}
 }
 
 // Write queues a copy of frame; frame may be reused when Write returns. The
@@ -60,6 +69,22 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 		w.mu.Unlock()
 		if counted {
 			w.onWritten(1)
+		}
+		return err
+	}
+	if w.limit > 0 && len(w.queue)+len(frame) > w.limit && len(w.queue) > 0 {
+		w.err = fmt.Errorf("%w: %d bytes waiting", ErrQueueFull, len(w.queue))
+		err := w.err
+		dropped := 0
+		if !w.flushing {
+			dropped, w.queue, w.counted = w.counted, nil, 0
+		}
+		w.mu.Unlock()
+		if counted {
+			dropped++
+		}
+		if dropped > 0 {
+			w.onWritten(dropped)
 		}
 		return err
 	}

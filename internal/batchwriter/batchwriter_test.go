@@ -34,7 +34,7 @@ func (r *recorder) Write(p []byte) (int, error) {
 func TestConcurrentFramesArriveWholeAndCounted(t *testing.T) {
 	rec := &recorder{}
 	var reported atomic.Int64
-	w := New(rec, func(n int) { reported.Add(int64(n)) })
+	w := New(rec, func(n int) { reported.Add(int64(n)) }, 0)
 	const goroutines, frames = 16, 500
 	var wg sync.WaitGroup
 	for g := range goroutines {
@@ -80,7 +80,7 @@ func TestFailedWriterReportsEveryCountedFrameOnce(t *testing.T) {
 	boom := errors.New("boom")
 	rec := &recorder{fail: boom}
 	var reported atomic.Int64
-	w := New(rec, func(n int) { reported.Add(int64(n)) })
+	w := New(rec, func(n int) { reported.Add(int64(n)) }, 0)
 	if err := w.Write([]byte("x"), true); !errors.Is(err, boom) {
 		t.Fatalf("first write: %v", err)
 	}
@@ -97,7 +97,7 @@ func TestFailedWriterReportsEveryCountedFrameOnce(t *testing.T) {
 
 func TestFailRefusesLaterWrites(t *testing.T) {
 	rec := &recorder{}
-	w := New(rec, nil)
+	w := New(rec, nil, 0)
 	closed := errors.New("closed")
 	w.Fail(closed)
 	if err := w.Write([]byte("x"), false); !errors.Is(err, closed) {
@@ -105,5 +105,44 @@ func TestFailRefusesLaterWrites(t *testing.T) {
 	}
 	if rec.writes != 0 {
 		t.Fatalf("%d writes after Fail", rec.writes)
+	}
+}
+
+// blockedWriter blocks every Write until released, as a peer that does not read.
+type blockedWriter struct{ release chan struct{} }
+
+func (b blockedWriter) Write(p []byte) (int, error) {
+	<-b.release
+	return len(p), nil
+}
+
+func TestQueueLimitBoundsWhatAStalledPeerHolds(t *testing.T) {
+	bw := blockedWriter{release: make(chan struct{})}
+	var reported atomic.Int64
+	w := New(bw, func(n int) { reported.Add(int64(n)) }, 1000)
+	flusher := make(chan error, 1)
+	go func() { flusher <- w.Write(make([]byte, 10), true) }() // blocks in Write
+	for {
+		w.mu.Lock()
+		inKernel := w.flushing && len(w.queue) == 0 && w.counted == 0
+		w.mu.Unlock()
+		if inKernel {
+			break
+		}
+		runtime.Gosched()
+	}
+	var err error
+	frames := 0
+	for err == nil && frames < 1000 {
+		err = w.Write(make([]byte, 100), true)
+		frames++
+	}
+	if !errors.Is(err, ErrQueueFull) || frames > 11 {
+		t.Fatalf("after %d frames of 100 bytes: %v, want ErrQueueFull within the 1000-byte limit", frames, err)
+	}
+	close(bw.release)
+	<-flusher
+	if got := reported.Load(); got != int64(frames)+1 {
+		t.Fatalf("reported %d counted frames, want %d", got, frames+1)
 	}
 }
