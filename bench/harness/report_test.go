@@ -18,6 +18,7 @@ func TestSummariseMediansAndTargets(t *testing.T) {
 	add("rpcx", 40, 50, 60)
 	add("grpc", 60, 60, 60)
 	add(Ceiling, 400, 400, 400)
+	r.Rounds[0].OtherBusy = 0.5 // one round disturbed by other work
 	r.summarise()
 
 	s := r.find("shoal", 100)
@@ -46,6 +47,9 @@ func TestSummariseMediansAndTargets(t *testing.T) {
 	var b strings.Builder
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "in 1 of 15 counted rounds other processes used more than 10% of the machine's CPU (at most 50%)") {
+		t.Errorf("no note of the disturbed round:\n%s", b.String())
 	}
 	if !strings.Contains(b.String(), "2.17× NOT MET") {
 		t.Errorf("target table:\n%s", b.String())

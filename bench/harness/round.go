@@ -22,6 +22,10 @@ type Round struct {
 	Errors     uint64  `json:"errors"`
 	FirstError string  `json:"first_error,omitempty"`
 	Seconds    float64 `json:"seconds"`
+	// OtherBusy is the share of the machine's CPU (all cores) that
+	// processes other than the runner and this peer's server used during
+	// the round; -1 when unknown.
+	OtherBusy float64 `json:"other_busy"`
 	Metrics
 }
 
@@ -122,6 +126,7 @@ func runRound(ctx context.Context, spec roundSpec) (Round, error) {
 	runtime.ReadMemStats(&ms0)
 	cpu0, errCPU0 := selfCPU()
 	srv0, errSrv0 := procCPU(spec.serverPID)
+	busy0, _, errBusy0 := machineCPU()
 	start := time.Now()
 	close(begin)
 
@@ -139,6 +144,7 @@ func runRound(ctx context.Context, spec roundSpec) (Round, error) {
 	runtime.ReadMemStats(&ms1)
 	cpu1, errCPU1 := selfCPU()
 	srv1, errSrv1 := procCPU(spec.serverPID)
+	busy1, _, errBusy1 := machineCPU()
 
 	var h Histogram
 	for i := range workers {
@@ -151,6 +157,11 @@ func runRound(ctx context.Context, spec roundSpec) (Round, error) {
 		}
 	}
 	r.Seconds = elapsed.Seconds()
+	r.OtherBusy = -1
+	if err := errors.Join(errCPU0, errCPU1, errSrv0, errSrv1, errBusy0, errBusy1); err == nil {
+		other := busy1 - busy0 - (cpu1 - cpu0) - (srv1 - srv0)
+		r.OtherBusy = max(0, other.Seconds()/(elapsed.Seconds()*float64(runtime.NumCPU())))
+	}
 	if r.Calls == 0 {
 		return r, nil
 	}

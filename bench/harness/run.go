@@ -219,6 +219,9 @@ func (cfg Config) roundDone(label string, r Round) {
 	}
 	fmt.Fprintf(cfg.Progress, "%s  %-8s c=%-5d %8.0f calls/s  p99 %6.2f ms",
 		label, r.Peer, r.Concurrency, r.CallsPerSec, r.P99ms)
+	if r.OtherBusy > disturbedShare {
+		fmt.Fprintf(cfg.Progress, "  (other processes took %.0f%% of the CPU)", 100*r.OtherBusy)
+	}
 	if r.Errors > 0 {
 		fmt.Fprintf(cfg.Progress, "  %d ERRORS, first: %s", r.Errors, r.FirstError)
 	}

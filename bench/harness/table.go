@@ -23,6 +23,10 @@ func (r *Report) WriteTable(w io.Writer) error {
 		b.WriteString("\nshoal's targets:\n\n")
 		b.WriteString(r.targetTable())
 	}
+	if n, worst := r.disturbed(); n > 0 {
+		fmt.Fprintf(&b, "\nNOTE: in %d of %d counted rounds other processes used more than %.0f%% of the machine's CPU (at most %.0f%%): those numbers are lower than a quiet machine gives; see other_busy per round in the JSON.\n",
+			n, len(r.Rounds), 100*disturbedShare, 100*worst)
+	}
 	for _, s := range r.Results {
 		if s.Errors > 0 {
 			fmt.Fprintf(&b, "\nWARNING: %s at c=%d: %d failed calls (not counted); see the rounds in the JSON.\n", s.Peer, s.Concurrency, s.Errors)
@@ -236,4 +240,20 @@ func group(v float64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
+}
+
+// disturbedShare is the share of the machine's CPU taken by other processes
+// above which a round counts as disturbed.
+const disturbedShare = 0.10
+
+// disturbed counts the rounds in which other processes took more than
+// disturbedShare of the CPU, and gives the largest share seen.
+func (r *Report) disturbed() (n int, worst float64) {
+	for _, x := range r.Rounds {
+		if x.OtherBusy > disturbedShare {
+			n++
+		}
+		worst = max(worst, x.OtherBusy)
+	}
+	return n, worst
 }
