@@ -132,9 +132,15 @@ func (s *server) alive() error {
 	}
 }
 
-// stop kills the server's process group and waits for it to exit.
+// stop kills the server's process group and waits for it to exit. A
+// server that has exited already is not signalled: its id may be reused.
 func (s *server) stop() {
 	s.stdin.Close()
+	select {
+	case <-s.done:
+		return
+	default:
+	}
 	_ = killGroup(s.cmd.Process)
 	select {
 	case <-s.done:
