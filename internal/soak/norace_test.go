@@ -1,0 +1,8 @@
+//go:build !race
+
+package soak
+
+const (
+	raceFactor = 1
+	raceNote   = ""
+)
