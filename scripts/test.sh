@@ -5,9 +5,10 @@
 #      the first build takes about 4 minutes, later runs reuse it);
 #   2. gofmt, go vet and staticcheck;
 #   3. go test -race over the module, Consul tests included;
-#   4. a short fuzz run of the frame decoder.
+#   4. a short fuzz run of the frame decoder and of the provider's connection
+#      handler.
 #
-# FUZZTIME (default 20s) bounds the fuzz run; FUZZTIME=0 skips it.
+# FUZZTIME (default 20s) bounds each fuzz run; FUZZTIME=0 skips them.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -42,6 +43,8 @@ go test -race -count=1 -timeout 10m ./...
 if [[ $FUZZTIME != 0 ]]; then
 	step "fuzz FuzzDecode for $FUZZTIME"
 	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" ./protocol/
+	step "fuzz FuzzServeConn for $FUZZTIME"
+	go test -run '^$' -fuzz '^FuzzServeConn$' -fuzztime "$FUZZTIME" ./provider/
 fi
 
 step "all checks passed"
