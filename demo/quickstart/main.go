@@ -283,7 +283,7 @@ func survive(ctx context.Context, w io.Writer, reg naming.Registry, nodes []*nod
 	if err != nil {
 		return fmt.Errorf("shutdown %s: %w", graceful.id, err)
 	}
-	took := time.Since(t0).Round(time.Millisecond)
+	took := time.Since(t0).Round(100 * time.Microsecond)
 	<-graceful.done
 	left, _ := reg.Fetch(ctx, service)
 	fmt.Fprintf(w, "%s  %s: Shutdown with %d calls in flight: left the registry, drained, closed in %s (Serve returned %q); %d providers listed\n",
