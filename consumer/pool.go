@@ -91,10 +91,15 @@ func (p *Pool) replace(addr string, i int) (*Client, error) {
 	}
 	p.mu.Lock()
 	s := p.addrs[addr]
-	if p.closed || s == nil { // closed, or the address was dropped, while dialling
+	if p.closed {
 		p.mu.Unlock()
 		c.Close()
 		return nil, ErrPoolClosed
+	}
+	if s == nil {
+		p.mu.Unlock()
+		c.Close()
+		return nil, fmt.Errorf("%w: %s left while it was being dialled", ErrClientClosed, addr)
 	}
 	old := s.conns[i]
 	s.conns[i] = c

@@ -39,6 +39,7 @@ type Server struct {
 	idleWorkers atomic.Int64 // workers waiting on work
 
 	shuttingDown atomic.Bool
+	forced       atomic.Bool // Close ran: requests in flight lost their replies
 	inFlight     atomic.Int64  // requests read whose reply is not yet flushed
 	drained      chan struct{} // signalled when inFlight reaches zero while shutting down
 	connsGone    chan struct{} // signalled when the last connection closes while shutting down
@@ -329,7 +330,8 @@ func (s *Server) worker(t task) {
 //     connections, still answering late requests as in step 5;
 //  7. close the connections and the done channel; Serve returns ErrServerClosed.
 //
-// It returns ctx's error if ctx ended before the requests in flight finished.
+// It returns ctx's error if ctx ended before the requests in flight finished,
+// and an error wrapping ErrServerClosed if Close cut the drain short.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true) // 1; step 5 is admit's refusal
 	s.withdraw(ctx)            // 2
@@ -351,6 +353,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.drain(ctx) // 6
 	s.closeAll()        // 7
+	if err == nil && s.forced.Load() {
+		err = fmt.Errorf("provider: shutdown cut short by Close: %w", ErrServerClosed)
+	}
 	return err
 }
 
@@ -381,6 +386,9 @@ func (s *Server) drain(ctx context.Context) error {
 // Close stops the server at once: it withdraws the instance, closes the
 // listeners and every connection; requests in flight lose their replies.
 func (s *Server) Close() error {
+	if s.inFlight.Load() > 0 {
+		s.forced.Store(true)
+	}
 	s.shuttingDown.Store(true)
 	ended, cancel := context.WithCancel(context.Background())
 	cancel() // Close does not wait for a registration in progress

@@ -409,3 +409,22 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 		})
 	}
 }
+
+func TestShutdownCutByCloseSaysSo(t *testing.T) {
+	s := serve(t)
+	c := dial(t, s.addr)
+	s.arith.track.Store(true)
+	s.arith.entered.Add(1)
+	call := c.Go(context.Background(), "Arith.Sleep", 10_000, new(int), nil)
+	s.arith.entered.Wait()
+	shutdownErr := make(chan error, 1)
+	go func() { shutdownErr <- s.srv.Shutdown(context.Background()) }()
+	s.srv.Close() // before or during the drain: the call in flight loses its reply either way
+	if err := <-shutdownErr; !errors.Is(err, provider.ErrServerClosed) {
+		t.Fatalf("Shutdown cut by Close returned %v, want ErrServerClosed", err)
+	}
+	<-call.Done
+	if !errors.Is(call.Error, consumer.ErrConnClosed) {
+		t.Fatalf("the cut call: %v", call.Error)
+	}
+}
