@@ -12,6 +12,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -26,6 +27,7 @@ import (
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/demo/arith"
 	"github.com/shoalrpc/shoal/demo/loadgen"
+	"github.com/shoalrpc/shoal/demo/tlsflags"
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 )
@@ -62,6 +64,7 @@ type config struct {
 	wait        time.Duration
 	progress    time.Duration
 	json        bool
+	tls         *tls.Config // nil: plain TCP
 }
 
 // methods are the arith methods by lower-case short name.
@@ -92,6 +95,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "how long to wait for the service's first instance")
 	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	fs.BoolVar(&c.json, "json", false, "print the summary as JSON")
+	tlsFlags := tlsflags.RegisterClient(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -108,6 +112,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	}
 	if c.fail, err = consumer.ParseFailMode(strings.ToLower(*fail)); err != nil {
 		return c, fmt.Errorf("-fail: %w", err)
+	}
+	if c.tls, err = tlsFlags.Config(); err != nil {
+		return c, err
 	}
 	switch {
 	case c.service == "":
@@ -174,13 +181,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer reg.Close()
-	p, err := consumer.NewClientProxy(cfg.service, reg,
+	opts := []consumer.Option{
 		consumer.WithLoadBalance(cfg.lb),
 		consumer.WithFailMode(cfg.fail),
 		consumer.WithRetries(cfg.retries),
 		consumer.WithIdempotent(cfg.method), // every arith method is safe to repeat
 		consumer.WithWaitForInstances(cfg.wait),
-	)
+	}
+	if cfg.tls != nil {
+		opts = append(opts, consumer.WithTLS(cfg.tls))
+	}
+	p, err := consumer.NewClientProxy(cfg.service, reg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "client: %v\n", err)
 		return exitUsage

@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/demo/arith"
+	"github.com/shoalrpc/shoal/demo/tlsflags"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
 )
@@ -56,6 +58,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	drainGrace      time.Duration
 	logFormat       string
+	tls             *tls.Config // nil: plain TCP
 }
 
 // parseFlags reads the command line; usage and errors go to out.
@@ -76,7 +79,12 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may wait for calls in flight before it cuts them")
 	fs.DurationVar(&c.drainGrace, "drain-grace", time.Second, "how long a shutdown waits, once every call is answered, for clients to close their connections")
 	fs.StringVar(&c.logFormat, "log", "text", "log `format` on stderr: text or json")
+	tlsFlags := tlsflags.RegisterServer(fs)
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var err error
+	if c.tls, err = tlsFlags.Config(); err != nil {
 		return c, err
 	}
 	switch {
@@ -140,11 +148,15 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 		id = naming.DefaultID(cfg.service, addr)
 	}
 	svc := arith.New(id)
-	srv := provider.NewServer(
+	opts := []provider.Option{
 		provider.WithRegistry(reg, naming.Instance{ID: id, Service: cfg.service, Addr: addr, Weight: cfg.weight, Tags: cfg.tags}),
 		provider.WithDrainGrace(cfg.drainGrace),
 		provider.WithLogger(log),
-	)
+	}
+	if cfg.tls != nil {
+		opts = append(opts, provider.WithTLS(cfg.tls))
+	}
+	srv := provider.NewServer(opts...)
 	if err := srv.Register(svc); err != nil {
 		ln.Close()
 		log.Error("cannot register the arith service", "err", err)
@@ -154,7 +166,7 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("serving", "service", cfg.service, "id", id, "addr", addr,
-		"weight", cfg.weight, "tags", strings.Join(cfg.tags, ","), "registry", cfg.registry, "pid", os.Getpid())
+		"weight", cfg.weight, "tags", strings.Join(cfg.tags, ","), "registry", cfg.registry, "tls", cfg.tls != nil, "pid", os.Getpid())
 	if strings.HasPrefix(cfg.registry, "memory:") {
 		log.Info("memory:// is this process's own registry; clients reach this server by address", "client_registry", "static://"+addr)
 	}

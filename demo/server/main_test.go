@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/demo/arith"
+	"github.com/shoalrpc/shoal/internal/testcert"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -126,5 +127,38 @@ func TestRunBadRegistryURL(t *testing.T) {
 	var log syncBuffer
 	if got := run([]string{"-registry", "zookeeper://x"}, &log, nil); got != exitUsage {
 		t.Errorf("run returned %d, want %d", got, exitUsage)
+	}
+}
+
+func TestRunServesMutualTLSFromFlags(t *testing.T) {
+	certs := testcert.New(t)
+	f := certs.WritePEM(t, t.TempDir())
+	var log syncBuffer
+	signals := make(chan os.Signal, 1)
+	code := make(chan int, 1)
+	go func() {
+		code <- run([]string{"-registry", "memory://", "-log", "json",
+			"-tls-cert", f.ServerCert, "-tls-key", f.ServerKey, "-tls-client-ca", f.CA}, &log, signals)
+	}()
+	serving := waitLogged(t, &log, "serving")
+	if serving["tls"] != true {
+		t.Fatalf("serving line %v, want tls true", serving)
+	}
+	addr := serving["addr"].(string)
+	c, err := consumer.Dial(addr, consumer.WithTLS(certs.ClientConfig(true)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int
+	if err := c.Call(context.Background(), "Arith.Add", arith.Args{A: 2, B: 3}, &sum); err != nil || sum != 5 {
+		t.Fatalf("Add over mutual TLS: %d, %v", sum, err)
+	}
+	c.Close()
+	if _, err := consumer.Dial(addr, consumer.WithTLS(certs.ClientConfig(false))); err == nil {
+		t.Fatal("a client without a certificate got through")
+	}
+	signals <- syscall.SIGTERM
+	if got := <-code; got != exitOK {
+		t.Fatalf("run returned %d:\n%s", got, log.b.String())
 	}
 }

@@ -9,8 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -21,6 +24,7 @@ type Bundle struct {
 	Pool   *x509.CertPool  // trusts the CA
 	Server tls.Certificate // for 127.0.0.1, ::1 and localhost
 	Client tls.Certificate // for client authentication
+	caDER  []byte
 }
 
 // New makes a fresh Bundle.
@@ -47,7 +51,7 @@ func New(t testing.TB) *Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &Bundle{Pool: x509.NewCertPool()}
+	b := &Bundle{Pool: x509.NewCertPool(), caDER: caDER}
 	b.Pool.AddCert(caCert)
 	leaf := func(serial int64, usage x509.ExtKeyUsage) tls.Certificate {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -93,4 +97,40 @@ func (b *Bundle) ClientConfig(cert bool) *tls.Config {
 		cfg.Certificates = []tls.Certificate{b.Client}
 	}
 	return cfg
+}
+
+// Files names the PEM files WritePEM writes.
+type Files struct {
+	CA, ServerCert, ServerKey, ClientCert, ClientKey string
+}
+
+// WritePEM writes the CA certificate and the server and client pairs as PEM
+// files into dir.
+func (b *Bundle) WritePEM(t testing.TB, dir string) Files {
+	t.Helper()
+	f := Files{
+		CA:         filepath.Join(dir, "ca.pem"),
+		ServerCert: filepath.Join(dir, "server.pem"),
+		ServerKey:  filepath.Join(dir, "server-key.pem"),
+		ClientCert: filepath.Join(dir, "client.pem"),
+		ClientKey:  filepath.Join(dir, "client-key.pem"),
+	}
+	write := func(name, kind string, der []byte) {
+		if err := os.WriteFile(name, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := func(c tls.Certificate) []byte {
+		der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	write(f.CA, "CERTIFICATE", b.caDER)
+	write(f.ServerCert, "CERTIFICATE", b.Server.Certificate[0])
+	write(f.ServerKey, "PRIVATE KEY", key(b.Server))
+	write(f.ClientCert, "CERTIFICATE", b.Client.Certificate[0])
+	write(f.ClientKey, "PRIVATE KEY", key(b.Client))
+	return f
 }
