@@ -24,94 +24,105 @@ var peerColors = []color.Color{
 	color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, // purple
 }
 
-// WriteChart draws the results as a PNG: calls/s on the left and p99
-// latency on the right, one group of bars per concurrency, one bar per peer.
+// panel is one chart of the grid: a metric at one concurrency.
+type panel struct {
+	title string
+	value func(Summary) float64
+	label func(float64) string
+	ticks plot.Ticker
+}
+
+// WriteChart draws the results as a PNG: a grid with calls/s in the top
+// row and p99 latency in the bottom one, a column per concurrency, a bar
+// per peer, each panel on its own scale.
 func (r *Report) WriteChart(w io.Writer) error {
-	calls, err := r.barPlot("calls/s (higher is better)", func(s Summary) float64 { return s.CallsPerSec }, group)
-	if err != nil {
-		return err
+	rows := []panel{
+		{"calls/s (higher is better)", func(s Summary) float64 { return s.CallsPerSec }, group, groupedTicks{}},
+		{"p99 latency, ms (lower is better)", func(s Summary) float64 { return s.P99ms },
+			func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) }, plot.DefaultTicks{}},
 	}
-	p99, err := r.barPlot("p99 latency, ms (lower is better)", func(s Summary) float64 { return s.P99ms },
-		func(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) })
-	if err != nil {
-		return err
+	cols := len(r.Config.Concurrency)
+	grid := make([][]*plot.Plot, len(rows))
+	for i, row := range rows {
+		for _, c := range r.Config.Concurrency {
+			p, err := r.barPlot(row, c)
+			if err != nil {
+				return err
+			}
+			grid[i] = append(grid[i], p)
+		}
 	}
-	const width, height = 30 * vg.Centimeter, 12 * vg.Centimeter
+
+	width := vg.Length(max(1, cols)) * 15 * vg.Centimeter
+	const height, titleH = 19 * vg.Centimeter, vg.Centimeter
 	img := vgimg.NewWith(vgimg.UseWH(width, height), vgimg.UseDPI(110), vgimg.UseBackgroundColor(color.White))
 	dc := draw.New(img)
-	title := dc
-	title.Min.Y = title.Max.Y - vg.Centimeter
-	sty := text.Style{Color: color.Black, Font: plot.DefaultFont, XAlign: draw.XCenter, YAlign: draw.YCenter}
+	sty := text.Style{Color: color.Black, Font: plot.DefaultFont, XAlign: draw.XCenter, YAlign: draw.YCenter, Handler: plot.DefaultTextHandler}
 	sty.Font.Size = vg.Points(11)
-	sty.Handler = plot.DefaultTextHandler
-	title.FillText(sty, vg.Point{X: (title.Min.X + title.Max.X) / 2, Y: title.Min.Y + vg.Centimeter/2},
-		fmt.Sprintf("rpcx-benchmark workload, one connection per peer — %s, %d cores, %s", r.Machine.CPU, r.Machine.Cores, r.Machine.Date[:min(10, len(r.Machine.Date))]))
+	dc.FillText(sty, vg.Point{X: width / 2, Y: height - titleH/2}, r.chartTitle())
 	body := dc
-	body.Max.Y -= vg.Centimeter
-	tiles := draw.Tiles{Rows: 1, Cols: 2, PadX: vg.Centimeter, PadLeft: vg.Millimeter * 3, PadRight: vg.Millimeter * 3, PadBottom: vg.Millimeter * 3}
-	canvases := plot.Align([][]*plot.Plot{{calls, p99}}, tiles, body)
-	calls.Draw(canvases[0][0])
-	p99.Draw(canvases[0][1])
+	body.Max.Y -= titleH
+	tiles := draw.Tiles{Rows: len(rows), Cols: cols, PadX: vg.Centimeter, PadY: vg.Centimeter / 2,
+		PadLeft: 3 * vg.Millimeter, PadRight: 5 * vg.Millimeter, PadBottom: 3 * vg.Millimeter}
+	canvases := plot.Align(grid, tiles, body)
+	for i := range grid {
+		for j := range grid[i] {
+			grid[i][j].Draw(canvases[i][j])
+		}
+	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
 		return fmt.Errorf("chart: %w", err)
 	}
 	return nil
 }
 
-// barPlot makes one grouped bar chart of the metric value.
-func (r *Report) barPlot(title string, value func(Summary) float64, label func(float64) string) (*plot.Plot, error) {
+func (r *Report) chartTitle() string {
+	date := r.Machine.Date[:min(10, len(r.Machine.Date))]
+	return fmt.Sprintf("shoal and its peers on the rpcx-benchmark workload, one connection each, medians of %d rounds — %s, %d cores, %s, %s",
+		r.Config.Rounds, r.Machine.CPU, r.Machine.Cores, r.Machine.Go, date)
+}
+
+// barPlot draws one panel: the metric for every peer at concurrency c.
+func (r *Report) barPlot(pn panel, c int) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = title
-	p.Legend.Top = true
-	p.Legend.Left = true
+	p.Title.Text = fmt.Sprintf("%s, c=%d", pn.title, c)
 	p.Y.Min = 0
-	names := make([]string, len(r.Config.Concurrency))
-	for i, c := range r.Config.Concurrency {
-		names[i] = "c=" + strconv.Itoa(c)
-	}
+	p.Y.Tick.Marker = pn.ticks
 	peers := r.Config.Peers
-	barWidth := vg.Points(float64(min(30, 240/max(1, len(peers)))))
+	names := make([]string, len(peers))
 	ymax := 0.0
 	for i, name := range peers {
-		vals := make(plotter.Values, len(r.Config.Concurrency))
-		xys := make(plotter.XYs, len(r.Config.Concurrency))
-		labels := make([]string, len(r.Config.Concurrency))
-		for j, c := range r.Config.Concurrency {
-			if s := r.find(name, c); s != nil {
-				vals[j] = max(value(*s), 0)
-			}
-			xys[j] = plotter.XY{X: float64(j), Y: vals[j]}
-			labels[j] = label(vals[j])
-			ymax = max(ymax, vals[j])
+		names[i] = name
+		if name == Ceiling {
+			names[i] = "raw (ceiling)"
 		}
-		bars, err := plotter.NewBarChart(vals, barWidth)
+		v := 0.0
+		if s := r.find(name, c); s != nil {
+			v = max(pn.value(*s), 0)
+		}
+		ymax = max(ymax, v)
+		bars, err := plotter.NewBarChart(plotter.Values{v}, vg.Points(34))
 		if err != nil {
 			return nil, fmt.Errorf("chart: %w", err)
 		}
+		bars.XMin = float64(i)
 		bars.LineStyle.Width = 0
 		bars.Color = peerColors[i%len(peerColors)]
-		bars.Offset = vg.Length(float64(i)-float64(len(peers)-1)/2) * barWidth
-		lbl, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: labels})
+		lbl, err := plotter.NewLabels(plotter.XYLabels{XYs: plotter.XYs{{X: float64(i), Y: v}}, Labels: []string{pn.label(v)}})
 		if err != nil {
 			return nil, fmt.Errorf("chart: %w", err)
 		}
 		for k := range lbl.TextStyle {
 			lbl.TextStyle[k].XAlign = draw.XCenter
-			lbl.TextStyle[k].Font.Size = vg.Points(6.5)
-			lbl.TextStyle[k].Rotation = 1.5708 // vertical, reading upwards
-			lbl.TextStyle[k].YAlign = draw.YCenter
-			lbl.TextStyle[k].XAlign = draw.XLeft
+			lbl.TextStyle[k].Font.Size = vg.Points(8)
 		}
-		lbl.Offset = vg.Point{X: bars.Offset, Y: vg.Points(2)}
+		lbl.Offset = vg.Point{Y: vg.Points(3)}
 		p.Add(bars, lbl)
-		legend := name
-		if name == Ceiling {
-			legend = "raw (ceiling)"
-		}
-		p.Legend.Add(legend, bars)
 	}
-	p.Y.Max = ymax * 1.35 // room for the labels and the legend
-	p.Y.Tick.Marker = groupedTicks{}
+	p.Y.Max = ymax * 1.15 // room for the labels
+	if ymax == 0 {
+		p.Y.Max = 1
+	}
 	p.NominalX(names...)
 	return p, nil
 }
@@ -123,7 +134,7 @@ type groupedTicks struct{}
 func (groupedTicks) Ticks(lo, hi float64) []plot.Tick {
 	ticks := plot.DefaultTicks{}.Ticks(lo, hi)
 	for i := range ticks {
-		if ticks[i].Label != "" && ticks[i].Value >= 1000 {
+		if ticks[i].Label != "" {
 			ticks[i].Label = group(ticks[i].Value)
 		}
 	}
