@@ -222,7 +222,6 @@ type node struct {
 
 // harness holds the registry, the providers and what the schedule did.
 type harness struct {
-	t    *testing.T
 	reg  *naming.Memory
 	logs *levelCounter
 
@@ -497,7 +496,7 @@ func warm(t *testing.T, p *consumer.ClientProxy) {
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	tick := min(max(d/24, 250*time.Millisecond), 2500*time.Millisecond)
-	h := &harness{t: t, reg: naming.NewMemory(), logs: &levelCounter{}}
+	h := &harness{reg: naming.NewMemory(), logs: &levelCounter{}}
 	for i := range nProviders {
 		n := &node{id: fmt.Sprintf("soak-%d", i)}
 		h.nodes = append(h.nodes, n)
