@@ -39,7 +39,7 @@ type Server struct {
 	idleWorkers atomic.Int64 // workers waiting on work
 
 	shuttingDown atomic.Bool
-	forced       atomic.Bool // Close ran: requests in flight lost their replies
+	forced       atomic.Bool   // Close ran: requests in flight lost their replies
 	inFlight     atomic.Int64  // requests read whose reply is not yet flushed
 	drained      chan struct{} // signalled when inFlight reaches zero while shutting down
 	connsGone    chan struct{} // signalled when the last connection closes while shutting down
