@@ -156,7 +156,9 @@ func (c *Client) wait(ctx context.Context, call *Call) error {
 	if err != nil {
 		if cerr := contextEnded(ctx); cerr != nil {
 			// The deadline travelled: the server's copy fired as ours did.
-			err = fmt.Errorf("call %s: %w (server: %w)", call.Method, cerr, err)
+			// Only the context's error is wrapped, so the server's answer
+			// cannot pass for the method's own error.
+			err = fmt.Errorf("call %s: %w (server: %v)", call.Method, cerr, err)
 		}
 	}
 	return err

@@ -188,6 +188,10 @@ func (p *ClientProxy) call(ctx context.Context, method string, args, reply any, 
 		}
 		plan := p.decide(ctx, err, attempt, maybeRetries)
 		if plan == giveUp {
+			if cerr := contextEnded(ctx); cerr != nil && !errors.Is(err, cerr) {
+				// The caller's deadline ended the call, whatever the last attempt met.
+				return fmt.Errorf("call %s: %w (after: %w)", method, cerr, err)
+			}
 			return err
 		}
 		lastErr = err

@@ -95,3 +95,24 @@ func TestOpenErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenErrorsDoNotLeakSecrets(t *testing.T) {
+	for _, raw := range []string{
+		"consul://127.0.0.1:8500?token=s3cr3t",
+		"consul://127.0.0.1:8500?ttl=nonsense&x=s3cr3t",
+		"consul://user:s3cr3t@127.0.0.1:8500",
+		"consul://127.0.0.1:8500/%zz?s3cr3t",
+	} {
+		_, err := Open(raw)
+		if err == nil {
+			t.Fatalf("Open(%q) succeeded", raw)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Fatalf("Open(%q) error leaks the secret: %v", raw, err)
+		}
+	}
+	_, err := Open("consul://127.0.0.1:8500?token=s3cr3t")
+	if !strings.Contains(err.Error(), "CONSUL_HTTP_TOKEN") {
+		t.Fatalf("a token parameter's error does not say where tokens go: %v", err)
+	}
+}

@@ -82,13 +82,12 @@ const (
 	oConnClosed          // consumer.ErrConnClosed
 	oNoInstances         // loadbalance.ErrNoInstances
 	oTransient           // a Broadcast leg refused or broken: ErrDial, ErrClientClosed, ErrShuttingDown
-	oLateRefusal         // a refusal (ErrDial, ErrClientClosed, ErrShuttingDown) returned after the deadline
 	oWrongReply          // success with a reply that is not this call's
 	oOther               // anything else
 	nOutcomes
 )
 
-var outcomeNames = [nOutcomes]string{"ok", "service-error", "deadline", "conn-closed", "no-instances", "broadcast-refused", "late-refusal", "wrong-reply", "other"}
+var outcomeNames = [nOutcomes]string{"ok", "service-error", "deadline", "conn-closed", "no-instances", "broadcast-refused", "wrong-reply", "other"}
 
 // The two proxies.
 const (
@@ -110,15 +109,7 @@ func expected(px int, kind callKind, o outcome) bool {
 	case kFail:
 		return o == oService
 	case kDeadline:
-		// oLateRefusal: when the caller's deadline passes between an
-		// attempt that was refused without running and the fail policy's
-		// decision, ClientProxy.call returns the refusal as it is, without
-		// context.DeadlineExceeded (consumer/proxy.go, "if plan == giveUp
-		// { return err }"), whereas a deadline that passes one step later,
-		// in the backoff, is returned as DeadlineExceeded. It happens only
-		// under heavy CPU load; it is counted and shown, not failed, until
-		// the consumer wraps the context's error there too.
-		return o == oDeadline || o == oLateRefusal
+		return o == oDeadline
 	case kBroadcast:
 		// Broadcast makes one attempt per instance, without retries: an
 		// instance that is going away refuses or breaks its leg.
@@ -437,9 +428,6 @@ func caller(px int, p *consumer.ClientProxy, seed uint64, stop *atomic.Bool, l *
 		}
 		cancel()
 		o := classify(kind, n, err)
-		if kind == kDeadline && o == oOther && time.Since(start) >= timeout && isRefusal(err) {
-			o = oLateRefusal
-		}
 		if o == oOK && (reply.N != n+1 || reply.Payload != args.Payload || !strings.HasPrefix(reply.From, "soak-")) {
 			o, err = oWrongReply, fmt.Errorf("reply %+v to args %+v", reply, args)
 		}
@@ -583,9 +571,6 @@ func TestSoak(t *testing.T) {
 		made, elapsed.Round(time.Millisecond), float64(made)/elapsed.Seconds(), failoverCallers+failfastCallers,
 		tick, sr.shutdowns, sr.kills, sr.restarts, l.table())
 	t.Logf("schedule:\n%s", strings.Join(h.log, "\n"))
-	if n := l.counts[pFailover][kDeadline][oLateRefusal].Load() + l.counts[pFailfast][kDeadline][oLateRefusal].Load(); n > 0 {
-		t.Logf("%d short-deadline calls ended after their deadline with a refusal instead of context.DeadlineExceeded (see expected)", n)
-	}
 	if made != accounted {
 		t.Errorf("%d calls made, %d accounted for", made, accounted)
 	}
