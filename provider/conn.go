@@ -35,7 +35,7 @@ type conn struct {
 	inFlight  atomic.Int64 // this connection's requests read and not yet answered
 
 	mu      sync.Mutex
-	running map[uint64]context.CancelFunc // requests a cancel frame can stop
+	running map[uint64]context.CancelFunc // requests a cancel frame or close can stop; nil once closed
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -187,20 +187,27 @@ func (c *conn) handle(m *protocol.Message) {
 		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
 		return
 	}
+	// The request's context hangs off Background rather than the
+	// connection's: close cancels it through c.running, and the request
+	// avoids registering with (and locking) a parent shared by every request
+	// of the connection.
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if m.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(c.ctx, m.Timeout)
+		ctx, cancel = context.WithTimeout(context.Background(), m.Timeout)
 	} else {
-		ctx, cancel = context.WithCancel(c.ctx)
+		ctx, cancel = context.WithCancel(context.Background())
 	}
 	ctx = withMetadata(ctx, m.Metadata)
 	var md map[string]string
 	if s.opts.auth != nil {
 		md = m.Metadata
 	}
-	if !oneWay {
-		c.mu.Lock()
+	c.mu.Lock()
+	if c.running == nil { // closed while this request was decoded
+		c.mu.Unlock()
+		cancel()
+	} else {
 		c.running[m.Seq] = cancel
 		c.mu.Unlock()
 	}
@@ -251,11 +258,9 @@ func (t *task) run() {
 
 // finish ends the request's context and forgets it for cancel frames.
 func (t *task) finish() {
-	if !t.oneWay {
-		t.c.mu.Lock()
-		delete(t.c.running, t.seq)
-		t.c.mu.Unlock()
-	}
+	t.c.mu.Lock()
+	delete(t.c.running, t.seq)
+	t.c.mu.Unlock()
 	t.cancel()
 }
 
@@ -323,6 +328,13 @@ func (c *conn) close() {
 		c.w.Fail(errConnClosed)
 		c.nc.Close()
 		c.cancel()
+		c.mu.Lock()
+		running := c.running
+		c.running = nil
+		c.mu.Unlock()
+		for _, cancel := range running {
+			cancel()
+		}
 		c.srv.untrackConn(c)
 	})
 }
