@@ -234,6 +234,7 @@ func (a *Agent) start() error {
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = a.dir
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", a.bin, err)
 	}
