@@ -1,6 +1,6 @@
 # shoal: the two commands a newcomer needs are `make quickstart` and `make test`.
 
-.PHONY: quickstart test consul
+.PHONY: quickstart test consul bench
 
 # Run the one-process demo: providers, a registry and a client in one process.
 quickstart:
@@ -13,3 +13,7 @@ test:
 # Print the path of the Consul binary the tests use, building it if missing.
 consul:
 	scripts/consul.sh build
+
+# Peer benchmark: shoal against net/rpc, rpcx, gRPC and a raw-TCP ceiling (about 2 minutes).
+bench:
+	cd bench && go run ./cmd/shoalbench -c 100,1000

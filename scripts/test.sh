@@ -4,7 +4,8 @@
 #   1. find or build the Consul agent the registry tests run against (cached:
 #      the first build takes about 4 minutes, later runs reuse it);
 #   2. gofmt, go vet and staticcheck;
-#   3. go test -race over the module, Consul tests included;
+#   3. go test -race over the module, Consul tests included, then the bench
+#      module's vet and tests (its peers come from the module proxy);
 #   4. a short fuzz run of the frame decoder and of the provider's connection
 #      handler.
 #
@@ -39,6 +40,9 @@ go run "$STATICCHECK" ./...
 
 step "go test -race"
 go test -race -count=1 -timeout 10m ./...
+
+step "bench module: vet and tests of the peer benchmark harness"
+(cd bench && go vet ./... && go test -count=1 ./...)
 
 if [[ $FUZZTIME != 0 ]]; then
 	step "fuzz FuzzDecode for $FUZZTIME"
