@@ -130,78 +130,59 @@ func netrpcHello(b *testing.B, writes *atomic.Int64) *rpc.Client {
 // BenchmarkCall is one unary call of the rpcx-benchmark message over one
 // loopback connection, client and server in this process; net/rpc (gob) is
 // measured in the same run for a ratio. The parallel variants keep
-// GOMAXPROCS×100 callers in flight.
+// GOMAXPROCS×benchParallelism callers in flight.
 func BenchmarkCall(b *testing.B) {
 	args := testmsg.NewBenchmarkMessage()
-	check := func(b *testing.B, reply *testmsg.BenchmarkMessage) {
+	for _, parallel := range []bool{false, true} {
+		suffix := ""
+		if parallel {
+			suffix = "/parallel"
+		}
+		for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
+			b.Run("shoal/"+codec.Name()+suffix, func(b *testing.B) {
+				var writes atomic.Int64
+				c := shoalHello(b, &writes, consumer.WithCodec(codec))
+				benchCalls(b, &writes, parallel, func(reply *testmsg.BenchmarkMessage) error {
+					return c.Call(context.Background(), "Hello.Say", args, reply)
+				})
+			})
+		}
+		b.Run("netrpc"+suffix, func(b *testing.B) {
+			var writes atomic.Int64
+			c := netrpcHello(b, &writes)
+			benchCalls(b, &writes, parallel, func(reply *testmsg.BenchmarkMessage) error {
+				return c.Call("Hello.Say", args, reply)
+			})
+		})
+	}
+}
+
+// benchCalls makes b.N calls, one after the other or from parallel callers,
+// checking every reply, and reports the CPU time and writes per call.
+func benchCalls(b *testing.B, writes *atomic.Int64, parallel bool, call func(*testmsg.BenchmarkMessage) error) {
+	callAndCheck := func(reply *testmsg.BenchmarkMessage) {
+		if err := call(reply); err != nil {
+			b.Fatal(err)
+		}
 		if reply.Field1 != "OK" {
 			b.Fatalf("reply Field1 %q", reply.Field1)
 		}
 	}
-	for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
-		b.Run("shoal/"+codec.Name(), func(b *testing.B) {
-			var writes atomic.Int64
-			c := shoalHello(b, &writes, consumer.WithCodec(codec))
-			b.ReportAllocs()
+	b.ReportAllocs()
+	measure(b, writes, func() {
+		if !parallel {
 			var reply testmsg.BenchmarkMessage
-			measure(b, &writes, func() {
-				for b.Loop() {
-					if err := c.Call(context.Background(), "Hello.Say", args, &reply); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
-			check(b, &reply)
-		})
-	}
-	b.Run("netrpc", func(b *testing.B) {
-		var writes atomic.Int64
-		c := netrpcHello(b, &writes)
-		b.ReportAllocs()
-		var reply testmsg.BenchmarkMessage
-		measure(b, &writes, func() {
 			for b.Loop() {
-				if err := c.Call("Hello.Say", args, &reply); err != nil {
-					b.Fatal(err)
-				}
+				callAndCheck(&reply)
 			}
-		})
-		check(b, &reply)
-	})
-	for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
-		b.Run("shoal/"+codec.Name()+"/parallel", func(b *testing.B) {
-			var writes atomic.Int64
-			c := shoalHello(b, &writes, consumer.WithCodec(codec))
-			b.ReportAllocs()
-			b.SetParallelism(benchParallelism)
-			measure(b, &writes, func() {
-				b.RunParallel(func(pb *testing.PB) {
-					var reply testmsg.BenchmarkMessage
-					for pb.Next() {
-						if err := c.Call(context.Background(), "Hello.Say", args, &reply); err != nil {
-							b.Fatal(err)
-						}
-						check(b, &reply)
-					}
-				})
-			})
-		})
-	}
-	b.Run("netrpc/parallel", func(b *testing.B) {
-		var writes atomic.Int64
-		c := netrpcHello(b, &writes)
-		b.ReportAllocs()
+			return
+		}
 		b.SetParallelism(benchParallelism)
-		measure(b, &writes, func() {
-			b.RunParallel(func(pb *testing.PB) {
-				var reply testmsg.BenchmarkMessage
-				for pb.Next() {
-					if err := c.Call("Hello.Say", args, &reply); err != nil {
-						b.Fatal(err)
-					}
-					check(b, &reply)
-				}
-			})
+		b.RunParallel(func(pb *testing.PB) {
+			var reply testmsg.BenchmarkMessage
+			for pb.Next() {
+				callAndCheck(&reply)
+			}
 		})
 	})
 }

@@ -168,3 +168,14 @@ func dial(t *testing.T, addr string, opts ...consumer.Option) *consumer.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// sleeping starts a 10-second Sleep call on c and returns once the server is
+// running it.
+func sleeping(s *served, c *consumer.Client) *consumer.Call {
+	s.arith.track.Store(true)
+	defer s.arith.track.Store(false)
+	s.arith.entered.Add(1)
+	call := c.Go(context.Background(), "Arith.Sleep", 10_000, new(int), nil)
+	s.arith.entered.Wait()
+	return call
+}

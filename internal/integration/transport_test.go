@@ -240,10 +240,7 @@ func TestGracefulShutdownLosesNoCall(t *testing.T) {
 func TestShutdownDeadlineCutsTheDrain(t *testing.T) {
 	s := serve(t)
 	c := dial(t, s.addr)
-	s.arith.track.Store(true)
-	s.arith.entered.Add(1)
-	call := c.Go(context.Background(), "Arith.Sleep", 10000, new(int), nil)
-	s.arith.entered.Wait()
+	call := sleeping(s, c)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	if err := s.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -292,10 +289,7 @@ func TestDeadPeerFailsPendingCallsAtOnce(t *testing.T) {
 func TestServerCloseFailsPendingCalls(t *testing.T) {
 	s := serve(t)
 	c := dial(t, s.addr)
-	s.arith.track.Store(true)
-	s.arith.entered.Add(1)
-	call := c.Go(context.Background(), "Arith.Sleep", 10000, new(int), nil)
-	s.arith.entered.Wait()
+	call := sleeping(s, c)
 	s.srv.Close()
 	<-call.Done
 	if !errors.Is(call.Error, consumer.ErrConnClosed) {
@@ -413,10 +407,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 func TestShutdownCutByCloseSaysSo(t *testing.T) {
 	s := serve(t)
 	c := dial(t, s.addr)
-	s.arith.track.Store(true)
-	s.arith.entered.Add(1)
-	call := c.Go(context.Background(), "Arith.Sleep", 10_000, new(int), nil)
-	s.arith.entered.Wait()
+	call := sleeping(s, c)
 	shutdownErr := make(chan error, 1)
 	go func() { shutdownErr <- s.srv.Shutdown(context.Background()) }()
 	s.srv.Close() // before or during the drain: the call in flight loses its reply either way
