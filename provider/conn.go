@@ -199,10 +199,6 @@ func (c *conn) handle(m *protocol.Message) {
 		ctx, cancel = context.WithCancel(context.Background())
 	}
 	ctx = withMetadata(ctx, m.Metadata)
-	var md map[string]string
-	if s.opts.auth != nil {
-		md = m.Metadata
-	}
 	c.mu.Lock()
 	if c.running == nil { // closed while this request was decoded
 		c.mu.Unlock()
@@ -211,7 +207,7 @@ func (c *conn) handle(m *protocol.Message) {
 		c.running[m.Seq] = cancel
 		c.mu.Unlock()
 	}
-	s.dispatch(task{c: c, ctx: ctx, cancel: cancel, mt: mt, method: m.Method, md: md, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
+	s.dispatch(task{c: c, ctx: ctx, cancel: cancel, mt: mt, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
 }
 
 // task is an admitted request, decoded and ready to run.
@@ -220,8 +216,6 @@ type task struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	mt     *method
-	method string            // "Service.Method", for the auth check
-	md     map[string]string // the caller's metadata, for the auth check
 	arg    reflect.Value
 	seq    uint64
 	codec  protocol.Codec
@@ -232,7 +226,7 @@ type task struct {
 func (t *task) run() {
 	c, seq, oneWay := t.c, t.seq, t.oneWay
 	if auth := c.srv.opts.auth; auth != nil {
-		if err := auth(t.ctx, t.method, t.md); err != nil {
+		if err := auth(t.ctx, t.mt.name, Metadata(t.ctx)); err != nil {
 			t.finish()
 			c.fail(seq, oneWay, protocol.StatusUnauthenticated, err.Error())
 			return

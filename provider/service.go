@@ -17,6 +17,7 @@ var (
 // method is one callable method of a registered service, with its shape
 // worked out once, at registration.
 type method struct {
+	name    string // "Service.Method"
 	rcvr    reflect.Value
 	fn      reflect.Value // the method's func, receiver first
 	hasCtx  bool          // takes a leading context.Context
@@ -99,8 +100,8 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 			skipped = append(skipped, fmt.Sprintf("%s.%s: %s", name, m.Name, why))
 			continue
 		}
-		mt.rcvr = v
-		methods[name+"."+m.Name] = mt
+		mt.rcvr, mt.name = v, name+"."+m.Name
+		methods[mt.name] = mt
 	}
 	if len(methods) == 0 {
 		msg := fmt.Sprintf("provider: register %s: type %s has no exported methods of the form func([ctx context.Context,] args A, reply *R) error", name, t)
