@@ -351,9 +351,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ln := range listeners { // 3
 		ln.Close()
 	}
-	for _, c := range conns { // 4
-		c.goAway()
+	// 4: concurrently, so a peer that stopped reading (whose write blocks
+	// until the write timeout) delays no one else's go-away; closing the
+	// connections in step 7 ends any write still blocked.
+	var goAways sync.WaitGroup
+	for _, c := range conns {
+		goAways.Go(c.goAway)
 	}
+	defer goAways.Wait()
 	err := s.drain(ctx) // 6
 	s.closeAll()        // 7
 	if err == nil && s.forced.Load() {
