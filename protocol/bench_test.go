@@ -65,3 +65,23 @@ func BenchmarkHeaderOnly(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckMsgpack is the cost of the allocation guard that runs before
+// every msgpack decode.
+func BenchmarkCheckMsgpack(b *testing.B) {
+	for _, c := range []Codec{Msgpack, MsgpackCompact} {
+		b.Run(c.Name(), func(b *testing.B) {
+			payload, err := c.Append(nil, testmsg.NewBenchmarkMessage())
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := checkMsgpack(payload); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

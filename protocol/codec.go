@@ -129,6 +129,9 @@ func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 }
 
 func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays alike
+	if err := checkMsgpack(data); err != nil {
+		return err
+	}
 	s := msgpackPool.Get().(*msgpackState)
 	s.r.Reset(data)
 	s.dec.Reset(&s.r) // clears state a failed Decode may have left

@@ -49,6 +49,9 @@
 // large body is read in growing chunks, so a peer that announces a large frame
 // and stalls holds only what it actually sent. Every length inside the body is
 // checked against the bytes that remain before anything is allocated. A
-// malformed frame is reported as an error wrapping ErrMalformed, ErrTooLarge,
+// msgpack payload is checked the same way before it is decoded (every string,
+// binary, extension, array and map length against the bytes that remain,
+// nesting at most 256 deep), because the msgpack library sizes its
+// allocations from those lengths. A malformed frame is reported as an error wrapping ErrMalformed, ErrTooLarge,
 // ErrBadMagic or ErrVersion; it never panics.
 package protocol

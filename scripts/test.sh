@@ -6,8 +6,8 @@
 #   2. gofmt, go vet and staticcheck;
 #   3. go test -race over the module, Consul tests included, then the bench
 #      module's vet and tests (its peers come from the module proxy);
-#   4. a short fuzz run of the frame decoder and of the provider's connection
-#      handler.
+#   4. short fuzz runs of the frame decoder, the msgpack payload check and the
+#      provider's connection handler.
 #
 # FUZZTIME (default 20s) bounds each fuzz run; FUZZTIME=0 skips them.
 set -euo pipefail
@@ -47,6 +47,8 @@ step "bench module: vet and tests of the peer benchmark harness"
 if [[ $FUZZTIME != 0 ]]; then
 	step "fuzz FuzzDecode for $FUZZTIME"
 	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "$FUZZTIME" ./protocol/
+	step "fuzz FuzzMsgpackCheck for $FUZZTIME"
+	go test -run '^$' -fuzz '^FuzzMsgpackCheck$' -fuzztime "$FUZZTIME" ./protocol/
 	step "fuzz FuzzServeConn for $FUZZTIME"
 	go test -run '^$' -fuzz '^FuzzServeConn$' -fuzztime "$FUZZTIME" ./provider/
 fi

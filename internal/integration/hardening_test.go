@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -211,5 +212,39 @@ func TestTLSAndMutualTLS(t *testing.T) {
 				t.Fatalf("dial without a client certificate: %v, want ErrDial", err)
 			}
 		}
+	}
+}
+
+func TestPayloadLengthsCannotAmplifyAllocation(t *testing.T) {
+	s := serve(t)
+	nc := rawConn(t, s.addr)
+	r := protocol.NewReader(nc, 0)
+	// Ten payload bytes that announce 808 million elements, or 808 MB of
+	// bytes: the msgpack library would size its allocation from them.
+	for i, payload := range [][]byte{
+		append([]byte{0xdd}, "000000000"...),
+		append([]byte{0xc6}, "000000000"...),
+	} {
+		frame, _ := protocol.AppendFrame(nil, &protocol.Message{
+			Header:  protocol.Header{Kind: protocol.KindRequest, Codec: protocol.CodecMsgpack, Seq: uint64(i)},
+			Method:  "Arith.Echo",
+			Payload: payload,
+		}, 0)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if _, err := nc.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		var m protocol.Message
+		if err := r.Read(&m); err != nil || m.Status != protocol.StatusBadRequest {
+			t.Fatalf("payload %d answered %+v, %v; want bad request", i, m.Header, err)
+		}
+		runtime.ReadMemStats(&after)
+		if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+			t.Fatalf("payload %d made the server allocate %d bytes", i, grew)
+		}
+	}
+	if s.arith.executed.Load() != 0 {
+		t.Fatal("a refused request ran")
 	}
 }
