@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/rpc"
-	"sync"
 
 	"github.com/shoalrpc/shoal/bench/msg"
 )
@@ -33,29 +32,8 @@ func (NetRPC) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 		return fmt.Errorf("net/rpc: register: %w", err)
 	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	serve := func() error { // rpc.Server.Accept would log the listener's closing
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return fmt.Errorf("net/rpc: accept: %w", err)
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			go srv.ServeConn(nc)
-		}
-	}
-	stop := func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}
-	return serveUntil(ctx, serve, stop)
+	// rpc.Server.Accept would log the listener's closing.
+	return serveConns(ctx, "net/rpc", ln, func(nc net.Conn) { srv.ServeConn(nc) })
 }
 
 // Dial implements Peer.

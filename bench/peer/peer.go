@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 )
 
 // ErrBadReply is returned by a call whose reply is not the expected answer
@@ -80,4 +81,32 @@ func serveUntil(ctx context.Context, serve func() error, stop func()) error {
 		<-errc
 		return nil
 	}
+}
+
+// serveConns accepts connections on ln and runs handle on each, until ctx
+// ends; then it closes the listener and every connection it accepted.
+func serveConns(ctx context.Context, name string, ln net.Listener, handle func(net.Conn)) error {
+	var mu sync.Mutex
+	var conns []net.Conn
+	serve := func() error {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return fmt.Errorf("%s: accept: %w", name, err)
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+			go handle(nc)
+		}
+	}
+	stop := func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, nc := range conns {
+			nc.Close()
+		}
+	}
+	return serveUntil(ctx, serve, stop)
 }

@@ -36,29 +36,7 @@ var errRawClosed = errors.New("raw: client closed")
 
 // Serve implements Peer.
 func (Raw) Serve(ctx context.Context, ln net.Listener) error {
-	var mu sync.Mutex
-	var conns []net.Conn
-	serve := func() error {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return fmt.Errorf("raw: accept: %w", err)
-			}
-			mu.Lock()
-			conns = append(conns, nc)
-			mu.Unlock()
-			go rawEcho(nc)
-		}
-	}
-	stop := func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, nc := range conns {
-			nc.Close()
-		}
-	}
-	return serveUntil(ctx, serve, stop)
+	return serveConns(ctx, "raw", ln, rawEcho)
 }
 
 // rawEcho writes every frame read from nc back to it, unchanged; it
