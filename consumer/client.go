@@ -58,6 +58,10 @@ type Client struct {
 	draining bool  // the server sent go-away: no new calls
 	err      error // why the client stopped; non-nil means stopped
 
+	// closed mirrors draining || err != nil for readers that take no lock
+	// (Usable, on every pooled call); it is set with them, under mu.
+	closed atomic.Bool
+
 	framesRead atomic.Uint64  // for heartbeats: did anything arrive lately?
 	closing    chan struct{}  // closed when the client stops
 	goroutines sync.WaitGroup // the reader and the keepalive
@@ -394,9 +398,7 @@ func (c *Client) read() {
 		case protocol.KindHeartbeat:
 			// Its arrival is all the keepalive needs.
 		case protocol.KindGoAway:
-			c.mu.Lock()
-			c.draining = true
-			c.mu.Unlock()
+			c.drain()
 		default:
 			c.stop(fmt.Errorf("%w: unexpected %s frame from the server", protocol.ErrMalformed, m.Kind))
 			return
@@ -481,6 +483,7 @@ func (c *Client) stop(cause error) {
 		return
 	}
 	c.err = cause
+	c.closed.Store(true)
 	pending := c.pending
 	c.pending = make(map[uint64]*Call)
 	c.mu.Unlock()
@@ -496,11 +499,7 @@ func (c *Client) stop(cause error) {
 
 // Usable reports whether new calls may start on this client: it is open and
 // the server has not asked it to go away.
-func (c *Client) Usable() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.refusal() == nil
-}
+func (c *Client) Usable() bool { return !c.closed.Load() }
 
 // Pending reports how many calls are waiting for their replies.
 func (c *Client) Pending() int {
@@ -530,8 +529,14 @@ func putBuffer(b *[]byte) {
 // closeWhenIdle stops new calls on the client and closes it once its pending
 // calls have completed, as a go-away from the server would.
 func (c *Client) closeWhenIdle() {
+	c.drain()
+	c.closeIfDrained()
+}
+
+// drain stops new calls on the client.
+func (c *Client) drain() {
 	c.mu.Lock()
 	c.draining = true
+	c.closed.Store(true)
 	c.mu.Unlock()
-	c.closeIfDrained()
 }

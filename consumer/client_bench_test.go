@@ -90,3 +90,26 @@ func BenchmarkClientCall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPoolGet is the per-call cost of taking a pooled connection, from
+// parallel callers, once the connections exist.
+func BenchmarkPoolGet(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go rawResponder(ln, nil)
+	p := NewPool(WithConnsPerAddr(2))
+	defer p.Close()
+	addr := ln.Addr().String()
+	b.ReportAllocs()
+	b.SetParallelism(50)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.Get(context.Background(), addr); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/singleflight"
 )
@@ -18,51 +19,41 @@ type Pool struct {
 	opts options
 	dial singleflight.Group
 
-	mu     sync.Mutex
-	addrs  map[string]*slots
-	closed bool
+	addrs  sync.Map    // address → *slots; read without a lock on every Get
+	closed atomic.Bool // Get refuses once set
+
+	mu sync.Mutex // serialises changes: new slots, replacing, dropping, closing
 }
 
 // slots are the connections to one address, used in turn.
 type slots struct {
-	conns []*Client
-	next  int
+	conns []atomic.Pointer[Client]
+	next  atomic.Uint32
 }
 
 // NewPool returns an empty pool; opts apply to every connection it makes.
 func NewPool(opts ...Option) *Pool { return newPool(buildOptions(opts)) }
 
-func newPool(o options) *Pool {
-	return &Pool{opts: o, addrs: make(map[string]*slots)}
-}
+func newPool(o options) *Pool { return &Pool{opts: o} }
 
 // ErrPoolClosed is returned by Get after Close.
 var ErrPoolClosed = fmt.Errorf("%w: pool closed", ErrClientClosed)
 
 // Get returns a usable connection to addr, dialling one if needed. The dial
 // is shared with other callers and bounded by the dial timeout; ctx bounds
-// only this caller's wait.
+// only this caller's wait. When the connection is there, Get takes no lock.
 func (p *Pool) Get(ctx context.Context, addr string) (*Client, error) {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if p.closed.Load() {
 		return nil, ErrPoolClosed
 	}
-	s := p.addrs[addr]
-	if s == nil {
-		s = &slots{conns: make([]*Client, p.opts.connsPerAddr)}
-		p.addrs[addr] = s
-	}
-	i := s.next
-	s.next = (s.next + 1) % len(s.conns)
-	c := s.conns[i]
-	p.mu.Unlock()
-	if c != nil && c.Usable() {
+	s := p.slotsFor(addr)
+	i := int(s.next.Add(1)-1) % len(s.conns)
+	if c := s.conns[i].Load(); c != nil && c.Usable() {
 		return c, nil
 	}
 
 	ch := p.dial.DoChan(addr+"#"+strconv.Itoa(i), func() (any, error) {
-		return p.replace(addr, i)
+		return p.replace(addr, s, i)
 	})
 	select {
 	case r := <-ch:
@@ -75,34 +66,37 @@ func (p *Pool) Get(ctx context.Context, addr string) (*Client, error) {
 	}
 }
 
-// replace dials connection i to addr unless a usable one is already there.
-func (p *Pool) replace(addr string, i int) (*Client, error) {
-	p.mu.Lock()
-	if s := p.addrs[addr]; s != nil && s.conns[i] != nil && s.conns[i].Usable() {
-		c := s.conns[i]
-		p.mu.Unlock()
+// slotsFor returns addr's slots, making them on first use.
+func (p *Pool) slotsFor(addr string) *slots {
+	if s, ok := p.addrs.Load(addr); ok {
+		return s.(*slots)
+	}
+	s, _ := p.addrs.LoadOrStore(addr, &slots{conns: make([]atomic.Pointer[Client], p.opts.connsPerAddr)})
+	return s.(*slots)
+}
+
+// replace dials connection i of s, addr's slots, unless a usable one is
+// already there.
+func (p *Pool) replace(addr string, s *slots, i int) (*Client, error) {
+	if c := s.conns[i].Load(); c != nil && c.Usable() {
 		return c, nil
 	}
-	p.mu.Unlock()
-
 	c, err := dial(context.Background(), addr, p.opts)
 	if err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
-	s := p.addrs[addr]
-	if p.closed {
+	if p.closed.Load() {
 		p.mu.Unlock()
 		c.Close()
 		return nil, ErrPoolClosed
 	}
-	if s == nil {
+	if cur, ok := p.addrs.Load(addr); !ok || cur.(*slots) != s {
 		p.mu.Unlock()
 		c.Close()
 		return nil, fmt.Errorf("%w: %s left while it was being dialled", ErrClientClosed, addr)
 	}
-	old := s.conns[i]
-	s.conns[i] = c
+	old := s.conns[i].Swap(c)
 	p.mu.Unlock()
 	if old != nil {
 		old.closeWhenIdle()
@@ -114,12 +108,11 @@ func (p *Pool) replace(addr string, i int) (*Client, error) {
 // calls have completed.
 func (p *Pool) Drop(addr string) {
 	p.mu.Lock()
-	s := p.addrs[addr]
-	delete(p.addrs, addr)
+	s, ok := p.addrs.LoadAndDelete(addr)
 	p.mu.Unlock()
-	if s != nil {
-		for _, c := range s.conns {
-			if c != nil {
+	if ok {
+		for i := range s.(*slots).conns {
+			if c := s.(*slots).conns[i].Load(); c != nil {
 				c.closeWhenIdle()
 			}
 		}
@@ -130,14 +123,18 @@ func (p *Pool) Drop(addr string) {
 // ErrConnClosed. Later Gets fail with ErrPoolClosed. It is safe to call twice.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	p.closed = true
-	addrs := p.addrs
-	p.addrs = make(map[string]*slots)
+	p.closed.Store(true)
+	var all []*slots
+	p.addrs.Range(func(addr, s any) bool {
+		all = append(all, s.(*slots))
+		p.addrs.Delete(addr)
+		return true
+	})
 	p.mu.Unlock()
 	var errs []error
-	for _, s := range addrs {
-		for _, c := range s.conns {
-			if c != nil {
+	for _, s := range all {
+		for i := range s.conns {
+			if c := s.conns[i].Load(); c != nil {
 				errs = append(errs, c.Close())
 			}
 		}
