@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoalrpc/shoal/loadbalance"
@@ -161,47 +161,47 @@ func (p *ClientProxy) backoff(ctx context.Context, n int) error {
 }
 
 // retryBudget is gRPC's retry throttling: a token bucket of max tokens that
-// every maybe-executed failure drains by one and every answer refills by ratio;
-// retries are allowed only while more than half the tokens are left. A
-// healthy cluster never notices it; a failing one gets at most a few retries
-// per success instead of Retries times its load.
+// every maybe-executed failure drains by one and every answer refills by
+// ratio; retries are allowed only while more than half the tokens are left.
+// A healthy cluster never notices it; a failing one gets at most a few
+// retries per success instead of Retries times its load. Tokens are kept in
+// thousandths, in an atomic, so the success of every call takes no lock (and,
+// with the bucket full, writes nothing).
 type retryBudget struct {
-	mu     sync.Mutex
-	tokens float64
-	max    float64
-	ratio  float64
+	milli    atomic.Int64 // tokens × 1000
+	max      int64        // in thousandths; 0: budget off
+	refill   int64        // thousandths given back per success
+	halfFull int64
 }
 
 func newRetryBudget(max, ratio float64) *retryBudget {
-	return &retryBudget{tokens: max, max: max, ratio: ratio}
+	b := &retryBudget{max: int64(max * 1000), refill: int64(ratio * 1000)}
+	b.halfFull = b.max / 2
+	b.milli.Store(b.max)
+	return b
 }
 
-func (b *retryBudget) success() {
+func (b *retryBudget) success() { b.add(b.refill) }
+
+func (b *retryBudget) failure() { b.add(-1000) }
+
+// add moves the tokens by delta, within [0, max].
+func (b *retryBudget) add(delta int64) {
 	if b.max <= 0 {
 		return
 	}
-	b.mu.Lock()
-	b.tokens = min(b.tokens+b.ratio, b.max)
-	b.mu.Unlock()
-}
-
-func (b *retryBudget) failure() {
-	if b.max <= 0 {
-		return
+	for {
+		v := b.milli.Load()
+		n := min(max(v+delta, 0), b.max)
+		if n == v || b.milli.CompareAndSwap(v, n) {
+			return
+		}
 	}
-	b.mu.Lock()
-	b.tokens = max(b.tokens-1, 0)
-	b.mu.Unlock()
 }
 
 // allow reports whether a retry may be made now.
 func (b *retryBudget) allow() bool {
-	if b.max <= 0 { // budget off
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.tokens > b.max/2
+	return b.max <= 0 || b.milli.Load() > b.halfFull
 }
 
 // errNoInstance wraps loadbalance.ErrNoInstances for a service.

@@ -3,6 +3,7 @@ package consumer
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoalrpc/shoal/naming"
@@ -17,6 +18,8 @@ import (
 type outliers struct {
 	after     int
 	base, max time.Duration
+
+	tracked atomic.Int64 // len(byID), so a success with nothing tracked takes no lock
 
 	mu     sync.Mutex
 	byID   map[string]*health
@@ -39,11 +42,11 @@ func newOutliers(after int, base, max time.Duration) *outliers {
 // record notes an attempt's outcome (fault nil: the instance answered) and
 // reports whether the set of ejected instances changed.
 func (o *outliers) record(id string, fault error, now time.Time) bool {
-	if o.after <= 0 {
+	if o.after <= 0 || (fault == nil && o.tracked.Load() == 0) {
 		return false
 	}
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	defer o.unlock()
 	h := o.byID[id]
 	if fault == nil {
 		if h != nil && (h.faults > 0 || h.probing) {
@@ -72,12 +75,18 @@ func (o *outliers) record(id string, fault error, now time.Time) bool {
 	return true
 }
 
+// unlock publishes how many instances are tracked, then releases o.mu.
+func (o *outliers) unlock() {
+	o.tracked.Store(int64(len(o.byID)))
+	o.mu.Unlock()
+}
+
 // filter returns the instances to pick from at now, and when an ejection
 // next ends (zero if none is pending). Instances whose period has ended go
 // on probation.
 func (o *outliers) filter(all []*naming.Instance, now time.Time) ([]*naming.Instance, time.Time) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
+	defer o.unlock()
 	if len(o.byID) == 0 {
 		return all, time.Time{}
 	}
