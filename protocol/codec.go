@@ -70,6 +70,25 @@ func ParseCodec(name string) (Codec, error) {
 	return nil, fmt.Errorf("protocol: unknown codec %q (want msgpack, msgpack-compact or json)", name)
 }
 
+// MsgMarshaler is implemented by a type with generated msgpack code: the
+// MarshalMsg method that github.com/tinylib/msgp generates has this shape
+// (rpcx's msgpack codec honours the same pair). MarshalMsg appends the
+// type's msgpack encoding to b and returns the extended slice. Both msgpack
+// codecs call it instead of encoding by reflection; the generated code
+// decides between map and array encoding (msgp's "tuple" directive), so the
+// compact option does not apply to such a type.
+type MsgMarshaler interface {
+	MarshalMsg(b []byte) ([]byte, error)
+}
+
+// MsgUnmarshaler is the decoding half of MsgMarshaler: UnmarshalMsg decodes
+// one value from the front of b into the receiver and returns the bytes
+// after it. The payload is checked (declared lengths against the bytes
+// present, nesting depth) before UnmarshalMsg sees it, as before reflection.
+type MsgUnmarshaler interface {
+	UnmarshalMsg(b []byte) ([]byte, error)
+}
+
 // appendWriter is an io.Writer and io.ByteWriter that appends to a slice.
 type appendWriter struct{ b []byte }
 
@@ -117,6 +136,13 @@ func (c msgpackCodec) Name() string {
 }
 
 func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
+	if m, ok := v.(MsgMarshaler); ok {
+		out, err := m.MarshalMsg(dst)
+		if err != nil {
+			return dst, err
+		}
+		return out, nil
+	}
 	s := msgpackPool.Get().(*msgpackState)
 	s.w.b = dst
 	s.enc.Reset(&s.w) // clears state a failed Encode may have left, and the flags
@@ -130,6 +156,10 @@ func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 
 func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays alike
 	if err := checkMsgpack(data); err != nil {
+		return err
+	}
+	if u, ok := v.(MsgUnmarshaler); ok {
+		_, err := u.UnmarshalMsg(data)
 		return err
 	}
 	s := msgpackPool.Get().(*msgpackState)
