@@ -7,6 +7,7 @@ import (
 	"go/token"
 	"reflect"
 	"strings"
+	"unsafe"
 )
 
 var (
@@ -23,6 +24,13 @@ type method struct {
 	hasCtx  bool          // takes a leading context.Context
 	argType reflect.Type  // as declared: a value or a pointer type
 	reply   reflect.Type  // the reply's element type (reply is declared as *reply)
+
+	// direct and directNoCtx are the method as a plain Go function, set
+	// when its argument is a pointer (see directCall); call then skips
+	// reflect.Value.Call. recv is the receiver they take.
+	direct      func(recv unsafe.Pointer, ctx context.Context, arg, reply unsafe.Pointer) error
+	directNoCtx func(recv, arg, reply unsafe.Pointer) error
+	recv        unsafe.Pointer
 }
 
 // newArg returns a pointer to a fresh argument for decoding, and the value
@@ -49,11 +57,19 @@ func (m *method) call(ctx context.Context, arg reflect.Value, reply reflect.Valu
 			err = &panicError{value: r}
 		}
 	}()
+	switch {
+	case m.direct != nil:
+		return m.direct(m.recv, ctx, arg.UnsafePointer(), reply.UnsafePointer())
+	case m.directNoCtx != nil:
+		return m.directNoCtx(m.recv, arg.UnsafePointer(), reply.UnsafePointer())
+	}
 	var in [4]reflect.Value
 	n := 0
 	in[n], n = m.rcvr, n+1
 	if m.hasCtx {
-		in[n], n = reflect.ValueOf(ctx), n+1
+		// A Value of the interface type itself: Call then need not check,
+		// on every call, that ctx's dynamic type implements context.Context.
+		in[n], n = reflect.ValueOf(&ctx).Elem(), n+1
 	}
 	in[n], n = arg, n+1
 	in[n], n = reply, n+1
@@ -101,6 +117,7 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 			continue
 		}
 		mt.rcvr, mt.name = v, name+"."+m.Name
+		directCall(mt, v, m.Name)
 		methods[mt.name] = mt
 	}
 	if len(methods) == 0 {
@@ -114,6 +131,43 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 		return nil, skipped, errors.New(msg)
 	}
 	return methods, skipped, nil
+}
+
+// directCall sets mt.direct (or mt.directNoCtx) when the method's argument
+// is a pointer, so that a call costs a function call instead of
+// reflect.Value.Call: reflection's call path costs about a microsecond,
+// and its deep stack makes pooled workers regrow the stacks that each
+// garbage collection shrinks.
+//
+// The method is taken from the pointer receiver's method set: rcvr itself
+// when it is a pointer, otherwise a private copy of it behind a new pointer
+// (the compiler's (*T).M wrapper then copies it into the value receiver, as
+// a call on the value would). Every argument is then pointer-shaped — the
+// receiver, the argument, the reply — besides the context and the error, so
+// the function's type is converted to one taking unsafe.Pointer in their
+// places: Go passes and returns both types alike, in registers or on the
+// stack, on every architecture.
+func directCall(mt *method, rcvr reflect.Value, name string) {
+	if mt.argType.Kind() != reflect.Pointer {
+		return
+	}
+	ptr := rcvr
+	if rcvr.Kind() != reflect.Pointer {
+		ptr = reflect.New(rcvr.Type())
+		ptr.Elem().Set(rcvr)
+	}
+	pm, ok := ptr.Type().MethodByName(name)
+	if !ok {
+		return
+	}
+	fn := pm.Func.Interface() // a func value: its interface data word is the func itself
+	data := (*[2]unsafe.Pointer)(unsafe.Pointer(&fn))[1]
+	if mt.hasCtx {
+		*(*unsafe.Pointer)(unsafe.Pointer(&mt.direct)) = data
+	} else {
+		*(*unsafe.Pointer)(unsafe.Pointer(&mt.directNoCtx)) = data
+	}
+	mt.recv = ptr.UnsafePointer()
 }
 
 // shapeOf checks a method's signature and returns why it does not fit, or "".

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -122,3 +123,108 @@ func TestPanicInMethodBecomesAnError(t *testing.T) {
 type panicky struct{}
 
 func (*panicky) Boom(int, *int) error { panic("boom") }
+
+// Counter has pointer-receiver methods in every shape the direct call path
+// handles, and one (a value argument) it leaves to reflection.
+type Counter struct{ base, calls int }
+
+type ctxKey struct{}
+
+func (c *Counter) Add(ctx context.Context, args *Args, reply *int) error {
+	c.calls++
+	*reply = c.base + args.A + args.B + ctx.Value(ctxKey{}).(int)
+	return nil
+}
+
+func (c *Counter) AddNoCtx(args *Args, reply *int) error {
+	c.calls++
+	*reply = c.base + args.A + args.B
+	return nil
+}
+
+func (c *Counter) AddValue(args Args, reply *int) error {
+	c.calls++
+	*reply = c.base + args.A + args.B
+	return nil
+}
+
+func (c *Counter) Fail(args *Args, reply *int) error { return errors.New("odd") }
+
+// Offset has a value receiver.
+type Offset struct{ by int }
+
+func (o Offset) Add(_ context.Context, args *Args, reply *int) error {
+	*reply = o.by + args.A + args.B
+	return nil
+}
+
+// TestDirectCallsMatchReflection calls every method twice, through the
+// direct path and through reflect.Value.Call, and checks both see the same
+// receiver, context, argument and reply, and return the same error.
+func TestDirectCallsMatchReflection(t *testing.T) {
+	counter := &Counter{base: 100}
+	tests := []struct {
+		service, method string
+		rcvr            any
+		direct          bool
+		want            int
+		wantErr         string
+	}{
+		{"C", "Add", counter, true, 100 + 1 + 2 + 1000, ""},
+		{"C", "AddNoCtx", counter, true, 103, ""},
+		{"C", "AddValue", counter, false, 103, ""},
+		{"C", "Fail", counter, true, 0, "odd"},
+		{"O", "Add", Offset{by: 10}, true, 13, ""},
+	}
+	ctx := context.WithValue(context.Background(), ctxKey{}, 1000)
+	for _, tt := range tests {
+		methods, _, err := methodsOf(tt.service, tt.rcvr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := methods[tt.service+"."+tt.method]
+		if got := m.direct != nil || m.directNoCtx != nil; got != tt.direct {
+			t.Errorf("%s.%s: direct path %v, want %v", tt.service, tt.method, got, tt.direct)
+		}
+		reflected := *m
+		reflected.direct, reflected.directNoCtx = nil, nil
+		for _, mm := range []*method{m, &reflected} {
+			ptr, arg := mm.newArg()
+			*ptr.(*Args) = Args{A: 1, B: 2}
+			reply := reflectNew(mm)
+			err := mm.call(ctx, arg, reply)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Errorf("%s.%s (direct %v): error %v, want %q", tt.service, tt.method, mm.direct != nil || mm.directNoCtx != nil, err, tt.wantErr)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("%s.%s: %v", tt.service, tt.method, err)
+			}
+			if got := *reply.Interface().(*int); got != tt.want {
+				t.Errorf("%s.%s (direct %v): reply %d, want %d", tt.service, tt.method, mm.direct != nil || mm.directNoCtx != nil, got, tt.want)
+			}
+		}
+	}
+	if counter.calls != 6 { // Add, AddNoCtx and AddValue, twice each, on the registered receiver itself
+		t.Errorf("the registered Counter saw %d calls, want 6", counter.calls)
+	}
+}
+
+func TestPanicInDirectCallBecomesAnError(t *testing.T) {
+	methods, _, err := methodsOf("P", &panicky{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := methods["P.BoomPtr"]
+	if m.directNoCtx == nil {
+		t.Fatal("BoomPtr does not take the direct path")
+	}
+	_, arg := m.newArg()
+	if err := m.call(context.Background(), arg, reflectNew(m)); err == nil || !strings.Contains(err.Error(), "panic: boom") {
+		t.Fatalf("call: %v", err)
+	}
+}
+
+func (*panicky) BoomPtr(*int, *int) error { panic("boom") }
