@@ -2,7 +2,9 @@ package peer
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -72,5 +74,53 @@ func TestByName(t *testing.T) {
 	}
 	if _, err := ByName("nope"); err == nil {
 		t.Error("ByName(nope): no error")
+	}
+}
+
+// BenchmarkSay runs each peer's Say in this process, server and client
+// together, from 100 and from 1000 caller goroutines (b.SetParallelism over
+// GOMAXPROCS), so a CPU profile (-cpuprofile) shows one stack's whole cost.
+// The shoalbench command is the comparison: there the server has its own
+// process.
+func BenchmarkSay(b *testing.B) {
+	for _, p := range All() {
+		for _, callers := range []int{100, 1000} {
+			b.Run(fmt.Sprintf("%s/c=%d", p.Name(), callers), func(b *testing.B) {
+				benchSay(b, p, callers)
+			})
+		}
+	}
+}
+
+func benchSay(b *testing.B, p Peer, callers int) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- p.Serve(ctx, ln) }()
+	c, err := p.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		call := c.NewCaller()
+		for pb.Next() {
+			if err := call(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	c.Close()
+	cancel()
+	if err := <-served; err != nil {
+		b.Fatal(err)
 	}
 }
