@@ -132,14 +132,20 @@ func (s *server) alive() error {
 	}
 }
 
-// stop kills the server's process group and waits for it to exit. A
-// server that has exited already is not signalled: its id may be reused.
+// stopGrace is how long a server has to exit by itself once its standard
+// input closes (long enough to write a CPU profile) before it is killed.
+const stopGrace = 5 * time.Second
+
+// stop closes the server's standard input, which asks it to exit, and kills
+// its process group if it is still running after stopGrace; then it waits
+// for it to exit. A server that has exited already is not signalled: its
+// id may be reused.
 func (s *server) stop() {
 	s.stdin.Close()
 	select {
 	case <-s.done:
 		return
-	default:
+	case <-time.After(stopGrace):
 	}
 	_ = killGroup(s.cmd.Process)
 	select {

@@ -56,6 +56,7 @@ func serverMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	name := fs.String("peer", "", "the peer to serve: "+peerList())
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	eof := fs.Bool("exit-on-eof", false, "exit when standard input closes (the runner's pipe)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this server to `file` when it stops")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,6 +69,13 @@ func serverMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	}
 	if err := checkLoopback(*addr); err != nil {
 		return err
+	}
+	if *cpuprofile != "" {
+		stop, err := startCPUProfile(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	return harness.ServeMain(ctx, p, *addr, stdin, stdout, *eof)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -58,6 +60,21 @@ func TestServerModeServesUntilStdinCloses(t *testing.T) {
 	}
 	if !strings.HasPrefix(out.String(), "listening on 127.0.0.1:") {
 		t.Errorf("printed %q", out.String())
+	}
+}
+
+func TestServerModeWritesACPUProfile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "server.pprof")
+	err := serverMain(context.Background(), []string{"-peer", "shoal", "-exit-on-eof", "-cpuprofile", file}, strings.NewReader(""), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b { // pprof profiles are gzipped
+		t.Errorf("profile is %d bytes, not a gzipped pprof profile", len(b))
 	}
 }
 

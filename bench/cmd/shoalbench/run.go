@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	jsonPath := fs.String("json", defaultJSON(), "JSON report path; the PNG chart is written next to it")
 	chart := fs.Bool("chart", true, "write the PNG chart next to the JSON report")
 	timeout := fs.Duration("timeout", 30*time.Minute, "stop the whole run after this long")
+	profDir := fs.String("cpuprofile", "", "write CPU profiles to `dir`: client.pprof for this process (every peer's client) and server-PEER.pprof for each server")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -48,11 +50,27 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("find this program to start the servers: %w", err)
 	}
 
+	serverArgs := ServerArgs
+	if *profDir != "" {
+		if err := os.MkdirAll(*profDir, 0o755); err != nil {
+			return fmt.Errorf("profile directory: %w", err)
+		}
+		stop, err := startCPUProfile(filepath.Join(*profDir, "client.pprof"))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		serverArgs = func(peer string) []string {
+			file := filepath.Join(*profDir, "server-"+strings.ReplaceAll(peer, "/", "_")+".pprof")
+			return append(ServerArgs(peer), "-cpuprofile", file)
+		}
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	cfg := harness.Config{
 		Peers: ps, Concurrency: cs, Rounds: *rounds, Duration: *dur, Warmup: *warmup,
-		Exe: exe, ServerArgs: ServerArgs, Progress: stderr, Live: isTerminal(stderr),
+		Exe: exe, ServerArgs: serverArgs, Progress: stderr, Live: isTerminal(stderr),
 	}
 	rep, err := harness.Run(ctx, cfg)
 	if err != nil {
@@ -78,6 +96,23 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // the runner.
 func ServerArgs(peer string) []string {
 	return []string{"server", "-peer", peer, "-addr", "127.0.0.1:0", "-exit-on-eof"}
+}
+
+// startCPUProfile starts profiling this process into file; stop ends the
+// profile and closes the file.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile %s: %w", file, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // defaultJSON is results/latest.json in the bench module: bench/results
