@@ -236,9 +236,8 @@ func (t *task) run() {
 	err := t.mt.call(t.ctx, t.arg, reply)
 	t.finish()
 	codec := t.codec
-	var p *panicError
 	switch {
-	case errors.As(err, &p):
+	case err != nil && isPanic(err):
 		c.srv.opts.logger.Error("provider: method panicked", "err", err)
 		c.fail(seq, oneWay, protocol.StatusInternal, err.Error())
 	case err != nil:
@@ -248,6 +247,13 @@ func (t *task) run() {
 	default:
 		c.reply(seq, codec, reply.Interface())
 	}
+}
+
+// isPanic tells whether err is a method's panic. It is apart from run so
+// that the target of errors.As escapes to the heap only for a failed call.
+func isPanic(err error) bool {
+	var p *panicError
+	return errors.As(err, &p)
 }
 
 // finish ends the request's context and forgets it for cancel frames.

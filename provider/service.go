@@ -63,6 +63,13 @@ func (m *method) call(ctx context.Context, arg reflect.Value, reply reflect.Valu
 	case m.directNoCtx != nil:
 		return m.directNoCtx(m.recv, arg.UnsafePointer(), reply.UnsafePointer())
 	}
+	return m.callReflect(ctx, arg, reply)
+}
+
+// callReflect is call through reflect.Value.Call, for a method without a
+// direct path. It is its own function so that only this path pays for the
+// context escaping to the heap.
+func (m *method) callReflect(ctx context.Context, arg reflect.Value, reply reflect.Value) error {
 	var in [4]reflect.Value
 	n := 0
 	in[n], n = m.rcvr, n+1
