@@ -21,8 +21,9 @@ var errMsgpackCheck = errors.New("msgpack payload")
 // payload can make it allocate gigabytes, and deep nesting can overflow the
 // decoder's stack.
 func checkMsgpack(data []byte) error {
-	var stack [maxMsgpackDepth]uint64 // values still to read in each open container
+	var stack [maxMsgpackDepth]uint64 // values left in each enclosing container
 	depth := 0
+	rem := uint64(1) // values left in the innermost open container (the top level holds one)
 	p := 0
 	for {
 		if p >= len(data) {
@@ -30,88 +31,162 @@ func checkMsgpack(data []byte) error {
 		}
 		c := data[p]
 		p++
-		left := uint64(len(data) - p)
-		var skip, elems uint64 // payload bytes after the header; values a container holds
-		container := false
-		switch {
-		case c <= 0x7f, c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
-			// fixint, nil, bool: the code is the value
-		case c >= 0xa0 && c <= 0xbf:
-			skip = uint64(c & 0x1f)
-		case c >= 0x90 && c <= 0x9f:
-			elems, container = uint64(c&0x0f), true
-		case c >= 0x80 && c <= 0x8f:
-			elems, container = 2*uint64(c&0x0f), true
-		case c >= 0xcc && c <= 0xcf:
-			skip = 1 << (c - 0xcc)
-		case c >= 0xd0 && c <= 0xd3:
-			skip = 1 << (c - 0xd0)
-		case c == 0xca:
-			skip = 4
-		case c == 0xcb:
-			skip = 8
-		case c >= 0xd4 && c <= 0xd8: // fixext: type and 1, 2, 4, 8 or 16 bytes
-			skip = 1 + 1<<(c-0xd4)
-		default:
-			// Codes followed by a length of 1, 2 or 4 bytes.
-			var size int
-			switch c {
-			case 0xc4, 0xd9, 0xc7: // bin8, str8, ext8
-				size = 1
-			case 0xc5, 0xda, 0xc8, 0xdc, 0xde: // bin16, str16, ext16, array16, map16
-				size = 2
-			case 0xc6, 0xdb, 0xc9, 0xdd, 0xdf: // bin32, str32, ext32, array32, map32
-				size = 4
-			default: // 0xc1 is never used
-				return fmt.Errorf("%w: invalid code 0x%02x at offset %d", errMsgpackCheck, c, p-1)
+		if k := msgpackClass[c]; k <= classMaxSkip {
+			// The common case, one predictable branch: a scalar or a
+			// fixstr, with k bytes after its code.
+			if int(k) > len(data)-p {
+				return fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, k, p, len(data)-p)
 			}
-			if uint64(size) > left {
+			p += int(k)
+		} else if k == classLen+1 {
+			// str8 or bin8, the next most common: inline too.
+			if p >= len(data) {
 				return fmt.Errorf("%w: truncated length at offset %d", errMsgpackCheck, p)
 			}
-			var n uint64
-			switch size {
-			case 1:
-				n = uint64(data[p])
-			case 2:
-				n = uint64(binary.BigEndian.Uint16(data[p:]))
-			case 4:
-				n = uint64(binary.BigEndian.Uint32(data[p:]))
+			n := int(data[p])
+			p++
+			if n > len(data)-p {
+				return fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, n, p, len(data)-p)
 			}
-			p += size
-			left -= uint64(size)
-			switch c {
-			case 0xdc, 0xdd:
-				elems, container = n, true
-			case 0xde, 0xdf:
-				elems, container = 2*n, true
-			case 0xc7, 0xc8, 0xc9:
-				skip = n + 1 // the extension's type byte, then its data
-			default:
-				skip = n
+			p += n
+		} else {
+			elems, err := checkLong(data, &p, c, k)
+			if err != nil {
+				return err
 			}
-		}
-		if skip > left || (container && elems > left) {
-			return fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, max(skip, elems), p, left)
-		}
-		p += int(skip)
-		if container && elems > 0 {
-			if depth == maxMsgpackDepth {
-				return fmt.Errorf("%w: nested deeper than %d", errMsgpackCheck, maxMsgpackDepth)
+			if elems > 0 {
+				if depth == maxMsgpackDepth {
+					return fmt.Errorf("%w: nested deeper than %d", errMsgpackCheck, maxMsgpackDepth)
+				}
+				stack[depth] = rem
+				depth++
+				rem = elems
+				continue
 			}
-			stack[depth] = elems
-			depth++
-			continue
 		}
 		// A value is complete: close every container it completes.
-		for {
+		for rem--; rem == 0; rem-- {
 			if depth == 0 {
 				return nil
 			}
-			stack[depth-1]--
-			if stack[depth-1] > 0 {
-				break
-			}
 			depth--
+			rem = stack[depth]
 		}
 	}
+}
+
+// Classes of msgpack codes in msgpackClass. Up to classMaxSkip, the class
+// is the number of bytes that follow the code; the rest name the codes
+// that carry a length or a count.
+const (
+	classMaxSkip   = 31 // the longest fixstr; fixext16 (17) is shorter
+	classLen       = 32 // str or bin with a 1, 2 or 4 byte length: 32 + size
+	classExt       = 40 // ext with a 1, 2 or 4 byte length: 40 + size
+	classArray     = 48 // array with a 2 or 4 byte count: 48 + size
+	classMap       = 56 // map with a 2 or 4 byte count: 56 + size
+	classFixArray  = 64
+	classFixMap    = 65
+	classInvalid   = 66 // 0xc1, never used
+	classSizeField = 7  // the low bits of classLen … classMap: the size of the length field
+)
+
+// msgpackClass maps each msgpack code to its class.
+var msgpackClass = func() (t [256]uint8) {
+	for c := range 256 {
+		var k uint8
+		switch {
+		case c <= 0x7f, c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
+			k = 0 // fixint, nil, bool: the code is the value
+		case c >= 0xa0 && c <= 0xbf:
+			k = uint8(c & 0x1f)
+		case c >= 0x90 && c <= 0x9f:
+			k = classFixArray
+		case c >= 0x80 && c <= 0x8f:
+			k = classFixMap
+		case c >= 0xcc && c <= 0xcf:
+			k = 1 << (c - 0xcc)
+		case c >= 0xd0 && c <= 0xd3:
+			k = 1 << (c - 0xd0)
+		case c == 0xca:
+			k = 4
+		case c == 0xcb:
+			k = 8
+		case c >= 0xd4 && c <= 0xd8: // fixext: type and 1, 2, 4, 8 or 16 bytes
+			k = 1 + 1<<(c-0xd4)
+		case c == 0xc4, c == 0xd9: // bin8, str8
+			k = classLen + 1
+		case c == 0xc5, c == 0xda:
+			k = classLen + 2
+		case c == 0xc6, c == 0xdb:
+			k = classLen + 4
+		case c == 0xc7:
+			k = classExt + 1
+		case c == 0xc8:
+			k = classExt + 2
+		case c == 0xc9:
+			k = classExt + 4
+		case c == 0xdc:
+			k = classArray + 2
+		case c == 0xdd:
+			k = classArray + 4
+		case c == 0xde:
+			k = classMap + 2
+		case c == 0xdf:
+			k = classMap + 4
+		default:
+			k = classInvalid
+		}
+		t[c] = k
+	}
+	return t
+}()
+
+// checkLong checks a value of code c (class k, not a short scalar) whose
+// code ends at *p: a container's header, or a string, binary or extension
+// with a length. It advances *p past what it checked (the header of a
+// container, the whole of anything else) and returns the number of values
+// a container holds, 0 for anything else.
+func checkLong(data []byte, p *int, c, k uint8) (elems uint64, err error) {
+	switch k {
+	case classFixArray:
+		elems = uint64(c & 0x0f)
+	case classFixMap:
+		elems = 2 * uint64(c&0x0f)
+	case classInvalid:
+		return 0, fmt.Errorf("%w: invalid code 0x%02x at offset %d", errMsgpackCheck, c, *p-1)
+	default:
+		size := int(k & classSizeField)
+		if size > len(data)-*p {
+			return 0, fmt.Errorf("%w: truncated length at offset %d", errMsgpackCheck, *p)
+		}
+		var n uint64
+		switch size {
+		case 1:
+			n = uint64(data[*p])
+		case 2:
+			n = uint64(binary.BigEndian.Uint16(data[*p:]))
+		default:
+			n = uint64(binary.BigEndian.Uint32(data[*p:]))
+		}
+		*p += size
+		switch k &^ classSizeField {
+		case classArray:
+			elems = n
+		case classMap:
+			elems = 2 * n
+		case classExt:
+			n++ // the extension's type byte, then its data
+			fallthrough
+		default:
+			if left := uint64(len(data) - *p); n > left {
+				return 0, fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, n, *p, left)
+			}
+			*p += int(n)
+			return 0, nil
+		}
+	}
+	if left := uint64(len(data) - *p); elems > left {
+		return 0, fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, elems, *p, left)
+	}
+	return elems, nil
 }
