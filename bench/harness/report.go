@@ -173,32 +173,49 @@ func (r *Report) find(peer string, conc int) *Summary {
 
 // targets checks the goals for shoal at each concurrency: calls/s
 // at least 1.25× net/rpc's and 2.5× rpcx's and gRPC's, p99 no higher than
-// net/rpc's, at most 10 client allocations per call.
+// net/rpc's, at most 10 client allocations per call. They are checked for
+// the "shoal" peer and for "shoal-reflect" (against "rpcx-reflect" where
+// that ran, rpcx otherwise); the goals of the latter name it.
 func (r *Report) targets() []Target {
 	var out []Target
 	for _, conc := range r.Config.Concurrency {
-		s := r.find("shoal", conc)
-		if s == nil {
-			continue
+		for _, subject := range []string{"shoal", "shoal-reflect"} {
+			out = append(out, r.targetsOf(subject, conc)...)
 		}
-		for _, g := range []struct {
-			peer, goal string
-			min        float64
-		}{
-			{NetRPC, "calls/s ≥ 1.25× net/rpc", 1.25},
-			{"rpcx", "calls/s ≥ 2.5× rpcx", 2.5},
-			{"grpc", "calls/s ≥ 2.5× gRPC", 2.5},
-		} {
-			if o := r.find(g.peer, conc); o != nil {
-				v := ratio(s.CallsPerSec, o.CallsPerSec)
-				out = append(out, Target{Concurrency: conc, Goal: g.goal, Value: v, Met: v >= g.min})
-			}
-		}
-		if o := r.find(NetRPC, conc); o != nil {
-			v := ratio(s.P99ms, o.P99ms)
-			out = append(out, Target{Concurrency: conc, Goal: "p99 ≤ net/rpc's", Value: v, Met: v > 0 && v <= 1})
-		}
-		out = append(out, Target{Concurrency: conc, Goal: "client allocs/call ≤ 10", Value: s.AllocsPerCall, Met: s.AllocsPerCall <= 10})
 	}
 	return out
+}
+
+// targetsOf checks the goals for one shoal peer at one concurrency.
+func (r *Report) targetsOf(subject string, conc int) []Target {
+	s := r.find(subject, conc)
+	if s == nil {
+		return nil
+	}
+	prefix, rpcx := "", "rpcx"
+	if subject != "shoal" {
+		prefix = subject + ": "
+		if r.find("rpcx-reflect", conc) != nil {
+			rpcx = "rpcx-reflect"
+		}
+	}
+	var out []Target
+	for _, g := range []struct {
+		peer, goal string
+		min        float64
+	}{
+		{NetRPC, "calls/s ≥ 1.25× net/rpc", 1.25},
+		{rpcx, "calls/s ≥ 2.5× " + rpcx, 2.5},
+		{"grpc", "calls/s ≥ 2.5× gRPC", 2.5},
+	} {
+		if o := r.find(g.peer, conc); o != nil {
+			v := ratio(s.CallsPerSec, o.CallsPerSec)
+			out = append(out, Target{Concurrency: conc, Goal: prefix + g.goal, Value: v, Met: v >= g.min})
+		}
+	}
+	if o := r.find(NetRPC, conc); o != nil {
+		v := ratio(s.P99ms, o.P99ms)
+		out = append(out, Target{Concurrency: conc, Goal: prefix + "p99 ≤ net/rpc's", Value: v, Met: v > 0 && v <= 1})
+	}
+	return append(out, Target{Concurrency: conc, Goal: prefix + "client allocs/call ≤ 10", Value: s.AllocsPerCall, Met: s.AllocsPerCall <= 10})
 }

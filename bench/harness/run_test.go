@@ -46,8 +46,15 @@ func TestRunEndToEnd(t *testing.T) {
 	if n := rep.find(NetRPC, 2); n == nil || n.VsNetRPC.CallsPerSec != 1 {
 		t.Errorf("net/rpc's own ratio is not 1: %+v", n)
 	}
-	if len(rep.Targets) != 2*5 {
-		t.Errorf("%d targets, want 10", len(rep.Targets))
+	if len(rep.Targets) != 2*2*5 { // shoal and shoal-reflect, two concurrencies, five goals
+		t.Errorf("%d targets, want 20", len(rep.Targets))
+	}
+	reflectGoal := false
+	for _, g := range rep.Targets {
+		reflectGoal = reflectGoal || g.Goal == "shoal-reflect: calls/s ≥ 2.5× rpcx-reflect"
+	}
+	if !reflectGoal {
+		t.Errorf("no goal for shoal-reflect against rpcx-reflect: %+v", rep.Targets)
 	}
 	if !strings.Contains(progress.String(), "round 1/1  shoal") {
 		t.Errorf("progress has no round line:\n%s", progress.String())

@@ -87,6 +87,11 @@ func New() *BenchmarkMessage {
 	}
 }
 
+// Reflected is BenchmarkMessage without methods, so that a msgpack codec
+// encodes it by reflection (as_array, the same bytes), for the peers that
+// show what shoal and rpcx cost without generated code.
+type Reflected BenchmarkMessage
+
 // Answer fills reply the way every peer's Say does: a copy of args with
 // Field1 "OK" and Field2 100.
 func Answer(args, reply *BenchmarkMessage) {

@@ -10,6 +10,8 @@ import (
 	"net"
 	"strings"
 	"sync"
+
+	"github.com/shoalrpc/shoal/bench/msg"
 )
 
 // ErrBadReply is returned by a call whose reply is not the expected answer
@@ -39,16 +41,22 @@ type Client interface {
 	Close() error
 }
 
-// All returns every peer, in the order rounds run them.
-func All() []Peer {
+// Default returns the peers a run compares unless told otherwise, in the
+// order rounds run them.
+func Default() []Peer {
 	return []Peer{Shoal{}, NetRPC{}, RPCX{}, GRPC{}, Raw{}}
 }
 
-// Names returns the names of All, in order.
-func Names() []string {
-	all := All()
-	names := make([]string, len(all))
-	for i, p := range all {
+// All returns every peer: Default, then shoal and rpcx with the msgpack
+// payload encoded by reflection instead of generated code.
+func All() []Peer {
+	return append(Default(), Shoal{Reflect: true}, RPCX{Reflect: true})
+}
+
+// Names returns the names of peers, in order.
+func Names(peers []Peer) []string {
+	names := make([]string, len(peers))
+	for i, p := range peers {
 		names[i] = p.Name()
 	}
 	return names
@@ -61,7 +69,7 @@ func ByName(name string) (Peer, error) {
 			return p, nil
 		}
 	}
-	return nil, fmt.Errorf("unknown peer %q (known: %s)", name, strings.Join(Names(), ", "))
+	return nil, fmt.Errorf("unknown peer %q (known: %s)", name, strings.Join(Names(All()), ", "))
 }
 
 // serveUntil runs serve in a goroutine and returns when it fails or ctx
@@ -109,4 +117,15 @@ func serveConns(ctx context.Context, name string, ln net.Listener, handle func(n
 		}
 	}
 	return serveUntil(ctx, serve, stop)
+}
+
+// field1 is the Field1 of a reply of either msgpack message type.
+func field1(reply any) string {
+	switch r := reply.(type) {
+	case *msg.BenchmarkMessage:
+		return r.Field1
+	case *msg.Reflected:
+		return r.Field1
+	}
+	return ""
 }

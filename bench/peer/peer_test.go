@@ -67,7 +67,7 @@ func TestPeersAnswer(t *testing.T) {
 }
 
 func TestByName(t *testing.T) {
-	for _, name := range Names() {
+	for _, name := range Names(All()) {
 		if p, err := ByName(name); err != nil || p.Name() != name {
 			t.Errorf("ByName(%q) = %v, %v", name, p, err)
 		}

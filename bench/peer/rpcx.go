@@ -14,14 +14,20 @@ import (
 )
 
 // RPCX is rpcx with its msgpack serialize type: server.Server and one
-// client.Client (one connection).
-type RPCX struct{}
+// client.Client (one connection). Its msgpack codec uses the message's
+// generated code or, with Reflect, encodes by reflection.
+type RPCX struct{ Reflect bool }
 
 // quietRPCX silences rpcx's package-level logger, once per process.
 var quietRPCX = sync.OnceFunc(rpcxlog.SetDummyLogger)
 
 // Name implements Peer.
-func (RPCX) Name() string { return "rpcx" }
+func (r RPCX) Name() string {
+	if r.Reflect {
+		return "rpcx-reflect"
+	}
+	return "rpcx"
+}
 
 // RPCXHello is rpcx's Hello service.
 type RPCXHello struct{}
@@ -32,11 +38,24 @@ func (RPCXHello) Say(_ context.Context, args *msg.BenchmarkMessage, reply *msg.B
 	return nil
 }
 
+// RPCXReflectHello is rpcx's Hello service for Reflected messages.
+type RPCXReflectHello struct{}
+
+// Say answers the benchmark call.
+func (RPCXReflectHello) Say(_ context.Context, args *msg.Reflected, reply *msg.Reflected) error {
+	msg.Answer((*msg.BenchmarkMessage)(args), (*msg.BenchmarkMessage)(reply))
+	return nil
+}
+
 // Serve implements Peer.
-func (RPCX) Serve(ctx context.Context, ln net.Listener) error {
+func (r RPCX) Serve(ctx context.Context, ln net.Listener) error {
 	quietRPCX()
 	srv := server.NewServer()
-	if err := srv.RegisterName("Hello", new(RPCXHello), ""); err != nil {
+	var svc any = new(RPCXHello)
+	if r.Reflect {
+		svc = new(RPCXReflectHello)
+	}
+	if err := srv.RegisterName("Hello", svc, ""); err != nil {
 		ln.Close()
 		return fmt.Errorf("rpcx: register: %w", err)
 	}
@@ -47,7 +66,7 @@ func (RPCX) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Dial implements Peer.
-func (RPCX) Dial(_ context.Context, addr string) (Client, error) {
+func (r RPCX) Dial(_ context.Context, addr string) (Client, error) {
 	quietRPCX()
 	opt := client.DefaultOption
 	opt.SerializeType = protocol.MsgPack
@@ -55,26 +74,29 @@ func (RPCX) Dial(_ context.Context, addr string) (Client, error) {
 	if err := c.Connect("tcp", addr); err != nil {
 		return nil, fmt.Errorf("rpcx: dial %s: %w", addr, err)
 	}
-	return &rpcxClient{c: c, args: msg.New()}, nil
+	if r.Reflect {
+		return &rpcxClient[msg.Reflected]{c: c, args: (*msg.Reflected)(msg.New())}, nil
+	}
+	return &rpcxClient[msg.BenchmarkMessage]{c: c, args: msg.New()}, nil
 }
 
-type rpcxClient struct {
+type rpcxClient[M msg.BenchmarkMessage | msg.Reflected] struct {
 	c    *client.Client
-	args *msg.BenchmarkMessage
+	args *M
 }
 
-func (r *rpcxClient) NewCaller() func(ctx context.Context) error {
-	reply := new(msg.BenchmarkMessage)
+func (r *rpcxClient[M]) NewCaller() func(ctx context.Context) error {
+	reply := new(M)
 	return func(ctx context.Context) error {
-		*reply = msg.BenchmarkMessage{}
+		*reply = M{}
 		if err := r.c.Call(ctx, "Hello", "Say", r.args, reply); err != nil {
 			return err
 		}
-		if reply.Field1 != "OK" {
+		if field1(reply) != "OK" {
 			return ErrBadReply
 		}
 		return nil
 	}
 }
 
-func (r *rpcxClient) Close() error { return r.c.Close() }
+func (r *rpcxClient[M]) Close() error { return r.c.Close() }

@@ -13,11 +13,17 @@ import (
 )
 
 // Shoal is shoal: provider.Server and one consumer.Client (one multiplexed
-// connection), msgpack payloads.
-type Shoal struct{}
+// connection), msgpack payloads through the message's generated code or,
+// with Reflect, by reflection.
+type Shoal struct{ Reflect bool }
 
 // Name implements Peer.
-func (Shoal) Name() string { return "shoal" }
+func (s Shoal) Name() string {
+	if s.Reflect {
+		return "shoal-reflect"
+	}
+	return "shoal"
+}
 
 // ShoalHello is shoal's Hello service.
 type ShoalHello struct{}
@@ -28,10 +34,23 @@ func (ShoalHello) Say(_ context.Context, args *msg.BenchmarkMessage, reply *msg.
 	return nil
 }
 
+// ShoalReflectHello is shoal's Hello service for Reflected messages.
+type ShoalReflectHello struct{}
+
+// Say answers the benchmark call.
+func (ShoalReflectHello) Say(_ context.Context, args *msg.Reflected, reply *msg.Reflected) error {
+	msg.Answer((*msg.BenchmarkMessage)(args), (*msg.BenchmarkMessage)(reply))
+	return nil
+}
+
 // Serve implements Peer.
-func (Shoal) Serve(ctx context.Context, ln net.Listener) error {
+func (s Shoal) Serve(ctx context.Context, ln net.Listener) error {
 	srv := provider.NewServer(provider.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	if err := srv.RegisterName("Hello", ShoalHello{}); err != nil {
+	var svc any = ShoalHello{}
+	if s.Reflect {
+		svc = ShoalReflectHello{}
+	}
+	if err := srv.RegisterName("Hello", svc); err != nil {
 		ln.Close()
 		return fmt.Errorf("shoal: register: %w", err)
 	}
@@ -39,31 +58,34 @@ func (Shoal) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Dial implements Peer.
-func (Shoal) Dial(ctx context.Context, addr string) (Client, error) {
+func (s Shoal) Dial(ctx context.Context, addr string) (Client, error) {
 	c, err := consumer.DialContext(ctx, "tcp@"+addr)
 	if err != nil {
 		return nil, fmt.Errorf("shoal: dial %s: %w", addr, err)
 	}
-	return &shoalClient{c: c, args: msg.New()}, nil
+	if s.Reflect {
+		return &shoalClient[msg.Reflected]{c: c, args: (*msg.Reflected)(msg.New())}, nil
+	}
+	return &shoalClient[msg.BenchmarkMessage]{c: c, args: msg.New()}, nil
 }
 
-type shoalClient struct {
+type shoalClient[M msg.BenchmarkMessage | msg.Reflected] struct {
 	c    *consumer.Client
-	args *msg.BenchmarkMessage
+	args *M
 }
 
-func (s *shoalClient) NewCaller() func(ctx context.Context) error {
-	reply := new(msg.BenchmarkMessage)
+func (s *shoalClient[M]) NewCaller() func(ctx context.Context) error {
+	reply := new(M)
 	return func(ctx context.Context) error {
-		*reply = msg.BenchmarkMessage{}
+		*reply = M{}
 		if err := s.c.Call(ctx, "Hello.Say", s.args, reply); err != nil {
 			return err
 		}
-		if reply.Field1 != "OK" {
+		if field1(reply) != "OK" {
 			return ErrBadReply
 		}
 		return nil
 	}
 }
 
-func (s *shoalClient) Close() error { return s.c.Close() }
+func (s *shoalClient[M]) Close() error { return s.c.Close() }

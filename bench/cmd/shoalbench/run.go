@@ -26,7 +26,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	rounds := fs.Int("rounds", 3, "counted rounds per concurrency, after one warm-up round")
 	dur := fs.Duration("d", 3*time.Second, "duration of one peer's round")
 	warmup := fs.Duration("warmup", time.Second, "duration of one peer's warm-up round (0: none)")
-	peers := fs.String("peers", strings.Join(peer.Names(), ","), "peers, in the order each round runs them")
+	peers := fs.String("peers", strings.Join(peer.Names(peer.Default()), ","), "peers, in the order each round runs them (known: "+peerList()+")")
 	jsonPath := fs.String("json", defaultJSON(), "JSON report path; the PNG chart is written next to it")
 	chart := fs.Bool("chart", true, "write the PNG chart next to the JSON report")
 	timeout := fs.Duration("timeout", 30*time.Minute, "stop the whole run after this long")
@@ -155,7 +155,7 @@ func parsePeers(s string) ([]peer.Peer, error) {
 
 func peerByName(name string) (peer.Peer, error) { return peer.ByName(name) }
 
-func peerList() string { return strings.Join(peer.Names(), ", ") }
+func peerList() string { return strings.Join(peer.Names(peer.All()), ", ") }
 
 // checkLoopback refuses any listen address but a loopback one: the
 // benchmark never serves beyond this machine.
