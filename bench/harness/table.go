@@ -132,7 +132,7 @@ func (r *Report) targetTable() string {
 			for _, g := range r.Targets {
 				if g.Goal == goal && g.Concurrency == c {
 					v := times(g.Value)
-					if strings.HasPrefix(goal, "client allocs") {
+					if strings.Contains(goal, "client allocs") {
 						v = fixed(g.Value, 1)
 					}
 					if g.Met {
