@@ -35,12 +35,12 @@ type conn struct {
 	inFlight  atomic.Int64 // this connection's requests read and not yet answered
 
 	mu      sync.Mutex
-	running map[uint64]context.CancelFunc // requests a cancel frame or close can stop; nil once closed
+	running map[uint64]*requestContext // requests a cancel frame or close can stop; nil once closed
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]context.CancelFunc)}
+	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]*requestContext)}
 	var w io.Writer = nc
 	if s.opts.writeTimeout > 0 {
 		w = deadlineWriter{nc, s.opts.writeTimeout}
@@ -136,10 +136,10 @@ func (c *conn) serve() {
 			// An answer to nothing we asked: ignore.
 		case m.Kind == protocol.KindCancel:
 			c.mu.Lock()
-			cancel := c.running[m.Seq]
+			rc := c.running[m.Seq]
 			c.mu.Unlock()
-			if cancel != nil {
-				cancel()
+			if rc != nil {
+				rc.cancel()
 			}
 		default:
 			s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", "unexpected "+m.Kind.String()+" frame from a client")
@@ -187,34 +187,30 @@ func (c *conn) handle(m *protocol.Message) {
 		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
 		return
 	}
-	// The request's context hangs off Background rather than the
+	// The request's context stands alone rather than hanging off the
 	// connection's: close cancels it through c.running, and the request
 	// avoids registering with (and locking) a parent shared by every request
 	// of the connection.
-	var ctx context.Context
-	var cancel context.CancelFunc
+	var deadline time.Time
 	if m.Timeout > 0 {
-		ctx, cancel = context.WithTimeout(context.Background(), m.Timeout)
-	} else {
-		ctx, cancel = context.WithCancel(context.Background())
+		deadline = time.Now().Add(m.Timeout)
 	}
-	ctx = withMetadata(ctx, m.Metadata)
+	ctx := newRequestContext(deadline, m.Metadata)
 	c.mu.Lock()
 	if c.running == nil { // closed while this request was decoded
 		c.mu.Unlock()
-		cancel()
+		ctx.cancel()
 	} else {
-		c.running[m.Seq] = cancel
+		c.running[m.Seq] = ctx
 		c.mu.Unlock()
 	}
-	s.dispatch(task{c: c, ctx: ctx, cancel: cancel, mt: mt, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
+	s.dispatch(task{c: c, ctx: ctx, mt: mt, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
 }
 
 // task is an admitted request, decoded and ready to run.
 type task struct {
 	c      *conn
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx    *requestContext
 	mt     *method
 	arg    reflect.Value
 	seq    uint64
@@ -261,7 +257,7 @@ func (t *task) finish() {
 	t.c.mu.Lock()
 	delete(t.c.running, t.seq)
 	t.c.mu.Unlock()
-	t.cancel()
+	t.ctx.cancel()
 }
 
 // reply sends a successful response carrying v.
@@ -332,8 +328,8 @@ func (c *conn) close() {
 		running := c.running
 		c.running = nil
 		c.mu.Unlock()
-		for _, cancel := range running {
-			cancel()
+		for _, rc := range running {
+			rc.cancel()
 		}
 		c.srv.untrackConn(c)
 	})
