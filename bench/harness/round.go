@@ -103,7 +103,10 @@ func runRound(ctx context.Context, spec roundSpec) (Round, error) {
 		workers[i].hist = spec.hists[i]
 		workers[i].call = spec.client.NewCaller()
 	}
-	callCtx, cancel := context.WithCancel(ctx)
+	// The calls' context has no deadline, as the README promises: it does
+	// not inherit the run's timeout (which shoal and gRPC would carry on
+	// every call), and the round cancels it itself when ctx ends.
+	callCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	var stop atomic.Bool
 
