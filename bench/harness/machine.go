@@ -21,7 +21,8 @@ type Machine struct {
 	Date       string `json:"date"`
 	Commit     string `json:"commit,omitempty"`
 	// Dirty is true when the work tree had uncommitted changes to tracked
-	// files (shoal's numbers then come from code no commit holds).
+	// files (shoal's numbers then come from code no commit holds); the
+	// reports in bench/results, which every run rewrites, do not count.
 	Dirty bool `json:"dirty,omitempty"`
 	// LoadBefore and LoadAfter are the 1-minute load averages at the start
 	// and the end of the run.
@@ -51,7 +52,7 @@ func machineInfo(ctx context.Context) Machine {
 	}
 	m.Commit = git(ctx, "rev-parse", "--short", "HEAD")
 	if m.Commit != "" {
-		m.Dirty = git(ctx, "status", "--porcelain", "--untracked-files=no") != ""
+		m.Dirty = git(ctx, "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)bench/results") != ""
 	}
 	return m
 }
