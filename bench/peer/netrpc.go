@@ -43,26 +43,7 @@ func (NetRPC) Dial(ctx context.Context, addr string) (Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("net/rpc: dial %s: %w", addr, err)
 	}
-	return &netrpcClient{c: rpc.NewClient(nc), args: msg.New()}, nil
+	c := rpc.NewClient(nc)
+	call := func(_ context.Context, args, reply any) error { return c.Call("Hello.Say", args, reply) }
+	return newStructClient(false, call, c.Close), nil
 }
-
-type netrpcClient struct {
-	c    *rpc.Client
-	args *msg.BenchmarkMessage
-}
-
-func (n *netrpcClient) NewCaller() func(ctx context.Context) error {
-	reply := new(msg.BenchmarkMessage)
-	return func(context.Context) error {
-		*reply = msg.BenchmarkMessage{}
-		if err := n.c.Call("Hello.Say", n.args, reply); err != nil {
-			return err
-		}
-		if reply.Field1 != "OK" {
-			return ErrBadReply
-		}
-		return nil
-	}
-}
-
-func (n *netrpcClient) Close() error { return n.c.Close() }

@@ -119,6 +119,43 @@ func serveConns(ctx context.Context, name string, ln net.Listener, handle func(n
 	return serveUntil(ctx, serve, stop)
 }
 
+// structClient is the Client of the peers whose payload is the Go struct
+// (shoal, rpcx, net/rpc): M is msg.BenchmarkMessage, or msg.Reflected for
+// the peers that encode it by reflection.
+type structClient[M msg.BenchmarkMessage | msg.Reflected] struct {
+	args  *M
+	call  func(ctx context.Context, args, reply any) error // the peer's Hello.Say
+	close func() error
+}
+
+// newStructClient returns the structClient that makes its calls with call
+// and closes with close; reflected picks msg.Reflected.
+func newStructClient(reflected bool, call func(ctx context.Context, args, reply any) error, close func() error) Client {
+	if reflected {
+		return &structClient[msg.Reflected]{args: (*msg.Reflected)(msg.New()), call: call, close: close}
+	}
+	return &structClient[msg.BenchmarkMessage]{args: msg.New(), call: call, close: close}
+}
+
+// NewCaller implements Client: each call zeroes the caller's own reply,
+// makes the call and checks the reply's Field1.
+func (s *structClient[M]) NewCaller() func(ctx context.Context) error {
+	reply := new(M)
+	return func(ctx context.Context) error {
+		*reply = M{}
+		if err := s.call(ctx, s.args, reply); err != nil {
+			return err
+		}
+		if field1(reply) != "OK" {
+			return ErrBadReply
+		}
+		return nil
+	}
+}
+
+// Close implements Client.
+func (s *structClient[M]) Close() error { return s.close() }
+
 // field1 is the Field1 of a reply of either msgpack message type.
 func field1(reply any) string {
 	switch r := reply.(type) {

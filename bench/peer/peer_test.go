@@ -17,18 +17,8 @@ func TestPeersAnswer(t *testing.T) {
 		t.Run(p.Name(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
 			srvCtx, stop := context.WithCancel(ctx)
-			served := make(chan error, 1)
-			go func() { served <- p.Serve(srvCtx, ln) }()
-
-			c, err := p.Dial(ctx, ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
+			c, served := startPeer(t, srvCtx, p)
 			if err := c.NewCaller()(ctx); err != nil {
 				t.Fatalf("first call: %v", err)
 			}
@@ -66,6 +56,22 @@ func TestPeersAnswer(t *testing.T) {
 	}
 }
 
+// startPeer serves p in this process on a loopback port until ctx ends,
+// and dials its client; Serve's result arrives on served.
+func startPeer(tb testing.TB, ctx context.Context, p Peer) (c Client, served <-chan error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- p.Serve(ctx, ln) }()
+	c, err = p.Dial(ctx, ln.Addr().String())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c, errc
+}
+
 func TestByName(t *testing.T) {
 	for _, name := range Names(All()) {
 		if p, err := ByName(name); err != nil || p.Name() != name {
@@ -95,16 +101,7 @@ func BenchmarkSay(b *testing.B) {
 func benchSay(b *testing.B, p Peer, callers int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- p.Serve(ctx, ln) }()
-	c, err := p.Dial(ctx, ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
+	c, served := startPeer(b, ctx, p)
 	b.ReportAllocs()
 	b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
 	b.ResetTimer()

@@ -74,29 +74,6 @@ func (r RPCX) Dial(_ context.Context, addr string) (Client, error) {
 	if err := c.Connect("tcp", addr); err != nil {
 		return nil, fmt.Errorf("rpcx: dial %s: %w", addr, err)
 	}
-	if r.Reflect {
-		return &rpcxClient[msg.Reflected]{c: c, args: (*msg.Reflected)(msg.New())}, nil
-	}
-	return &rpcxClient[msg.BenchmarkMessage]{c: c, args: msg.New()}, nil
+	call := func(ctx context.Context, args, reply any) error { return c.Call(ctx, "Hello", "Say", args, reply) }
+	return newStructClient(r.Reflect, call, c.Close), nil
 }
-
-type rpcxClient[M msg.BenchmarkMessage | msg.Reflected] struct {
-	c    *client.Client
-	args *M
-}
-
-func (r *rpcxClient[M]) NewCaller() func(ctx context.Context) error {
-	reply := new(M)
-	return func(ctx context.Context) error {
-		*reply = M{}
-		if err := r.c.Call(ctx, "Hello", "Say", r.args, reply); err != nil {
-			return err
-		}
-		if field1(reply) != "OK" {
-			return ErrBadReply
-		}
-		return nil
-	}
-}
-
-func (r *rpcxClient[M]) Close() error { return r.c.Close() }

@@ -63,29 +63,6 @@ func (s Shoal) Dial(ctx context.Context, addr string) (Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shoal: dial %s: %w", addr, err)
 	}
-	if s.Reflect {
-		return &shoalClient[msg.Reflected]{c: c, args: (*msg.Reflected)(msg.New())}, nil
-	}
-	return &shoalClient[msg.BenchmarkMessage]{c: c, args: msg.New()}, nil
+	call := func(ctx context.Context, args, reply any) error { return c.Call(ctx, "Hello.Say", args, reply) }
+	return newStructClient(s.Reflect, call, c.Close), nil
 }
-
-type shoalClient[M msg.BenchmarkMessage | msg.Reflected] struct {
-	c    *consumer.Client
-	args *M
-}
-
-func (s *shoalClient[M]) NewCaller() func(ctx context.Context) error {
-	reply := new(M)
-	return func(ctx context.Context) error {
-		*reply = M{}
-		if err := s.c.Call(ctx, "Hello.Say", s.args, reply); err != nil {
-			return err
-		}
-		if field1(reply) != "OK" {
-			return ErrBadReply
-		}
-		return nil
-	}
-}
-
-func (s *shoalClient[M]) Close() error { return s.c.Close() }
