@@ -19,7 +19,7 @@
 //	                         without a payload)
 //	5       1     status     0 OK, 1 service error, 2 unknown service, 3 unknown
 //	                         method, 4 bad request, 5 shutting down, 6 internal,
-//	                         7 overloaded, 8 unauthenticated
+//	                         7 overloaded, 8 unauthenticated, 9 too large
 //	6       2     reserved   must be zero
 //	8       8     sequence   chosen by the client, echoed in the response
 //	16      4     body length
@@ -47,7 +47,12 @@
 // The body length is checked against the reader's limit (DefaultMaxBodySize,
 // 8 MiB, unless configured) before a byte of the body is read or allocated; a
 // large body is read in growing chunks, so a peer that announces a large frame
-// and stalls holds only what it actually sent. Every length inside the body is
+// and stalls holds only what it actually sent. A frame over the limit but
+// within SkipFactor times it is skippable: Reader discards its body as it
+// arrives and reports it as a *TooLargeError carrying its header, so the
+// connection's other frames go on (a server answers such a request alone,
+// status 9, not executed); a header announcing more than that ends the
+// stream. Every length inside the body is
 // checked against the bytes that remain before anything is allocated. A
 // msgpack payload is checked the same way before it is decoded (every string,
 // binary, extension, array and map length against the bytes that remain,

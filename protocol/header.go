@@ -78,6 +78,7 @@ const (
 	StatusInternal        Status = 6 // the server failed (handler panic, reply too large)
 	StatusOverloaded      Status = 7 // past a connection or concurrency limit; not executed
 	StatusUnauthenticated Status = 8 // the credentials were refused; not executed
+	StatusTooLarge        Status = 9 // the request's body was over the server's limit; not executed
 )
 
 func (s Status) String() string {
@@ -100,6 +101,8 @@ func (s Status) String() string {
 		return "overloaded"
 	case StatusUnauthenticated:
 		return "unauthenticated"
+	case StatusTooLarge:
+		return "too large"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
@@ -122,7 +125,10 @@ func appendHeader(dst []byte, h *Header) []byte {
 }
 
 // ParseHeader decodes and validates the header in b[:HeaderSize]. The body length
-// must not exceed maxBody (DefaultMaxBodySize when maxBody <= 0).
+// must not exceed maxBody (DefaultMaxBodySize when maxBody <= 0). A header
+// that is valid but for a body over the limit is returned with an error
+// wrapping ErrTooLarge, so a reader can answer or skip that frame alone; any
+// other error comes with a zero Header.
 func ParseHeader(b []byte, maxBody int) (Header, error) {
 	if len(b) < HeaderSize {
 		return Header{}, fmt.Errorf("%w: header is %d bytes, want %d", ErrMalformed, len(b), HeaderSize)
@@ -151,7 +157,7 @@ func ParseHeader(b []byte, maxBody int) (Header, error) {
 		return Header{}, fmt.Errorf("%w: reserved bytes set", ErrMalformed)
 	}
 	if uint64(h.BodyLen) > uint64(limit(maxBody)) {
-		return Header{}, fmt.Errorf("%w: body of %d bytes, limit %d", ErrTooLarge, h.BodyLen, limit(maxBody))
+		return h, fmt.Errorf("%w: body of %d bytes, limit %d", ErrTooLarge, h.BodyLen, limit(maxBody))
 	}
 	return h, nil
 }

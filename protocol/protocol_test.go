@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -354,5 +355,54 @@ func TestOnWaitTellsIdleFromMidFrame(t *testing.T) {
 	}
 	if idle != 2 || len(waits) < 4 {
 		t.Fatalf("waits %v: want one idle wait per frame and mid-frame waits", waits)
+	}
+}
+
+func TestOnWaitMidFrameOncePerFrame(t *testing.T) {
+	// A frame trickling in 7 bytes at a time needs many reads; its read
+	// deadline must be set once, when it begins, not again after the header
+	// (which let a frame take twice the read timeout).
+	frame, _ := AppendFrame(nil, &Message{Header: Header{Kind: KindRequest, Seq: 1}, Method: "A.B", Payload: make([]byte, 100)}, 0)
+	r := NewReader(&trickle{data: append(bytes.Clone(frame), frame...), n: 7}, 0)
+	var waits []bool
+	r.OnWait = func(started bool) { waits = append(waits, started) }
+	var m Message
+	for range 2 {
+		if err := r.Read(&m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []bool{false, true, false, true}; !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v: one idle wait and one mid-frame wait per frame", waits, want)
+	}
+}
+
+func TestReaderSkipsOversizedFrame(t *testing.T) {
+	big, _ := AppendFrame(nil, &Message{Header: Header{Kind: KindRequest, Seq: 7}, Method: "A.B", Payload: make([]byte, 5000)}, 1<<20)
+	small, _ := AppendFrame(nil, &Message{Header: Header{Kind: KindRequest, Seq: 8}, Method: "A.B", Payload: []byte{1}}, 0)
+	r := NewReader(bytes.NewReader(append(bytes.Clone(big), small...)), 1000)
+	var m Message
+	err := r.Read(&m)
+	var tl *TooLargeError
+	if !errors.As(err, &tl) || !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("Read = %v, want a *TooLargeError wrapping ErrTooLarge", err)
+	}
+	if tl.Header.Seq != 7 || tl.Header.Kind != KindRequest || tl.Limit != 1000 || m.Seq != 7 {
+		t.Fatalf("skipped frame %+v (m.Seq %d), want request seq 7 with limit 1000", tl, m.Seq)
+	}
+	if err := r.Read(&m); err != nil || m.Seq != 8 || len(m.Payload) != 1 {
+		t.Fatalf("frame after the skipped one: seq %d payload %d err %v, want seq 8", m.Seq, len(m.Payload), err)
+	}
+}
+
+func TestReaderEndsOnAbsurdLength(t *testing.T) {
+	var h [HeaderSize]byte
+	head := appendHeader(h[:0], &Header{Kind: KindRequest, Seq: 1, BodyLen: 1000*SkipFactor + 1})
+	r := NewReader(bytes.NewReader(append(head, make([]byte, 100)...)), 1000)
+	var m Message
+	err := r.Read(&m)
+	var tl *TooLargeError
+	if !errors.Is(err, ErrTooLarge) || errors.As(err, &tl) {
+		t.Fatalf("Read = %v, want ErrTooLarge that is not a skipped frame", err)
 	}
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 )
@@ -15,7 +16,28 @@ const (
 	chunkSize = 64 << 10
 	// keepBufferSize is the largest body buffer kept for the next frame.
 	keepBufferSize = 256 << 10
+
+	// SkipFactor bounds the frames a Reader skips rather than failing on: a
+	// body over the limit but at most SkipFactor times it is discarded as it
+	// arrives and reported as a *TooLargeError; a larger one (an absurd
+	// length, or a stream out of step) ends the stream.
+	SkipFactor = 16
 )
+
+// TooLargeError is Reader.Read's error for a frame whose body was over the
+// limit and was skipped: the stream is still in step, and the next Read
+// returns the next frame. It wraps ErrTooLarge.
+type TooLargeError struct {
+	Header Header // the skipped frame's header: Kind, Seq and BodyLen say what it was
+	Limit  int    // the reader's body limit
+}
+
+func (e *TooLargeError) Error() string {
+	return fmt.Sprintf("%v: %s body of %d bytes, limit %d (skipped)", ErrTooLarge, e.Header.Kind, e.Header.BodyLen, e.Limit)
+}
+
+// Unwrap makes errors.Is(err, ErrTooLarge) true.
+func (e *TooLargeError) Unwrap() error { return ErrTooLarge }
 
 // Reader reads frames from a stream. It is not safe for concurrent use: one
 // goroutine per connection reads.
@@ -24,13 +46,15 @@ type Reader struct {
 	maxBody int
 	head    [HeaderSize]byte
 	body    []byte
+	waited  bool // OnWait(true) was called for the frame being read
 
 	// OnWait, if set, is called before the Reader waits on the stream for
 	// bytes: started is false when no byte of the next frame has arrived (the
-	// stream is idle) and true in the middle of a frame. A server sets its
-	// read deadlines here: an idle timeout between frames, a shorter read
-	// timeout within one, so a peer that sends part of a frame and stalls is
-	// cut off.
+	// stream is idle) and true the first time it must wait in the middle of a
+	// frame, once per frame, however many reads the rest of the frame takes.
+	// A server sets its read deadlines here: an idle timeout between frames,
+	// and one read deadline for the rest of a frame once it has begun, so a
+	// peer that sends part of a frame and stalls is cut off within that time.
 	OnWait func(started bool)
 }
 
@@ -46,9 +70,13 @@ func (r *Reader) Buffered() int { return r.r.Buffered() }
 
 // Read decodes the next frame into m, which it resets first. m.Payload aliases
 // the Reader's buffer and is valid only until the next Read. A clean end of
-// stream between frames is io.EOF; anything else is a wrapped error.
+// stream between frames is io.EOF. A frame over the body limit but within
+// SkipFactor times it is skipped and reported as a *TooLargeError (m.Header
+// is its header), after which Read may be called again; anything else is a
+// wrapped error after which the stream is unusable.
 func (r *Reader) Read(m *Message) error {
 	m.Reset()
+	r.waited = false
 	if r.OnWait != nil && r.r.Buffered() < HeaderSize {
 		if r.r.Buffered() == 0 {
 			r.OnWait(false)
@@ -57,7 +85,7 @@ func (r *Reader) Read(m *Message) error {
 			}
 		}
 		if r.r.Buffered() < HeaderSize {
-			r.OnWait(true)
+			r.waitMidFrame()
 		}
 	}
 	if _, err := io.ReadFull(r.r, r.head[:]); err != nil {
@@ -68,13 +96,16 @@ func (r *Reader) Read(m *Message) error {
 	}
 	h, err := ParseHeader(r.head[:], r.maxBody)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) && uint64(h.BodyLen) <= uint64(r.maxBody)*SkipFactor {
+			return r.skip(h, m)
+		}
 		return err
 	}
 	if cap(r.body) > keepBufferSize {
 		r.body = nil
 	}
 	if r.OnWait != nil && r.r.Buffered() < int(h.BodyLen) {
-		r.OnWait(true)
+		r.waitMidFrame()
 	}
 	r.body, err = readBody(r.r, r.body[:0], int(h.BodyLen))
 	if err != nil {
@@ -82,6 +113,30 @@ func (r *Reader) Read(m *Message) error {
 	}
 	m.Header = h
 	return ParseBody(r.body, m)
+}
+
+// waitMidFrame tells OnWait, once per frame, that the reader waits inside a frame.
+func (r *Reader) waitMidFrame() {
+	if !r.waited {
+		r.waited = true
+		r.OnWait(true)
+	}
+}
+
+// skip discards the body of an oversized frame as it arrives, holding none
+// of it, and reports the frame.
+func (r *Reader) skip(h Header, m *Message) error {
+	if r.OnWait != nil && r.r.Buffered() < int(h.BodyLen) {
+		r.waitMidFrame()
+	}
+	if _, err := r.r.Discard(int(h.BodyLen)); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("%w: %s body of %d bytes, limit %d, cut short while skipped: %w", ErrTooLarge, h.Kind, h.BodyLen, r.maxBody, err)
+	}
+	m.Header = h
+	return &TooLargeError{Header: h, Limit: r.maxBody}
 }
 
 // readBody reads n bytes into buf, growing it in chunks so that a peer which
