@@ -25,7 +25,7 @@ func (p *ClientProxy) Broadcast(ctx context.Context, method string, args, reply 
 	for i, in := range instances {
 		g.Go(func() error {
 			r := reflect.New(rv.Type().Elem())
-			if err := p.attempt(gctx, in, method, args, r.Interface()); err != nil {
+			if err := p.attempt(gctx, in, 0, false, method, args, r.Interface()); err != nil {
 				return fmt.Errorf("broadcast %s to %s: %w", method, in.ID, err)
 			}
 			replies[i] = r
@@ -59,7 +59,7 @@ func (p *ClientProxy) Fork(ctx context.Context, method string, args, reply any) 
 	for _, in := range instances {
 		wg.Go(func() {
 			r := reflect.New(rv.Type().Elem())
-			err := p.attempt(ctx, in, method, args, r.Interface())
+			err := p.attempt(ctx, in, 0, false, method, args, r.Interface())
 			if err != nil {
 				err = fmt.Errorf("fork %s to %s: %w", method, in.ID, err)
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/shoalrpc/shoal/internal/batchwriter"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // Call is one call in progress, as Go returns it.
@@ -28,8 +29,9 @@ type Call struct {
 	Error  error      // set when the call completes
 	Done   chan *Call // receives the call when it completes
 
-	seq  uint64
-	stop func() bool // stops watching the caller's context (Go only)
+	seq   uint64
+	stop  func() bool // stops watching the caller's context (Go only)
+	sizes *wireSizes  // where send and complete count bytes; nil without stats
 }
 
 func (call *Call) finish() {
@@ -47,10 +49,12 @@ func (call *Call) finish() {
 // Client is one long connection to a server, shared by any number of
 // concurrent calls, each matched to its reply by sequence number.
 type Client struct {
-	addr string
-	opts options
-	nc   net.Conn
-	w    *batchwriter.Writer
+	addr      string
+	opts      options
+	nc        net.Conn
+	w         *batchwriter.Writer
+	intercept Interceptor // WithInterceptors as one; nil: none, or under a ClientProxy
+	invoke    Invoker     // c.call, bound once
 
 	mu       sync.Mutex
 	pending  map[uint64]*Call
@@ -105,9 +109,14 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 		pending: make(map[uint64]*Call),
 		closing: make(chan struct{}),
 	}
+	if !o.underProxy {
+		c.intercept = chain(o.interceptors)
+	}
+	c.invoke = c.call
 	// A server that stops reading can make us queue at most twice the body
 	// limit before the connection fails; the pending table is bounded too.
 	c.w = batchwriter.New(nc, nil, 2*bodyLimit(o.maxBody))
+	c.connEvent(true, nil)
 	c.goroutines.Go(c.read)
 	if o.heartbeatInterval > 0 {
 		c.goroutines.Go(c.keepalive)
@@ -133,9 +142,34 @@ var callPool = sync.Pool{New: func() any { return &Call{Done: make(chan *Call, 1
 // Call calls method ("Service.Method") with args and decodes the result into
 // reply, waiting until it completes or ctx ends. ctx's deadline travels to
 // the server, where the method's context ends with it.
+//
+// The interceptors of WithInterceptors run around it, and stats handlers see
+// it as a call (unless the Client belongs to a ClientProxy, which reports
+// its calls and attempts itself).
 func (c *Client) Call(ctx context.Context, method string, args, reply any) error {
+	var st *callStats
+	if len(c.opts.stats) > 0 && !c.opts.underProxy {
+		st, ctx = beginStats(ctx, c.opts.stats, stats.RPCInfo{Kind: stats.Call, Method: method, Addr: c.addr, Codec: c.opts.codec.Name()})
+	}
+	var err error
+	if c.intercept != nil {
+		err = c.intercept(ctx, method, args, reply, c.invoke)
+	} else {
+		err = c.do(ctx, method, args, reply, st.sizes())
+	}
+	st.end(ctx, err)
+	return err
+}
+
+// call is Call without interceptors or stats: what the interceptors wrap.
+func (c *Client) call(ctx context.Context, method string, args, reply any) error {
+	return c.do(ctx, method, args, reply, nil)
+}
+
+// do makes one call and counts its bytes in sizes, when not nil.
+func (c *Client) do(ctx context.Context, method string, args, reply any, sizes *wireSizes) error {
 	call := callPool.Get().(*Call)
-	call.Method, call.Args, call.Reply, call.Error = method, args, reply, nil
+	call.Method, call.Args, call.Reply, call.Error, call.sizes = method, args, reply, nil, sizes
 	err := c.send(ctx, call, false, 0)
 	if err == nil {
 		err = c.wait(ctx, call)
@@ -246,6 +280,9 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	c.mu.Unlock()
 
 	protocol.SetSeq(frame, call.seq)
+	if call.sizes != nil {
+		call.sizes.out = len(frame)
+	}
 	if err := c.w.Write(frame, false); err != nil {
 		c.stop(fmt.Errorf("write: %w", err)) // completes the call if it is pending
 		if oneWay {
@@ -416,6 +453,9 @@ func (c *Client) complete(m *protocol.Message) {
 	if call == nil {
 		return // the caller gave up on it
 	}
+	if call.sizes != nil {
+		call.sizes.in = protocol.HeaderSize + int(m.BodyLen)
+	}
 	switch {
 	case m.Flags&protocol.FlagError != 0:
 		call.Error = statusError(call.Method, m.Status, string(m.Payload))
@@ -491,6 +531,11 @@ func (c *Client) stop(cause error) {
 	close(c.closing)
 	c.w.Fail(ErrClientClosed)
 	c.nc.Close()
+	if errors.Is(cause, ErrClientClosed) {
+		c.connEvent(false, nil)
+	} else {
+		c.connEvent(false, cause)
+	}
 	for _, call := range pending {
 		call.Error = fmt.Errorf("call %s: %w: %w", call.Method, ErrConnClosed, cause)
 		call.finish()

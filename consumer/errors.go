@@ -38,6 +38,9 @@ var (
 	// ErrUnauthenticated: the server's auth check refused the credentials.
 	// Not executed.
 	ErrUnauthenticated = errors.New("shoal: unauthenticated")
+	// ErrRefused: a server interceptor refused the call (provider.Refuse).
+	// Not executed; another instance may take it.
+	ErrRefused = errors.New("shoal: refused by the server")
 	// ErrTooManyPending: the connection already has as many calls awaiting
 	// replies as WithMaxPending allows. Not sent.
 	ErrTooManyPending = errors.New("shoal: too many calls pending on the connection")
@@ -67,6 +70,8 @@ func statusError(method string, status protocol.Status, msg string) error {
 		return fmt.Errorf("%w: %s", ErrShuttingDown, msg)
 	case protocol.StatusOverloaded:
 		return fmt.Errorf("%w: %s", ErrOverloaded, msg)
+	case protocol.StatusRefused:
+		return fmt.Errorf("%w: %s: %s", ErrRefused, method, msg)
 	case protocol.StatusUnauthenticated:
 		return fmt.Errorf("%w: %s: %s", ErrUnauthenticated, method, msg)
 	}

@@ -71,7 +71,7 @@ func classify(ctx context.Context, err error) errKind {
 	case contextEnded(ctx) != nil:
 		return kindFinal
 	case errors.Is(err, ErrDial), errors.Is(err, ErrClientClosed), errors.Is(err, ErrShuttingDown),
-		errors.Is(err, ErrOverloaded), errors.Is(err, ErrTooManyPending):
+		errors.Is(err, ErrOverloaded), errors.Is(err, ErrTooManyPending), errors.Is(err, ErrRefused):
 		return kindNotExecuted
 	case errors.Is(err, ErrConnClosed), errors.Is(err, context.DeadlineExceeded):
 		return kindMaybeExecuted

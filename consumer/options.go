@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/protocol"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // Option configures a Client, a Pool or a ClientProxy.
@@ -25,6 +26,9 @@ type options struct {
 	maxPending        int
 	tls               *tls.Config
 	credentials       map[string]string
+	interceptors      []Interceptor  // around each call (Client) or logical call (ClientProxy)
+	stats             stats.Handlers // observe calls, attempts and connections
+	underProxy        bool           // a ClientProxy's connection: the proxy runs the interceptors and reports the calls
 	proxyOptions
 }
 
@@ -121,6 +125,45 @@ func WithConnsPerAddr(n int) Option {
 	}
 }
 
+// WithInterceptors adds interceptors around every call, in order: the first
+// given is the outermost. On a Client they wrap each Call; on a ClientProxy
+// each logical call, retries and hedges included (WithAttemptInterceptors
+// wraps each attempt). The chain is built once; with none, a call pays
+// nothing for it.
+func WithInterceptors(ics ...Interceptor) Option {
+	return func(o *options) {
+		for _, ic := range ics {
+			if ic != nil {
+				o.interceptors = append(o.interceptors, ic)
+			}
+		}
+	}
+}
+
+// WithAttemptInterceptors adds interceptors around each attempt a
+// ClientProxy makes on one instance, in order; AttemptOf(ctx) tells which
+// instance and which attempt. A Client ignores them.
+func WithAttemptInterceptors(ics ...Interceptor) Option {
+	return func(o *options) {
+		for _, ic := range ics {
+			if ic != nil {
+				o.attemptInterceptors = append(o.attemptInterceptors, ic)
+			}
+		}
+	}
+}
+
+// WithStatsHandler adds a handler that observes calls, attempts (on a
+// ClientProxy), connections and the proxy's own decisions (see package
+// stats). Several may be added; each sees every event, in order.
+func WithStatsHandler(h stats.Handler) Option {
+	return func(o *options) {
+		if h != nil {
+			o.stats = append(o.stats, h)
+		}
+	}
+}
+
 type metadataKey struct{}
 
 // WithMetadata returns a context whose calls carry md to the server, where
@@ -141,22 +184,23 @@ func metadataFrom(ctx context.Context) map[string]string {
 // connection failures for 1 s doubling up to 30 s.
 
 type proxyOptions struct {
-	lbMode         loadbalance.Mode
-	lbOpts         []loadbalance.Option
-	failMode       FailMode
-	retries        int
-	attemptTimeout time.Duration
-	backoffBase    time.Duration
-	backoffCap     time.Duration
-	backoffJitter  float64
-	budgetTokens   float64
-	budgetRatio    float64
-	hedgeDelay     time.Duration
-	idempotent     map[string]bool
-	waitInstances  time.Duration
-	ejectAfter     int
-	ejectBase      time.Duration
-	ejectMax       time.Duration
+	attemptInterceptors []Interceptor
+	lbMode              loadbalance.Mode
+	lbOpts              []loadbalance.Option
+	failMode            FailMode
+	retries             int
+	attemptTimeout      time.Duration
+	backoffBase         time.Duration
+	backoffCap          time.Duration
+	backoffJitter       float64
+	budgetTokens        float64
+	budgetRatio         float64
+	hedgeDelay          time.Duration
+	idempotent          map[string]bool
+	waitInstances       time.Duration
+	ejectAfter          int
+	ejectBase           time.Duration
+	ejectMax            time.Duration
 }
 
 func defaultProxyOptions() proxyOptions {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // ErrProxyClosed is returned by calls on a closed ClientProxy.
@@ -30,6 +31,10 @@ type ClientProxy struct {
 	pool     *Pool
 	budget   *retryBudget
 	outliers *outliers
+
+	intercept        Interceptor // WithInterceptors as one; nil: none
+	attemptIntercept Interceptor // WithAttemptInterceptors as one; nil: none
+	invoke           Invoker     // p.logical, bound once
 
 	instances atomic.Pointer[[]*naming.Instance] // the registry's latest list
 	healthy   atomic.Pointer[[]*naming.Instance] // what the balancer holds: instances minus ejected
@@ -49,14 +54,19 @@ func NewClientProxy(service string, reg naming.Registry, opts ...Option) (*Clien
 		return nil, errors.New("consumer: NewClientProxy with a nil registry")
 	}
 	o := buildOptions(opts)
+	po := o
+	po.underProxy = true // the proxy runs the interceptors and reports calls and attempts
 	p := &ClientProxy{
-		service:  service,
-		opts:     o,
-		balancer: loadbalance.New(o.lbMode, o.lbOpts...),
-		pool:     newPool(o),
-		budget:   newRetryBudget(o.budgetTokens, o.budgetRatio),
-		outliers: newOutliers(o.ejectAfter, o.ejectBase, o.ejectMax),
+		service:          service,
+		opts:             o,
+		balancer:         loadbalance.New(o.lbMode, o.lbOpts...),
+		pool:             newPool(po),
+		budget:           newRetryBudget(o.budgetTokens, o.budgetRatio),
+		outliers:         newOutliers(o.ejectAfter, o.ejectBase, o.ejectMax),
+		intercept:        chain(o.interceptors),
+		attemptIntercept: chain(o.attemptInterceptors),
 	}
+	p.invoke = p.logical
 	empty := []*naming.Instance{}
 	p.instances.Store(&empty)
 	p.healthy.Store(&empty)
@@ -150,20 +160,41 @@ func (p *ClientProxy) Instances() []*naming.Instance { return slices.Clone(*p.in
 // Call calls method ("Service.Method") on one instance of the service,
 // retrying as the fail mode allows, and decodes the result into reply. The
 // caller's deadline bounds the whole call, retries included.
+//
+// The interceptors of WithInterceptors run around the whole call, those of
+// WithAttemptInterceptors around each attempt.
 func (p *ClientProxy) Call(ctx context.Context, method string, args, reply any) error {
 	if p.closed.Load() {
 		return ErrProxyClosed
 	}
-	if p.opts.failMode == Failbackup && p.opts.idempotent[method] {
-		return p.hedged(ctx, method, args, reply)
+	if p.intercept != nil {
+		return p.intercept(ctx, method, args, reply, p.invoke)
 	}
-	return p.call(ctx, method, args, reply, nil, nil)
+	return p.logical(ctx, method, args, reply)
+}
+
+// logical is one logical call: hedged or not, with its stats. It is what the
+// call interceptors wrap.
+func (p *ClientProxy) logical(ctx context.Context, method string, args, reply any) error {
+	var st *callStats
+	if len(p.opts.stats) > 0 {
+		st, ctx = beginStats(ctx, p.opts.stats, stats.RPCInfo{Kind: stats.Call, Method: method, Service: p.service, Codec: p.opts.codec.Name()})
+	}
+	var err error
+	if p.opts.failMode == Failbackup && p.opts.idempotent[method] {
+		err = p.hedged(ctx, method, args, reply)
+	} else {
+		err = p.call(ctx, method, args, reply, nil, nil)
+	}
+	st.end(ctx, err)
+	return err
 }
 
 // call is one logical call: attempts until success, a final error, or the
 // fail policy gives up. Instances in avoid are treated as tried already;
 // picked, if not nil, learns each instance chosen.
 func (p *ClientProxy) call(ctx context.Context, method string, args, reply any, avoid []string, picked func(*naming.Instance)) error {
+	hedge := avoid != nil // a hedge leg starts out avoiding the first leg's instances
 	var (
 		tried        = avoid // IDs of the instances tried in this call
 		same         *naming.Instance
@@ -181,7 +212,7 @@ func (p *ClientProxy) call(ctx context.Context, method string, args, reply any, 
 		if picked != nil {
 			picked(in)
 		}
-		err = p.attempt(ctx, in, method, args, reply)
+		err = p.attempt(ctx, in, attempt, hedge && attempt == 1, method, args, reply)
 		p.observe(ctx, in, done, err)
 		if err == nil {
 			return nil
@@ -217,8 +248,34 @@ func (p *ClientProxy) call(ctx context.Context, method string, args, reply any, 
 	}
 }
 
-// attempt makes one call on one instance.
-func (p *ClientProxy) attempt(ctx context.Context, in *naming.Instance, method string, args, reply any) error {
+// attempt makes one call on one instance: attempt n of its call (0 for a
+// Broadcast or Fork leg), a hedge or not. This is where attempt interceptors
+// run and attempts are reported.
+func (p *ClientProxy) attempt(ctx context.Context, in *naming.Instance, n int, hedge bool, method string, args, reply any) error {
+	if p.attemptIntercept == nil && len(p.opts.stats) == 0 {
+		return p.try(ctx, in, method, args, reply, nil)
+	}
+	info := &AttemptInfo{Service: p.service, Instance: in, Attempt: max(n, 1), Retry: n > 1, Hedge: hedge}
+	callerCtx := ctx
+	st, ctx := beginStats(ctx, p.opts.stats, stats.RPCInfo{
+		Kind: stats.Attempt, Method: method, Service: p.service, Addr: in.Addr,
+		Attempt: info.Attempt, Retry: info.Retry, Hedge: hedge, Codec: p.opts.codec.Name(),
+	})
+	var err error
+	if p.attemptIntercept != nil {
+		ctx = context.WithValue(ctx, attemptKey{}, info)
+		err = p.attemptIntercept(ctx, method, args, reply, func(ctx context.Context, method string, args, reply any) error {
+			return p.try(ctx, in, method, args, reply, st.sizes())
+		})
+	} else {
+		err = p.try(ctx, in, method, args, reply, st.sizes())
+	}
+	st.end(callerCtx, err)
+	return err
+}
+
+// try sends one call to one instance, over a pooled connection.
+func (p *ClientProxy) try(ctx context.Context, in *naming.Instance, method string, args, reply any, sizes *wireSizes) error {
 	c, err := p.pool.Get(ctx, in.Addr)
 	if err != nil {
 		return err
@@ -228,7 +285,7 @@ func (p *ClientProxy) attempt(ctx context.Context, in *naming.Instance, method s
 		ctx, cancel = context.WithTimeout(ctx, p.opts.attemptTimeout)
 		defer cancel()
 	}
-	return c.Call(ctx, method, args, reply)
+	return c.do(ctx, method, args, reply, sizes)
 }
 
 // observe reports an attempt's outcome to the balancer, the outlier detector

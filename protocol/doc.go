@@ -19,7 +19,8 @@
 //	                         without a payload)
 //	5       1     status     0 OK, 1 service error, 2 unknown service, 3 unknown
 //	                         method, 4 bad request, 5 shutting down, 6 internal,
-//	                         7 overloaded, 8 unauthenticated, 9 too large
+//	                         7 overloaded, 8 unauthenticated, 9 too large,
+//	                         10 refused (by a server interceptor)
 //	6       2     reserved   must be zero
 //	8       8     sequence   chosen by the client, echoed in the response
 //	16      4     body length

@@ -69,16 +69,17 @@ type Status uint8
 
 // Response statuses.
 const (
-	StatusOK              Status = 0 // the method ran and returned nil
-	StatusServiceError    Status = 1 // the method ran and returned an error
-	StatusUnknownService  Status = 2 // no service of that name; not executed
-	StatusUnknownMethod   Status = 3 // no method of that name; not executed
-	StatusBadRequest      Status = 4 // malformed call or undecodable args; not executed
-	StatusShuttingDown    Status = 5 // the server is draining; not executed
-	StatusInternal        Status = 6 // the server failed (handler panic, reply too large)
-	StatusOverloaded      Status = 7 // past a connection or concurrency limit; not executed
-	StatusUnauthenticated Status = 8 // the credentials were refused; not executed
-	StatusTooLarge        Status = 9 // the request's body was over the server's limit; not executed
+	StatusOK              Status = 0  // the method ran and returned nil
+	StatusServiceError    Status = 1  // the method ran and returned an error
+	StatusUnknownService  Status = 2  // no service of that name; not executed
+	StatusUnknownMethod   Status = 3  // no method of that name; not executed
+	StatusBadRequest      Status = 4  // malformed call or undecodable args; not executed
+	StatusShuttingDown    Status = 5  // the server is draining; not executed
+	StatusInternal        Status = 6  // the server failed (handler panic, reply too large)
+	StatusOverloaded      Status = 7  // past a connection or concurrency limit; not executed
+	StatusUnauthenticated Status = 8  // the credentials were refused; not executed
+	StatusTooLarge        Status = 9  // the request's body was over the server's limit; not executed
+	StatusRefused         Status = 10 // a server interceptor refused the request; not executed
 )
 
 func (s Status) String() string {
@@ -103,6 +104,8 @@ func (s Status) String() string {
 		return "unauthenticated"
 	case StatusTooLarge:
 		return "too large"
+	case StatusRefused:
+		return "refused"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }

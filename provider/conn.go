@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"reflect"
@@ -99,7 +100,12 @@ func (c *conn) release(n int) {
 // serve reads frames until the connection fails or closes. This is where a
 // request frame is decoded and counted in flight.
 func (c *conn) serve() {
-	defer c.close()
+	var cause error // why the connection ended, for the stats handlers
+	c.connEvent(true, nil)
+	defer func() {
+		c.close()
+		c.connEvent(false, cause)
+	}()
 	s := c.srv
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		if err := c.handshake(tc); err != nil {
@@ -124,6 +130,7 @@ func (c *conn) serve() {
 		if err := r.Read(&m); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
 				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
+				cause = err
 			}
 			return
 		}
@@ -164,27 +171,28 @@ func (c *conn) handshake(tc *tls.Conn) error {
 func (c *conn) handle(m *protocol.Message) {
 	s := c.srv
 	oneWay := m.Flags&protocol.FlagOneWay != 0
+	st := c.beginRequest(m)
 	if status := c.admit(); status != protocol.StatusOK {
-		c.fail(m.Seq, oneWay, status, m.Method+" not executed")
+		c.refuse(st, m.Seq, oneWay, status, m.Method+" not executed")
 		return
 	}
 	mt, status := s.lookup(m.Method)
 	if status == protocol.StatusBadRequest {
-		c.fail(m.Seq, oneWay, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
+		c.refuse(st, m.Seq, oneWay, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
 		return
 	}
 	if status != protocol.StatusOK {
-		c.fail(m.Seq, oneWay, status, m.Method)
+		c.refuse(st, m.Seq, oneWay, status, m.Method)
 		return
 	}
 	codec, err := protocol.CodecByID(m.Codec)
 	if err != nil {
-		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, err.Error())
+		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, err.Error())
 		return
 	}
 	ptr, arg := mt.newArg()
 	if err := codec.Decode(m.Payload, ptr); err != nil {
-		c.fail(m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
+		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
 		return
 	}
 	// The request's context stands alone rather than hanging off the
@@ -195,7 +203,7 @@ func (c *conn) handle(m *protocol.Message) {
 	if m.Timeout > 0 {
 		deadline = time.Now().Add(m.Timeout)
 	}
-	ctx := newRequestContext(deadline, m.Metadata)
+	ctx := newRequestContext(deadline, m.Metadata, c)
 	c.mu.Lock()
 	if c.running == nil { // closed while this request was decoded
 		c.mu.Unlock()
@@ -204,7 +212,7 @@ func (c *conn) handle(m *protocol.Message) {
 		c.running[m.Seq] = ctx
 		c.mu.Unlock()
 	}
-	s.dispatch(task{c: c, ctx: ctx, mt: mt, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay})
+	s.dispatch(task{c: c, ctx: ctx, mt: mt, argPtr: ptr, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay, stats: st})
 }
 
 // task is an admitted request, decoded and ready to run.
@@ -212,37 +220,84 @@ type task struct {
 	c      *conn
 	ctx    *requestContext
 	mt     *method
-	arg    reflect.Value
+	argPtr any           // the decoded arguments, as interceptors see them
+	arg    reflect.Value // the same, as the method takes them
 	seq    uint64
 	codec  protocol.Codec
 	oneWay bool
+	stats  *requestStats // nil without stats handlers
 }
 
-// run checks the caller's credentials, calls the method and sends its reply.
+// run calls the method, through the interceptors if there are any, and
+// sends its reply. This is where interceptors run.
 func (t *task) run() {
 	c, seq, oneWay := t.c, t.seq, t.oneWay
-	if auth := c.srv.opts.auth; auth != nil {
-		if err := auth(t.ctx, t.mt.name, Metadata(t.ctx)); err != nil {
-			t.finish()
-			c.fail(seq, oneWay, protocol.StatusUnauthenticated, err.Error())
-			return
-		}
+	var ctx context.Context = t.ctx
+	if t.stats != nil {
+		ctx = t.stats.begin(c.srv.opts.stats, ctx)
 	}
-	reply := reflect.New(t.mt.reply)
-	err := t.mt.call(t.ctx, t.arg, reply)
+	var (
+		reply any
+		err   error
+		ran   = true
+	)
+	if ic := c.srv.intercept; ic != nil {
+		reply, err, ran = t.intercepted(ctx, ic)
+	} else {
+		rv := reflect.New(t.mt.reply)
+		err = t.mt.call(ctx, t.arg, rv)
+		reply = rv.Interface()
+	}
 	t.finish()
-	codec := t.codec
+	status, sent := protocol.StatusOK, 0
 	switch {
+	case !ran && err != nil:
+		status = refusalStatus(err)
+		sent = c.fail(seq, oneWay, status, err.Error())
 	case err != nil && isPanic(err):
-		c.srv.opts.logger.Error("provider: method panicked", "err", err)
-		c.fail(seq, oneWay, protocol.StatusInternal, err.Error())
+		c.srv.opts.logger.Error("provider: method panicked", "method", t.mt.name, "remote", c.nc.RemoteAddr(), "err", err)
+		status = protocol.StatusInternal
+		sent = c.fail(seq, oneWay, status, err.Error())
 	case err != nil:
-		c.fail(seq, oneWay, protocol.StatusServiceError, err.Error())
+		status = protocol.StatusServiceError
+		sent = c.fail(seq, oneWay, status, err.Error())
 	case oneWay:
 		c.release(1)
 	default:
-		c.reply(seq, codec, reply.Interface())
+		status, sent = c.reply(seq, t.codec, reply)
 	}
+	if t.stats != nil {
+		t.stats.end(c.srv.opts.stats, status, err, sent)
+	}
+}
+
+// intercepted runs the method inside the interceptor chain. ran says whether
+// the chain reached the method: an error from a chain that did not is a
+// refusal. A panic in an interceptor is answered as a method's panic is.
+func (t *task) intercepted(ctx context.Context, ic Interceptor) (reply any, err error, ran bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			reply, err, ran = nil, &panicError{value: r}, true
+		}
+	}()
+	name := t.mt.name
+	dot := strings.IndexByte(name, '.')
+	info := &RequestInfo{Method: name, Service: name[:dot], Name: name[dot+1:], Peer: t.c.nc.RemoteAddr(), TLS: t.c.tlsState()}
+	final := func(ctx context.Context, args any) (any, error) {
+		ran = true
+		arg := t.arg
+		if args != t.argPtr { // an interceptor passed arguments of its own
+			var ok bool
+			if arg, ok = t.mt.argOf(args); !ok {
+				return nil, fmt.Errorf("provider: an interceptor passed %T as the arguments of %s, which takes %s", args, name, t.mt.argType)
+			}
+		}
+		rv := reflect.New(t.mt.reply)
+		err := t.mt.call(ctx, arg, rv)
+		return rv.Interface(), err
+	}
+	reply, err = ic(ctx, info, t.argPtr, final)
+	return reply, err, ran
 }
 
 // isPanic tells whether err is a method's panic. It is apart from run so
@@ -260,37 +315,48 @@ func (t *task) finish() {
 	t.ctx.cancel()
 }
 
-// reply sends a successful response carrying v.
-func (c *conn) reply(seq uint64, codec protocol.Codec, v any) {
+// reply sends a successful response carrying v, and returns its status (OK,
+// or internal when v cannot be encoded) and the bytes of its frame.
+func (c *conn) reply(seq uint64, codec protocol.Codec, v any) (protocol.Status, int) {
 	buf := getBuffer()
 	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse, Seq: seq}}
 	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, codec, v, c.srv.opts.maxBody)
 	if err != nil {
 		putBuffer(buf)
-		c.fail(seq, false, protocol.StatusInternal, "encode reply: "+err.Error())
-		return
+		return protocol.StatusInternal, c.fail(seq, false, protocol.StatusInternal, "encode reply: "+err.Error())
 	}
 	c.write(frame, true)
+	n := len(frame)
 	*buf = frame
 	putBuffer(buf)
+	return protocol.StatusOK, n
 }
 
 // fail answers an admitted request with an error status (or, for a one-way
-// request, just releases it).
-func (c *conn) fail(seq uint64, oneWay bool, status protocol.Status, msg string) {
+// request, just releases it), and returns the bytes of the frame it sent.
+func (c *conn) fail(seq uint64, oneWay bool, status protocol.Status, msg string) int {
 	if oneWay {
 		c.release(1)
-		return
+		return 0
 	}
 	m := protocol.Message{
 		Header:  protocol.Header{Kind: protocol.KindResponse, Flags: protocol.FlagError, Status: status, Seq: seq},
 		Payload: []byte(msg),
 	}
-	c.send(&m, true)
+	return c.send(&m, true)
 }
 
-// send writes a frame with no codec payload.
-func (c *conn) send(m *protocol.Message, counted bool) {
+// refuse answers a request that will not run, and ends its stats.
+func (c *conn) refuse(st *requestStats, seq uint64, oneWay bool, status protocol.Status, msg string) {
+	sent := c.fail(seq, oneWay, status, msg)
+	if st != nil {
+		st.begin(c.srv.opts.stats, newRequestContext(time.Time{}, st.md, c))
+		st.end(c.srv.opts.stats, status, errors.New(msg), sent)
+	}
+}
+
+// send writes a frame with no codec payload and returns its size.
+func (c *conn) send(m *protocol.Message, counted bool) int {
 	buf := getBuffer()
 	frame, err := protocol.AppendFrame((*buf)[:0], m, c.srv.opts.maxBody)
 	if err != nil { // an error message past the body limit: cut it
@@ -298,8 +364,10 @@ func (c *conn) send(m *protocol.Message, counted bool) {
 		frame, _ = protocol.AppendFrame((*buf)[:0], m, 0)
 	}
 	c.write(frame, counted)
+	n := len(frame)
 	*buf = frame
 	putBuffer(buf)
+	return n
 }
 
 func (c *conn) write(frame []byte, counted bool) {

@@ -30,6 +30,7 @@ func Metadata(ctx context.Context) map[string]string {
 type requestContext struct {
 	deadline time.Time // zero: none
 	md       map[string]string
+	conn     *conn // the request's connection, for PeerOf
 
 	mu          sync.Mutex
 	err         error           // before inner: Canceled or DeadlineExceeded once it is so
@@ -39,8 +40,8 @@ type requestContext struct {
 
 // newRequestContext returns the context of a request due by deadline (zero:
 // none) that carries metadata md.
-func newRequestContext(deadline time.Time, md map[string]string) *requestContext {
-	return &requestContext{deadline: deadline, md: md}
+func newRequestContext(deadline time.Time, md map[string]string, c *conn) *requestContext {
+	return &requestContext{deadline: deadline, md: md, conn: c}
 }
 
 // Deadline implements context.Context.
@@ -80,11 +81,14 @@ func (c *requestContext) Err() error {
 // Value implements context.Context: the metadata, and what the standard
 // context made by Done answers for any other key.
 func (c *requestContext) Value(key any) any {
-	if key == (metadataKey{}) {
+	switch key {
+	case metadataKey{}:
 		if c.md == nil {
 			return nil
 		}
 		return c.md
+	case peerKey{}:
+		return c.conn
 	}
 	c.mu.Lock()
 	inner := c.inner

@@ -9,14 +9,14 @@ import (
 
 func TestRequestContextWithoutDeadline(t *testing.T) {
 	md := map[string]string{"k": "v"}
-	ctx := newRequestContext(time.Time{}, md)
+	ctx := newRequestContext(time.Time{}, md, nil)
 	if _, ok := ctx.Deadline(); ok {
 		t.Error("a deadline without one")
 	}
 	if ctx.Err() != nil || Metadata(ctx)["k"] != "v" || ctx.Value("other") != nil {
 		t.Fatalf("fresh context: err %v, metadata %v", ctx.Err(), Metadata(ctx))
 	}
-	if Metadata(newRequestContext(time.Time{}, nil)) != nil {
+	if Metadata(newRequestContext(time.Time{}, nil, nil)) != nil {
 		t.Error("metadata without any sent")
 	}
 	done := ctx.Done()
@@ -33,7 +33,7 @@ func TestRequestContextWithoutDeadline(t *testing.T) {
 }
 
 func TestRequestContextCancelledBeforeDone(t *testing.T) {
-	ctx := newRequestContext(time.Now().Add(time.Hour), nil)
+	ctx := newRequestContext(time.Now().Add(time.Hour), nil, nil)
 	ctx.cancel()
 	if !errors.Is(ctx.Err(), context.Canceled) {
 		t.Fatalf("err %v", ctx.Err())
@@ -46,7 +46,7 @@ func TestRequestContextCancelledBeforeDone(t *testing.T) {
 
 func TestRequestContextDeadlineWithoutDone(t *testing.T) {
 	past := time.Now().Add(-time.Millisecond)
-	ctx := newRequestContext(past, nil)
+	ctx := newRequestContext(past, nil, nil)
 	if d, ok := ctx.Deadline(); !ok || !d.Equal(past) {
 		t.Fatalf("deadline %v %v", d, ok)
 	}
@@ -64,7 +64,7 @@ func TestRequestContextDeadlineWithoutDone(t *testing.T) {
 }
 
 func TestRequestContextDeadlineFiresOnceWaitedOn(t *testing.T) {
-	ctx := newRequestContext(time.Now().Add(20*time.Millisecond), nil)
+	ctx := newRequestContext(time.Now().Add(20*time.Millisecond), nil, nil)
 	select {
 	case <-ctx.Done():
 	case <-time.After(10 * time.Second):
@@ -83,7 +83,7 @@ func TestRequestContextDeadlineFiresOnceWaitedOn(t *testing.T) {
 // context.AfterFunc follow a request context's cancellation, and that a
 // derived context sees the request's metadata.
 func TestContextsDerivedFromARequestContext(t *testing.T) {
-	ctx := newRequestContext(time.Now().Add(time.Hour), map[string]string{"k": "v"})
+	ctx := newRequestContext(time.Now().Add(time.Hour), map[string]string{"k": "v"}, nil)
 	child, stopChild := context.WithTimeout(ctx, time.Hour)
 	defer stopChild()
 	want, _ := ctx.Deadline()

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // Option configures a Server.
@@ -25,7 +26,8 @@ type options struct {
 	maxConns         int
 	maxPerConn       int
 	maxPerServer     int
-	auth             AuthFunc
+	interceptors     []Interceptor
+	stats            stats.Handlers
 	tls              *tls.Config
 	logger           *slog.Logger
 }
@@ -129,9 +131,41 @@ func WithMaxConcurrent(perConn, perServer int) Option {
 // goroutine and may block; ctx carries the caller's deadline.
 type AuthFunc func(ctx context.Context, method string, md map[string]string) error
 
-// WithAuth checks every request with auth before its method runs.
+// WithAuth checks every request with auth before its method runs. It is a
+// convenience for an interceptor that refuses with
+// protocol.StatusUnauthenticated; it runs first, before the interceptors of
+// WithInterceptors. A nil auth is ignored.
 func WithAuth(auth AuthFunc) Option {
-	return func(o *options) { o.auth = auth }
+	return func(o *options) {
+		if auth != nil {
+			o.interceptors = append([]Interceptor{authInterceptor(auth)}, o.interceptors...)
+		}
+	}
+}
+
+// WithInterceptors adds interceptors around every request's method, in
+// order: the first given is the outermost. Several calls add to the chain.
+// The chain is built once, by NewServer; with none, a request pays nothing
+// for it.
+func WithInterceptors(ics ...Interceptor) Option {
+	return func(o *options) {
+		for _, ic := range ics {
+			if ic != nil {
+				o.interceptors = append(o.interceptors, ic)
+			}
+		}
+	}
+}
+
+// WithStatsHandler adds a handler that observes every request and every
+// connection (see package stats). Several may be added; each sees every
+// event, in order.
+func WithStatsHandler(h stats.Handler) Option {
+	return func(o *options) {
+		if h != nil {
+			o.stats = append(o.stats, h)
+		}
+	}
 }
 
 // WithTLS serves TLS with cfg on every listener Serve is given. For mutual

@@ -29,7 +29,8 @@ var ErrServerClosed = errors.New("provider: server closed")
 
 // Server serves registered services on any number of listeners.
 type Server struct {
-	opts options
+	opts      options
+	intercept Interceptor // the interceptors as one, built by NewServer; nil: none
 
 	methods  atomic.Pointer[map[string]*method] // "Service.Method" → method; copied on Register
 	services atomic.Pointer[map[string]bool]    // service names, to tell unknown service from unknown method
@@ -69,6 +70,7 @@ func NewServer(opts ...Option) *Server {
 	for _, o := range opts {
 		o(&s.opts)
 	}
+	s.intercept = chain(s.opts.interceptors)
 	empty := map[string]*method{}
 	s.methods.Store(&empty)
 	names := map[string]bool{}

@@ -44,6 +44,19 @@ func (m *method) newArg() (ptr any, arg reflect.Value) {
 	return v.Interface(), v.Elem()
 }
 
+// argOf converts arguments an interceptor passed in place of the decoded
+// ones to the value the method takes: a pointer to its argument type.
+func (m *method) argOf(args any) (reflect.Value, bool) {
+	v := reflect.ValueOf(args)
+	if !v.IsValid() || v.Kind() != reflect.Pointer || v.IsNil() {
+		return reflect.Value{}, false
+	}
+	if m.argType.Kind() == reflect.Pointer {
+		return v, v.Type() == m.argType
+	}
+	return v.Elem(), v.Type().Elem() == m.argType
+}
+
 // panicError is a panic in a method, turned into an error.
 type panicError struct{ value any }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/shoalrpc/shoal/internal/testmsg"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // Hello is the benchmark service: it copies args to the reply and marks it.
@@ -75,8 +76,8 @@ func measure(b *testing.B, writes *atomic.Int64, run func()) {
 	b.ReportMetric(float64(writes.Load())/n, "writes/op")
 }
 
-func shoalHello(b *testing.B, writes *atomic.Int64, opts ...consumer.Option) *consumer.Client {
-	srv := provider.NewServer()
+func shoalHello(b *testing.B, writes *atomic.Int64, srvOpts []provider.Option, opts ...consumer.Option) *consumer.Client {
+	srv := provider.NewServer(srvOpts...)
 	if err := srv.Register(Hello{}); err != nil {
 		b.Fatal(err)
 	}
@@ -141,7 +142,7 @@ func BenchmarkCall(b *testing.B) {
 		for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
 			b.Run("shoal/"+codec.Name()+suffix, func(b *testing.B) {
 				var writes atomic.Int64
-				c := shoalHello(b, &writes, consumer.WithCodec(codec))
+				c := shoalHello(b, &writes, nil, consumer.WithCodec(codec))
 				benchCalls(b, &writes, parallel, func(reply *testmsg.BenchmarkMessage) error {
 					return c.Call(context.Background(), "Hello.Say", args, reply)
 				})
@@ -189,3 +190,38 @@ func benchCalls(b *testing.B, writes *atomic.Int64, parallel bool, call func(*te
 
 // benchParallelism is the callers per GOMAXPROCS in the parallel variants.
 var benchParallelism = 100
+
+// BenchmarkInterceptors is BenchmarkCall's default-codec call with 0, 1 and
+// 5 pass-through interceptors on each side, and with a stats handler on each
+// side: what the seam costs a call.
+func BenchmarkInterceptors(b *testing.B) {
+	args := testmsg.NewBenchmarkMessage()
+	passServer := func(ctx context.Context, _ *provider.RequestInfo, args any, next provider.Handler) (any, error) {
+		return next(ctx, args)
+	}
+	passClient := func(ctx context.Context, method string, args, reply any, next consumer.Invoker) error {
+		return next(ctx, method, args, reply)
+	}
+	for _, n := range []int{0, 1, 5} {
+		b.Run("n="+itoa(n), func(b *testing.B) {
+			var srvOpts []provider.Option
+			var cliOpts []consumer.Option
+			for range n {
+				srvOpts = append(srvOpts, provider.WithInterceptors(passServer))
+				cliOpts = append(cliOpts, consumer.WithInterceptors(passClient))
+			}
+			var writes atomic.Int64
+			c := shoalHello(b, &writes, srvOpts, cliOpts...)
+			benchCalls(b, &writes, false, func(reply *testmsg.BenchmarkMessage) error {
+				return c.Call(context.Background(), "Hello.Say", args, reply)
+			})
+		})
+	}
+	b.Run("stats", func(b *testing.B) {
+		var writes atomic.Int64
+		c := shoalHello(b, &writes, []provider.Option{provider.WithStatsHandler(stats.Base{})}, consumer.WithStatsHandler(stats.Base{}))
+		benchCalls(b, &writes, false, func(reply *testmsg.BenchmarkMessage) error {
+			return c.Call(context.Background(), "Hello.Say", args, reply)
+		})
+	})
+}
