@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -44,10 +45,10 @@ func (m FailMode) String() string {
 }
 
 // ParseFailMode returns the FailMode named name ("failfast", "failover",
-// "failretry", "failbackup").
+// "failretry", "failbackup"), ignoring case and surrounding space.
 func ParseFailMode(name string) (FailMode, error) {
 	for i, n := range failModeNames {
-		if n == name {
+		if strings.EqualFold(strings.TrimSpace(name), n) {
 			return FailMode(i), nil
 		}
 	}

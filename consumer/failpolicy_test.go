@@ -162,6 +162,9 @@ func TestParseFailMode(t *testing.T) {
 			t.Fatalf("%s: %v, %v", m, got, err)
 		}
 	}
+	if m, err := ParseFailMode(" FailOver "); err != nil || m != Failover {
+		t.Fatalf("ParseFailMode ignores case and space: %v, %v", m, err)
+	}
 	if _, err := ParseFailMode("failsometimes"); err == nil {
 		t.Fatal("accepted an unknown mode")
 	}

@@ -185,6 +185,7 @@ func metadataFrom(ctx context.Context) map[string]string {
 
 type proxyOptions struct {
 	attemptInterceptors []Interceptor
+	newBalancer         func() loadbalance.Balancer
 	lbMode              loadbalance.Mode
 	lbOpts              []loadbalance.Option
 	failMode            FailMode
@@ -223,6 +224,17 @@ func defaultProxyOptions() proxyOptions {
 // WithLoadBalance sets the load-balancing policy (default loadbalance.RoundRobin).
 func WithLoadBalance(m loadbalance.Mode, opts ...loadbalance.Option) Option {
 	return func(o *options) { o.lbMode, o.lbOpts = m, opts }
+}
+
+// WithBalancer makes a ClientProxy pick instances with the balancer newB
+// returns, one written outside shoal, instead of a built-in policy
+// (WithLoadBalance). The proxy calls newB once, gives the balancer every
+// instance list with Update, and calls the done func of every Pick with the
+// attempt's outcome: nil when the instance answered, the error when it
+// failed in a way that says something about the instance (dial refused,
+// connection broken, timed out).
+func WithBalancer(newB func() loadbalance.Balancer) Option {
+	return func(o *options) { o.newBalancer = newB }
 }
 
 // WithFailMode sets what happens when a call may have run and failed

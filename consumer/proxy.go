@@ -54,12 +54,18 @@ func NewClientProxy(service string, reg naming.Registry, opts ...Option) (*Clien
 		return nil, errors.New("consumer: NewClientProxy with a nil registry")
 	}
 	o := buildOptions(opts)
+	balancer := loadbalance.New(o.lbMode, o.lbOpts...)
+	if o.newBalancer != nil {
+		if balancer = o.newBalancer(); balancer == nil {
+			return nil, errors.New("consumer: NewClientProxy: WithBalancer's function returned a nil Balancer")
+		}
+	}
 	po := o
 	po.underProxy = true // the proxy runs the interceptors and reports calls and attempts
 	p := &ClientProxy{
 		service:          service,
 		opts:             o,
-		balancer:         loadbalance.New(o.lbMode, o.lbOpts...),
+		balancer:         balancer,
 		pool:             newPool(po),
 		budget:           newRetryBudget(o.budgetTokens, o.budgetRatio),
 		outliers:         newOutliers(o.ejectAfter, o.ejectBase, o.ejectMax),

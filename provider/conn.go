@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -255,7 +256,7 @@ func (t *task) run() {
 		status = refusalStatus(err)
 		sent = c.fail(seq, oneWay, status, err.Error())
 	case err != nil && isPanic(err):
-		c.srv.opts.logger.Error("provider: method panicked", "method", t.mt.name, "remote", c.nc.RemoteAddr(), "err", err)
+		c.srv.opts.logger.Error("provider: method panicked", "method", t.mt.name, "remote", c.nc.RemoteAddr(), "err", err, "stack", string(panicStack(err)))
 		status = protocol.StatusInternal
 		sent = c.fail(seq, oneWay, status, err.Error())
 	case err != nil:
@@ -277,7 +278,7 @@ func (t *task) run() {
 func (t *task) intercepted(ctx context.Context, ic Interceptor) (reply any, err error, ran bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			reply, err, ran = nil, &panicError{value: r}, true
+			reply, err, ran = nil, &panicError{value: r, stack: debug.Stack()}, true
 		}
 	}()
 	name := t.mt.name
@@ -298,6 +299,15 @@ func (t *task) intercepted(ctx context.Context, ic Interceptor) (reply any, err 
 	}
 	reply, err = ic(ctx, info, t.argPtr, final)
 	return reply, err, ran
+}
+
+// panicStack returns the stack of a method's panic.
+func panicStack(err error) []byte {
+	var p *panicError
+	if errors.As(err, &p) {
+		return p.stack
+	}
+	return nil
 }
 
 // isPanic tells whether err is a method's panic. It is apart from run so

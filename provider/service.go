@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"go/token"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"unsafe"
 )
@@ -57,8 +58,12 @@ func (m *method) argOf(args any) (reflect.Value, bool) {
 	return v.Elem(), v.Type().Elem() == m.argType
 }
 
-// panicError is a panic in a method, turned into an error.
-type panicError struct{ value any }
+// panicError is a panic in a method, turned into an error, with the stack
+// where it happened (for the log; the caller gets only the value).
+type panicError struct {
+	value any
+	stack []byte
+}
 
 func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 
@@ -67,7 +72,7 @@ func (p *panicError) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 func (m *method) call(ctx context.Context, arg reflect.Value, reply reflect.Value) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = &panicError{value: r}
+			err = &panicError{value: r, stack: debug.Stack()}
 		}
 	}()
 	switch {

@@ -1,16 +1,20 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
@@ -324,5 +328,97 @@ func TestProxyInterceptorsWrapTheCallAndEachAttempt(t *testing.T) {
 		if strings.Join(a, "|") != "attempt>Arith.Add#1 retry=false|attempt<true" {
 			t.Fatalf("attempt interceptor saw %q, want one attempt", a)
 		}
+	}
+}
+
+func TestAPanicIsLoggedWithMethodPeerAndStack(t *testing.T) {
+	var buf syncBuffer
+	s := serve(t, provider.WithLogger(slog.New(slog.NewTextHandler(&buf, nil))))
+	c := dial(t, s.addr)
+	var out int
+	if err := c.Call(context.Background(), "Arith.Panic", 1, &out); !errors.Is(err, consumer.ErrInternal) {
+		t.Fatalf("panicking method: %v, want ErrInternal", err)
+	}
+	// The log line is written before the reply is sent.
+	line := buf.String()
+	for _, want := range []string{"method panicked", "method=Arith.Panic", "remote=127.0.0.1:", "err=\"panic: boom\"", "stack=", "(*Arith).Panic"} {
+		if !strings.Contains(line, want) {
+			t.Fatalf("log %q lacks %q", line, want)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// firstBalancer always picks the first instance (by ID), and records the
+// feedback it is given.
+type firstBalancer struct {
+	mu        sync.Mutex
+	instances []*naming.Instance
+	picks     int
+	feedback  []error
+}
+
+func (b *firstBalancer) Update(list []*naming.Instance) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.instances = append([]*naming.Instance(nil), list...)
+	slices.SortFunc(b.instances, func(x, y *naming.Instance) int { return strings.Compare(x.ID, y.ID) })
+}
+
+func (b *firstBalancer) Pick(context.Context) (*naming.Instance, func(error), error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.instances) == 0 {
+		return nil, func(error) {}, loadbalance.ErrNoInstances
+	}
+	b.picks++
+	return b.instances[0], func(err error) {
+		b.mu.Lock()
+		b.feedback = append(b.feedback, err)
+		b.mu.Unlock()
+	}, nil
+}
+
+func TestProxyTakesABalancerWrittenOutsideShoal(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	first := serve(t, provider.WithRegistry(reg, naming.Instance{Service: "arith", ID: "a"}))
+	second := serve(t, provider.WithRegistry(reg, naming.Instance{Service: "arith", ID: "b"}))
+	b := &firstBalancer{}
+	p := newProxy(t, reg, consumer.WithBalancer(func() loadbalance.Balancer { return b }), consumer.WithWaitForInstances(10*time.Second))
+	waitListed(t, p, 2)
+	var out int
+	for i := range 20 {
+		if err := p.Call(context.Background(), "Arith.Sleep", 0, &out); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if n, m := first.arith.executed.Load(), second.arith.executed.Load(); n != 20 || m != 0 {
+		t.Fatalf("executions: first %d, second %d; want 20 and 0", n, m)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.picks != 20 || len(b.feedback) != 20 || slices.ContainsFunc(b.feedback, func(err error) bool { return err != nil }) {
+		t.Fatalf("%d picks, feedback %v: want 20 picks each answered with nil", b.picks, b.feedback)
+	}
+	if _, err := consumer.NewClientProxy("arith", reg, consumer.WithBalancer(func() loadbalance.Balancer { return nil })); err == nil || !strings.Contains(err.Error(), "nil Balancer") {
+		t.Fatalf("a nil balancer: %v", err)
 	}
 }
