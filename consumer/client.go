@@ -73,13 +73,17 @@ type Client struct {
 
 // Dial connects to addr ("tcp@host:port", "unix@/path", or plain "host:port"
 // for TCP).
-func Dial(addr string, opts ...Option) (*Client, error) {
+func Dial(addr string, opts ...DialOption) (*Client, error) {
 	return DialContext(context.Background(), addr, opts...)
 }
 
 // DialContext is Dial bounded by ctx as well as the dial timeout.
-func DialContext(ctx context.Context, addr string, opts ...Option) (*Client, error) {
-	return dial(ctx, addr, buildOptions(opts))
+func DialContext(ctx context.Context, addr string, opts ...DialOption) (*Client, error) {
+	o, err := dialOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return dial(ctx, addr, o)
 }
 
 func dial(ctx context.Context, addr string, o options) (*Client, error) {

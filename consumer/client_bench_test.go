@@ -100,7 +100,7 @@ func BenchmarkPoolGet(b *testing.B) {
 	}
 	defer ln.Close()
 	go rawResponder(ln, nil)
-	p := NewPool(WithConnsPerAddr(2))
+	p, _ := NewPool(WithConnsPerAddr(2))
 	defer p.Close()
 	addr := ln.Addr().String()
 	b.ReportAllocs()

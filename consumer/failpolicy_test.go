@@ -44,7 +44,7 @@ func TestClassify(t *testing.T) {
 }
 
 func proxyWith(mode FailMode, retries int, instances int) *ClientProxy {
-	o := buildOptions([]Option{WithFailMode(mode), WithRetries(retries)})
+	o, _ := proxyOptionsOf([]ProxyOption{WithFailMode(mode), WithRetries(retries)})
 	p := &ClientProxy{opts: o, budget: newRetryBudget(o.budgetTokens, o.budgetRatio)}
 	list := make([]*naming.Instance, instances)
 	p.instances.Store(&list)

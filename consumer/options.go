@@ -3,8 +3,11 @@ package consumer
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/shoalrpc/shoal/loadbalance"
@@ -12,8 +15,56 @@ import (
 	"github.com/shoalrpc/shoal/stats"
 )
 
-// Option configures a Client, a Pool or a ClientProxy.
-type Option func(*options)
+// Options are typed by what they configure, so that an option given to
+// something it does not apply to is a compile error: a DialOption configures
+// a connection and is accepted by Dial, NewPool and NewClientProxy (whose
+// connections it then configures); a PoolOption by NewPool and
+// NewClientProxy; a ProxyOption by NewClientProxy alone. An invalid value
+// makes the constructor return an error that names the option.
+
+// DialOption configures a Client's connection: Dial, and the connections of
+// a Pool or a ClientProxy.
+type DialOption interface {
+	PoolOption
+	applyDial(*options)
+}
+
+// PoolOption configures a Pool, and a ClientProxy's pool.
+type PoolOption interface {
+	ProxyOption
+	applyPool(*options)
+}
+
+// ProxyOption configures a ClientProxy.
+type ProxyOption interface {
+	applyProxy(*options)
+}
+
+// dialOption sets a connection's options, wherever it is given.
+type dialOption func(*options)
+
+func (f dialOption) applyDial(o *options)  { f(o) }
+func (f dialOption) applyPool(o *options)  { f(o) }
+func (f dialOption) applyProxy(o *options) { f(o) }
+
+// poolOption sets a pool's options.
+type poolOption func(*options)
+
+func (f poolOption) applyPool(o *options)  { f(o) }
+func (f poolOption) applyProxy(o *options) { f(o) }
+
+// proxyOption sets a ClientProxy's options.
+type proxyOption func(*options)
+
+func (f proxyOption) applyProxy(o *options) { f(o) }
+
+// invalid records that option was given a value it cannot take.
+func (o *options) invalid(option string, value any, why string) {
+	o.errs = append(o.errs, fmt.Errorf("consumer: %s(%v): %s", option, value, why))
+}
+
+// check returns the options' errors, joined; nil when every value was valid.
+func (o *options) check() error { return errors.Join(o.errs...) }
 
 type options struct {
 	codec             protocol.Codec
@@ -29,6 +80,7 @@ type options struct {
 	interceptors      []Interceptor  // around each call (Client) or logical call (ClientProxy)
 	stats             stats.Handlers // observe calls, attempts and connections
 	underProxy        bool           // a ClientProxy's connection: the proxy runs the interceptors and reports the calls
+	errs              []error        // invalid option values, for the constructor to return
 	proxyOptions
 }
 
@@ -44,85 +96,132 @@ func defaultOptions() options {
 	}
 }
 
-func buildOptions(opts []Option) options {
+func dialOptions(opts []DialOption) (options, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
-		opt(&o)
+		if opt != nil {
+			opt.applyDial(&o)
+		}
 	}
-	return o
+	return o, o.check()
+}
+
+func poolOptions(opts []PoolOption) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyPool(&o)
+		}
+	}
+	return o, o.check()
+}
+
+func proxyOptionsOf(opts []ProxyOption) (options, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt != nil {
+			opt.applyProxy(&o)
+		}
+	}
+	if o.failMode < Failfast || o.failMode > Failbackup {
+		o.invalid("WithFailMode", o.failMode, "not a fail mode")
+	}
+	return o, o.check()
 }
 
 // WithCodec sets the payload codec (default protocol.Msgpack).
-func WithCodec(c protocol.Codec) Option {
-	return func(o *options) {
-		if c != nil {
-			o.codec = c
+func WithCodec(c protocol.Codec) DialOption {
+	return dialOption(func(o *options) {
+		if c == nil {
+			o.invalid("WithCodec", c, "nil codec")
+			return
 		}
-	}
+		o.codec = c
+	})
 }
 
 // WithMaxBodySize limits the body of a frame the client reads or writes
 // (default protocol.DefaultMaxBodySize, 8 MiB).
-func WithMaxBodySize(n int) Option {
-	return func(o *options) { o.maxBody = n }
+func WithMaxBodySize(n int) DialOption {
+	return dialOption(func(o *options) {
+		if n < 0 {
+			o.invalid("WithMaxBodySize", n, "negative size")
+			return
+		}
+		o.maxBody = n
+	})
 }
 
 // WithDialTimeout bounds connecting to a server (default 5 s).
-func WithDialTimeout(d time.Duration) Option {
-	return func(o *options) {
-		if d > 0 {
-			o.dialTimeout = d
+func WithDialTimeout(d time.Duration) DialOption {
+	return dialOption(func(o *options) {
+		if d <= 0 {
+			o.invalid("WithDialTimeout", d, "must be more than 0")
+			return
 		}
-	}
+		o.dialTimeout = d
+	})
 }
 
 // WithHeartbeat sets how long a connection may stay silent before the client
 // sends a heartbeat (default 10 s), and how long without any frame from the
 // server before the connection is declared dead and its pending calls fail
 // with ErrConnClosed (default 30 s). A zero interval turns heartbeats off.
-func WithHeartbeat(interval, timeout time.Duration) Option {
-	return func(o *options) {
+func WithHeartbeat(interval, timeout time.Duration) DialOption {
+	return dialOption(func(o *options) {
+		if interval < 0 || timeout < 0 {
+			o.invalid("WithHeartbeat", fmt.Sprintf("%v, %v", interval, timeout), "negative duration")
+			return
+		}
 		o.heartbeatInterval = interval
 		if timeout > 0 {
 			o.heartbeatTimeout = timeout
 		}
-	}
+	})
 }
 
 // WithDialer makes connections with dial instead of a net.Dialer, e.g. to
 // wrap or instrument them. The dial timeout still bounds ctx.
-func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) Option {
-	return func(o *options) { o.dialer = dial }
+func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) DialOption {
+	return dialOption(func(o *options) { o.dialer = dial })
 }
 
 // WithMaxPending bounds the calls awaiting replies on one connection
 // (default 10,000); a call past it fails at once with ErrTooManyPending,
 // without being sent.
-func WithMaxPending(n int) Option {
-	return func(o *options) { o.maxPending = max(n, 0) }
+func WithMaxPending(n int) DialOption {
+	return dialOption(func(o *options) {
+		if n < 0 {
+			o.invalid("WithMaxPending", n, "negative count")
+			return
+		}
+		o.maxPending = n
+	})
 }
 
 // WithTLS dials TLS with cfg. An empty cfg.ServerName is taken from the
 // address's host. For mutual TLS give cfg.Certificates.
-func WithTLS(cfg *tls.Config) Option {
-	return func(o *options) { o.tls = cfg }
+func WithTLS(cfg *tls.Config) DialOption {
+	return dialOption(func(o *options) { o.tls = cfg })
 }
 
 // WithCredentials sends md with every call, for the server's auth check
 // (provider.WithAuth); metadata set on a call's context with WithMetadata
 // is sent too and wins on a clash.
-func WithCredentials(md map[string]string) Option {
-	return func(o *options) { o.credentials = maps.Clone(md) }
+func WithCredentials(md map[string]string) DialOption {
+	return dialOption(func(o *options) { o.credentials = maps.Clone(md) })
 }
 
 // WithConnsPerAddr sets how many long connections a Pool keeps to each
 // address (default 1: one multiplexed connection carries many calls).
-func WithConnsPerAddr(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.connsPerAddr = n
+func WithConnsPerAddr(n int) PoolOption {
+	return poolOption(func(o *options) {
+		if n < 1 {
+			o.invalid("WithConnsPerAddr", n, "must be at least 1")
+			return
 		}
-	}
+		o.connsPerAddr = n
+	})
 }
 
 // WithInterceptors adds interceptors around every call, in order: the first
@@ -130,38 +229,38 @@ func WithConnsPerAddr(n int) Option {
 // each logical call, retries and hedges included (WithAttemptInterceptors
 // wraps each attempt). The chain is built once; with none, a call pays
 // nothing for it.
-func WithInterceptors(ics ...Interceptor) Option {
-	return func(o *options) {
+func WithInterceptors(ics ...Interceptor) DialOption {
+	return dialOption(func(o *options) {
 		for _, ic := range ics {
 			if ic != nil {
 				o.interceptors = append(o.interceptors, ic)
 			}
 		}
-	}
+	})
 }
 
 // WithAttemptInterceptors adds interceptors around each attempt a
 // ClientProxy makes on one instance, in order; AttemptOf(ctx) tells which
 // instance and which attempt. A Client ignores them.
-func WithAttemptInterceptors(ics ...Interceptor) Option {
-	return func(o *options) {
+func WithAttemptInterceptors(ics ...Interceptor) ProxyOption {
+	return proxyOption(func(o *options) {
 		for _, ic := range ics {
 			if ic != nil {
 				o.attemptInterceptors = append(o.attemptInterceptors, ic)
 			}
 		}
-	}
+	})
 }
 
 // WithStatsHandler adds a handler that observes calls, attempts (on a
 // ClientProxy), connections and the proxy's own decisions (see package
 // stats). Several may be added; each sees every event, in order.
-func WithStatsHandler(h stats.Handler) Option {
-	return func(o *options) {
+func WithStatsHandler(h stats.Handler) DialOption {
+	return dialOption(func(o *options) {
 		if h != nil {
 			o.stats = append(o.stats, h)
 		}
-	}
+	})
 }
 
 type metadataKey struct{}
@@ -222,8 +321,14 @@ func defaultProxyOptions() proxyOptions {
 }
 
 // WithLoadBalance sets the load-balancing policy (default loadbalance.RoundRobin).
-func WithLoadBalance(m loadbalance.Mode, opts ...loadbalance.Option) Option {
-	return func(o *options) { o.lbMode, o.lbOpts = m, opts }
+func WithLoadBalance(m loadbalance.Mode, opts ...loadbalance.Option) ProxyOption {
+	return proxyOption(func(o *options) {
+		if !slices.Contains(loadbalance.Modes(), m) {
+			o.invalid("WithLoadBalance", m, "not a load-balancing mode")
+			return
+		}
+		o.lbMode, o.lbOpts = m, opts
+	})
 }
 
 // WithBalancer makes a ClientProxy pick instances with the balancer newB
@@ -233,32 +338,56 @@ func WithLoadBalance(m loadbalance.Mode, opts ...loadbalance.Option) Option {
 // attempt's outcome: nil when the instance answered, the error when it
 // failed in a way that says something about the instance (dial refused,
 // connection broken, timed out).
-func WithBalancer(newB func() loadbalance.Balancer) Option {
-	return func(o *options) { o.newBalancer = newB }
+func WithBalancer(newB func() loadbalance.Balancer) ProxyOption {
+	return proxyOption(func(o *options) { o.newBalancer = newB })
 }
 
 // WithFailMode sets what happens when a call may have run and failed
 // (default Failfast).
-func WithFailMode(m FailMode) Option {
-	return func(o *options) { o.failMode = m }
+func WithFailMode(m FailMode) ProxyOption {
+	return proxyOption(func(o *options) { o.failMode = m })
 }
 
 // WithRetries sets how many more attempts Failover, Failretry and Failbackup
 // make after a maybe-executed failure (default 2).
-func WithRetries(n int) Option {
-	return func(o *options) { o.retries = max(n, 0) }
+func WithRetries(n int) ProxyOption {
+	return proxyOption(func(o *options) {
+		if n < 0 {
+			o.invalid("WithRetries", n, "negative count")
+			return
+		}
+		o.retries = n
+	})
 }
 
 // WithAttemptTimeout bounds each attempt (default none: only the caller's
 // deadline bounds the call). An attempt that times out may have run.
-func WithAttemptTimeout(d time.Duration) Option {
-	return func(o *options) { o.attemptTimeout = d }
+func WithAttemptTimeout(d time.Duration) ProxyOption {
+	return proxyOption(func(o *options) {
+		if d < 0 {
+			o.invalid("WithAttemptTimeout", d, "negative duration")
+			return
+		}
+		o.attemptTimeout = d
+	})
 }
 
 // WithBackoff sets the wait before retry n: base·2ⁿ⁻¹ capped at cap, plus up
 // to jitter (a fraction) of it at random.
-func WithBackoff(base, cap time.Duration, jitter float64) Option {
-	return func(o *options) { o.backoffBase, o.backoffCap, o.backoffJitter = base, cap, jitter }
+func WithBackoff(base, cap time.Duration, jitter float64) ProxyOption {
+	return proxyOption(func(o *options) {
+		value := fmt.Sprintf("%v, %v, %v", base, cap, jitter)
+		switch {
+		case base < 0 || cap < 0:
+			o.invalid("WithBackoff", value, "negative duration")
+		case cap < base:
+			o.invalid("WithBackoff", value, "cap below base")
+		case jitter < 0 || jitter > 1:
+			o.invalid("WithBackoff", value, "jitter must be from 0 to 1")
+		default:
+			o.backoffBase, o.backoffCap, o.backoffJitter = base, cap, jitter
+		}
+	})
 }
 
 // WithRetryBudget sets the token bucket that throttles maybe-executed
@@ -269,33 +398,51 @@ func WithBackoff(base, cap time.Duration, jitter float64) Option {
 // per ten successes. Retries of calls that were refused without running
 // spend nothing; they are bounded by one try per instance. tokens 0 turns
 // the budget off.
-func WithRetryBudget(tokens, ratio float64) Option {
-	return func(o *options) { o.budgetTokens, o.budgetRatio = tokens, ratio }
+func WithRetryBudget(tokens, ratio float64) ProxyOption {
+	return proxyOption(func(o *options) {
+		if tokens < 0 || ratio < 0 {
+			o.invalid("WithRetryBudget", fmt.Sprintf("%v, %v", tokens, ratio), "negative value")
+			return
+		}
+		o.budgetTokens, o.budgetRatio = tokens, ratio
+	})
 }
 
 // WithHedging sets the delay after which Failbackup sends a second attempt
 // of an idempotent call to another instance (default 50 ms).
-func WithHedging(delay time.Duration) Option {
-	return func(o *options) { o.hedgeDelay = delay }
+func WithHedging(delay time.Duration) ProxyOption {
+	return proxyOption(func(o *options) {
+		if delay <= 0 {
+			o.invalid("WithHedging", delay, "must be more than 0")
+			return
+		}
+		o.hedgeDelay = delay
+	})
 }
 
 // WithIdempotent marks methods ("Service.Method") safe to run twice, which
 // Failbackup may hedge.
-func WithIdempotent(methods ...string) Option {
-	return func(o *options) {
+func WithIdempotent(methods ...string) ProxyOption {
+	return proxyOption(func(o *options) {
 		if o.idempotent == nil {
 			o.idempotent = make(map[string]bool)
 		}
 		for _, m := range methods {
 			o.idempotent[m] = true
 		}
-	}
+	})
 }
 
 // WithWaitForInstances makes NewClientProxy wait up to d for the service's
 // first instance instead of failing at once when there is none.
-func WithWaitForInstances(d time.Duration) Option {
-	return func(o *options) { o.waitInstances = d }
+func WithWaitForInstances(d time.Duration) ProxyOption {
+	return proxyOption(func(o *options) {
+		if d < 0 {
+			o.invalid("WithWaitForInstances", d, "negative duration")
+			return
+		}
+		o.waitInstances = d
+	})
 }
 
 // WithOutlierEjection leaves out of picks an instance after consecutive
@@ -303,6 +450,16 @@ func WithWaitForInstances(d time.Duration) Option {
 // for base, doubling while it keeps failing up to max; then one probe call
 // decides whether it is back. At least one instance is always left.
 // consecutive 0 turns ejection off.
-func WithOutlierEjection(consecutive int, base, max time.Duration) Option {
-	return func(o *options) { o.ejectAfter, o.ejectBase, o.ejectMax = consecutive, base, max }
+func WithOutlierEjection(consecutive int, base, max time.Duration) ProxyOption {
+	return proxyOption(func(o *options) {
+		value := fmt.Sprintf("%d, %v, %v", consecutive, base, max)
+		switch {
+		case consecutive < 0:
+			o.invalid("WithOutlierEjection", value, "negative count")
+		case consecutive > 0 && (base <= 0 || max < base):
+			o.invalid("WithOutlierEjection", value, "want 0 < base <= max")
+		default:
+			o.ejectAfter, o.ejectBase, o.ejectMax = consecutive, base, max
+		}
+	})
 }

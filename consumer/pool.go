@@ -32,7 +32,14 @@ type slots struct {
 }
 
 // NewPool returns an empty pool; opts apply to every connection it makes.
-func NewPool(opts ...Option) *Pool { return newPool(buildOptions(opts)) }
+// An invalid option value is an error naming the option.
+func NewPool(opts ...PoolOption) (*Pool, error) {
+	o, err := poolOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return newPool(o), nil
+}
 
 func newPool(o options) *Pool { return &Pool{opts: o} }
 

@@ -49,11 +49,14 @@ type ClientProxy struct {
 // NewClientProxy returns a proxy for service, whose instances it fetches from
 // reg and then follows with reg.Watch. A service with no instance is an error
 // wrapping loadbalance.ErrNoInstances, unless WithWaitForInstances is given.
-func NewClientProxy(service string, reg naming.Registry, opts ...Option) (*ClientProxy, error) {
+func NewClientProxy(service string, reg naming.Registry, opts ...ProxyOption) (*ClientProxy, error) {
 	if reg == nil {
 		return nil, errors.New("consumer: NewClientProxy with a nil registry")
 	}
-	o := buildOptions(opts)
+	o, err := proxyOptionsOf(opts)
+	if err != nil {
+		return nil, err
+	}
 	balancer := loadbalance.New(o.lbMode, o.lbOpts...)
 	if o.newBalancer != nil {
 		if balancer = o.newBalancer(); balancer == nil {

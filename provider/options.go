@@ -3,6 +3,7 @@ package provider
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -10,7 +11,8 @@ import (
 	"github.com/shoalrpc/shoal/stats"
 )
 
-// Option configures a Server.
+// Option configures a Server. An invalid value (a negative size, count or
+// duration) makes Serve return an error naming the option.
 type Option func(*options)
 
 type options struct {
@@ -30,6 +32,12 @@ type options struct {
 	stats            stats.Handlers
 	tls              *tls.Config
 	logger           *slog.Logger
+	errs             []error // invalid option values: Serve returns them
+}
+
+// invalid records that option was given a value it cannot take.
+func (o *options) invalid(option string, value any, why string) {
+	o.errs = append(o.errs, fmt.Errorf("provider: %s(%v): %s", option, value, why))
 }
 
 func defaultOptions() options {
@@ -57,12 +65,11 @@ func WithRegistry(reg naming.Registry, in naming.Instance) Option {
 // each attempt (default 10 s).
 func WithRegisterAttempts(n int, perAttempt time.Duration) Option {
 	return func(o *options) {
-		if n > 0 {
-			o.registerAttempts = n
+		if n < 1 || perAttempt <= 0 {
+			o.invalid("WithRegisterAttempts", fmt.Sprintf("%d, %v", n, perAttempt), "want at least 1 attempt of more than 0s")
+			return
 		}
-		if perAttempt > 0 {
-			o.registerTimeout = perAttempt
-		}
+		o.registerAttempts, o.registerTimeout = n, perAttempt
 	}
 }
 
@@ -70,14 +77,26 @@ func WithRegisterAttempts(n int, perAttempt time.Duration) Option {
 // (default protocol.DefaultMaxBodySize, 8 MiB). A request past it closes its
 // connection; a reply past it is answered with an internal error.
 func WithMaxBodySize(n int) Option {
-	return func(o *options) { o.maxBody = n }
+	return func(o *options) {
+		if n < 0 {
+			o.invalid("WithMaxBodySize", n, "negative size")
+			return
+		}
+		o.maxBody = n
+	}
 }
 
 // WithIdleTimeout closes connections that send nothing, not even a heartbeat,
 // for d (default 2 minutes; 0 never closes them). Consumers send heartbeats on
 // idle connections well within the default.
 func WithIdleTimeout(d time.Duration) Option {
-	return func(o *options) { o.idleTimeout = d }
+	return func(o *options) {
+		if d < 0 {
+			o.invalid("WithIdleTimeout", d, "negative duration")
+			return
+		}
+		o.idleTimeout = d
+	}
 }
 
 // WithLogger sets where the server logs connection errors and handler
@@ -97,7 +116,13 @@ func WithLogger(l *slog.Logger) Option {
 // read the go-away is still read and answered "shutting down" rather than
 // lost with the connection.
 func WithDrainGrace(d time.Duration) Option {
-	return func(o *options) { o.drainGrace = max(d, 0) }
+	return func(o *options) {
+		if d < 0 {
+			o.invalid("WithDrainGrace", d, "negative duration")
+			return
+		}
+		o.drainGrace = d
+	}
 }
 
 // WithTimeouts sets how long a frame may take to arrive once its first byte
@@ -107,21 +132,39 @@ func WithDrainGrace(d time.Duration) Option {
 // replies queued for it meanwhile are bounded by twice the body limit).
 // Zero turns one off.
 func WithTimeouts(read, write time.Duration) Option {
-	return func(o *options) { o.readTimeout, o.writeTimeout = read, write }
+	return func(o *options) {
+		if read < 0 || write < 0 {
+			o.invalid("WithTimeouts", fmt.Sprintf("%v, %v", read, write), "negative duration")
+			return
+		}
+		o.readTimeout, o.writeTimeout = read, write
+	}
 }
 
 // WithMaxConns limits the open connections (default 0: no limit). A
 // connection past the limit is told to go away at once and its requests are
 // answered "overloaded" without running, so clients go elsewhere.
 func WithMaxConns(n int) Option {
-	return func(o *options) { o.maxConns = max(n, 0) }
+	return func(o *options) {
+		if n < 0 {
+			o.invalid("WithMaxConns", n, "negative count")
+			return
+		}
+		o.maxConns = n
+	}
 }
 
 // WithMaxConcurrent limits the requests in flight on one connection and on
 // the whole server (default 0: no limit). A request past either limit is
 // answered "overloaded" at once, without running; nothing is queued.
 func WithMaxConcurrent(perConn, perServer int) Option {
-	return func(o *options) { o.maxPerConn, o.maxPerServer = max(perConn, 0), max(perServer, 0) }
+	return func(o *options) {
+		if perConn < 0 || perServer < 0 {
+			o.invalid("WithMaxConcurrent", fmt.Sprintf("%d, %d", perConn, perServer), "negative count")
+			return
+		}
+		o.maxPerConn, o.maxPerServer = perConn, perServer
+	}
 }
 
 // AuthFunc checks a request's credentials before its method runs: method is

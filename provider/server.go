@@ -136,6 +136,10 @@ func (s *Server) register(name string, rcvr any) error {
 // returned. Serve returns ErrServerClosed once Shutdown or Close has
 // finished, and any other error the listener returns.
 func (s *Server) Serve(ln net.Listener) error {
+	if err := errors.Join(s.opts.errs...); err != nil {
+		ln.Close()
+		return err
+	}
 	s.mu.Lock()
 	if s.shuttingDown.Load() {
 		s.mu.Unlock()

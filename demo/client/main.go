@@ -181,7 +181,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer reg.Close()
-	opts := []consumer.Option{
+	opts := []consumer.ProxyOption{
 		consumer.WithLoadBalance(cfg.lb),
 		consumer.WithFailMode(cfg.fail),
 		consumer.WithRetries(cfg.retries),

@@ -127,7 +127,7 @@ func startNode(reg naming.Registry, id string, weight int) (*node, error) {
 }
 
 // newProxy returns a proxy on reg that waits until all three providers are listed.
-func newProxy(reg naming.Registry, opts ...consumer.Option) (*consumer.ClientProxy, error) {
+func newProxy(reg naming.Registry, opts ...consumer.ProxyOption) (*consumer.ClientProxy, error) {
 	p, err := consumer.NewClientProxy(service, reg, append(opts, consumer.WithWaitForInstances(5*time.Second))...)
 	if err != nil {
 		return nil, fmt.Errorf("client proxy: %w", err)

@@ -76,7 +76,7 @@ func measure(b *testing.B, writes *atomic.Int64, run func()) {
 	b.ReportMetric(float64(writes.Load())/n, "writes/op")
 }
 
-func shoalHello(b *testing.B, writes *atomic.Int64, srvOpts []provider.Option, opts ...consumer.Option) *consumer.Client {
+func shoalHello(b *testing.B, writes *atomic.Int64, srvOpts []provider.Option, opts ...consumer.DialOption) *consumer.Client {
 	srv := provider.NewServer(srvOpts...)
 	if err := srv.Register(Hello{}); err != nil {
 		b.Fatal(err)
@@ -205,7 +205,7 @@ func BenchmarkInterceptors(b *testing.B) {
 	for _, n := range []int{0, 1, 5} {
 		b.Run("n="+itoa(n), func(b *testing.B) {
 			var srvOpts []provider.Option
-			var cliOpts []consumer.Option
+			var cliOpts []consumer.DialOption
 			for range n {
 				srvOpts = append(srvOpts, provider.WithInterceptors(passServer))
 				cliOpts = append(cliOpts, consumer.WithInterceptors(passClient))

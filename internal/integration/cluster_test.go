@@ -158,7 +158,7 @@ func (l *load) finish() (ok, failed int64, errs []error) {
 	return l.ok.Load(), l.failed.Load(), l.errs
 }
 
-func newProxy(t *testing.T, reg naming.Registry, opts ...consumer.Option) *consumer.ClientProxy {
+func newProxy(t *testing.T, reg naming.Registry, opts ...consumer.ProxyOption) *consumer.ClientProxy {
 	t.Helper()
 	p, err := consumer.NewClientProxy("arith", reg, opts...)
 	if err != nil {

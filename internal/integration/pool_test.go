@@ -45,7 +45,7 @@ func serveCounting(t *testing.T) (*provider.Server, *countingListener, string) {
 
 func TestPoolSharesOneDialAmongConcurrentGets(t *testing.T) {
 	_, ln, addr := serveCounting(t)
-	p := consumer.NewPool()
+	p := newPool(t)
 	defer p.Close()
 	var wg sync.WaitGroup
 	got := make(chan *consumer.Client, 50)
@@ -78,7 +78,7 @@ func TestPoolSharesOneDialAmongConcurrentGets(t *testing.T) {
 
 func TestPoolKeepsNConnectionsPerAddress(t *testing.T) {
 	_, ln, addr := serveCounting(t)
-	p := consumer.NewPool(consumer.WithConnsPerAddr(3))
+	p := newPool(t, consumer.WithConnsPerAddr(3))
 	defer p.Close()
 	seen := map[*consumer.Client]int{}
 	for range 9 {
@@ -106,7 +106,7 @@ func TestPoolKeepsNConnectionsPerAddress(t *testing.T) {
 
 func TestPoolReplacesABrokenConnection(t *testing.T) {
 	_, ln, addr := serveCounting(t)
-	p := consumer.NewPool()
+	p := newPool(t)
 	defer p.Close()
 	c1, err := p.Get(context.Background(), addr)
 	if err != nil {
@@ -133,7 +133,7 @@ func TestPoolDialErrorAndClose(t *testing.T) {
 	}
 	refused := "tcp@" + ln.Addr().String()
 	ln.Close()
-	p := consumer.NewPool()
+	p := newPool(t)
 	if _, err := p.Get(context.Background(), refused); !errors.Is(err, consumer.ErrDial) {
 		t.Fatalf("Get of a closed port: %v, want ErrDial", err)
 	}
@@ -153,4 +153,13 @@ func TestPoolDialErrorAndClose(t *testing.T) {
 	if _, err := p.Get(context.Background(), addr); !errors.Is(err, consumer.ErrPoolClosed) {
 		t.Fatalf("Get after Close: %v", err)
 	}
+}
+
+func newPool(t *testing.T, opts ...consumer.PoolOption) *consumer.Pool {
+	t.Helper()
+	p, err := consumer.NewPool(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -159,7 +159,7 @@ func serve(t *testing.T, opts ...provider.Option) *served {
 	return s
 }
 
-func dial(t *testing.T, addr string, opts ...consumer.Option) *consumer.Client {
+func dial(t *testing.T, addr string, opts ...consumer.DialOption) *consumer.Client {
 	t.Helper()
 	c, err := consumer.Dial(addr, opts...)
 	if err != nil {
