@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/loadbalance"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // FailMode says what a ClientProxy does when a call may have run and failed
@@ -118,7 +119,11 @@ func (p *ClientProxy) decide(ctx context.Context, err error, attempt, maybeRetri
 		// that protects it from maybe-executed retries.
 		return tryOther
 	case kindMaybeExecuted:
-		if maybeRetries >= p.opts.retries || !p.budget.allow() {
+		if maybeRetries >= p.opts.retries {
+			return giveUp
+		}
+		if !p.budget.allow() {
+			p.proxyEvent(stats.ProxyEvent{Kind: stats.BudgetExhausted})
 			return giveUp
 		}
 		switch p.opts.failMode {

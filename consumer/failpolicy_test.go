@@ -122,25 +122,25 @@ func TestOutlierEjectionAndProbation(t *testing.T) {
 	if !o.record("a", boom, now) {
 		t.Fatal("not ejected after three consecutive faults")
 	}
-	healthy, next := o.filter(all, now)
+	healthy, next := o.filter(all, now, nil)
 	if len(healthy) != 1 || healthy[0] != b || !next.Equal(now.Add(time.Second)) {
 		t.Fatalf("healthy %v, next %v", healthy, next)
 	}
 	// Period over: a is back on probation; one more fault ejects it at once,
 	// for twice as long.
 	now = now.Add(time.Second)
-	if healthy, _ := o.filter(all, now); len(healthy) != 2 {
+	if healthy, _ := o.filter(all, now, nil); len(healthy) != 2 {
 		t.Fatal("not let back in after its period")
 	}
 	if !o.record("a", boom, now) {
 		t.Fatal("a failed probe did not eject again")
 	}
-	if _, next := o.filter(all, now); !next.Equal(now.Add(2 * time.Second)) {
+	if _, next := o.filter(all, now, nil); !next.Equal(now.Add(2 * time.Second)) {
 		t.Fatalf("second ejection ends at %v, want +2s", next)
 	}
 	// A successful probe clears the record.
 	now = now.Add(2 * time.Second)
-	o.filter(all, now)
+	o.filter(all, now, nil)
 	o.record("a", nil, now)
 	if o.record("a", boom, now) {
 		t.Fatal("one fault after a cleared record ejected")
@@ -149,7 +149,7 @@ func TestOutlierEjectionAndProbation(t *testing.T) {
 	o2 := newOutliers(1, time.Second, time.Minute)
 	o2.record("a", boom, now)
 	o2.record("b", boom, now.Add(time.Millisecond))
-	healthy, _ = o2.filter(all, now.Add(2*time.Millisecond))
+	healthy, _ = o2.filter(all, now.Add(2*time.Millisecond), nil)
 	if len(healthy) != 1 || healthy[0] != a {
 		t.Fatalf("with every instance failing, picks from %v", healthy)
 	}

@@ -40,7 +40,7 @@ func newOutliers(after int, base, max time.Duration) *outliers {
 }
 
 // record notes an attempt's outcome (fault nil: the instance answered) and
-// reports whether the set of ejected instances changed.
+// reports whether it ejected the instance.
 func (o *outliers) record(id string, fault error, now time.Time) bool {
 	if o.after <= 0 || (fault == nil && o.tracked.Load() == 0) {
 		return false
@@ -83,8 +83,8 @@ func (o *outliers) unlock() {
 
 // filter returns the instances to pick from at now, and when an ejection
 // next ends (zero if none is pending). Instances whose period has ended go
-// on probation.
-func (o *outliers) filter(all []*naming.Instance, now time.Time) ([]*naming.Instance, time.Time) {
+// on probation; readmitted (if not nil) is told each of them.
+func (o *outliers) filter(all []*naming.Instance, now time.Time, readmitted func(*naming.Instance)) ([]*naming.Instance, time.Time) {
 	o.mu.Lock()
 	defer o.unlock()
 	if len(o.byID) == 0 {
@@ -106,6 +106,9 @@ func (o *outliers) filter(all []*naming.Instance, now time.Time) ([]*naming.Inst
 		default: // served its time: one probe decides
 			h.until, h.probing = time.Time{}, true
 			healthy = append(healthy, in)
+			if readmitted != nil {
+				readmitted(in)
+			}
 		}
 	}
 	if len(healthy) == 0 && len(ejected) > 0 {

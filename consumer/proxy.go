@@ -140,6 +140,7 @@ func waitForInstances(ctx context.Context, service string, watch <-chan []*namin
 func (p *ClientProxy) setInstances(list []*naming.Instance) {
 	list = slices.Clone(list)
 	old := p.instances.Swap(&list)
+	p.proxyEvent(stats.ProxyEvent{Kind: stats.InstancesChanged, Instances: len(list)})
 	p.refresh()
 	for _, in := range *old {
 		if !slices.ContainsFunc(list, func(n *naming.Instance) bool { return n.Addr == in.Addr }) {
@@ -155,7 +156,13 @@ func (p *ClientProxy) refresh() {
 	if p.closed.Load() {
 		return
 	}
-	healthy, next := p.outliers.filter(*p.instances.Load(), time.Now())
+	var readmitted func(*naming.Instance)
+	if len(p.opts.stats) > 0 {
+		readmitted = func(in *naming.Instance) {
+			p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceReadmitted, Instance: in.ID, Addr: in.Addr})
+		}
+	}
+	healthy, next := p.outliers.filter(*p.instances.Load(), time.Now(), readmitted)
 	p.healthy.Store(&healthy)
 	p.balancer.Update(healthy)
 	if !next.IsZero() {
@@ -302,7 +309,8 @@ func (p *ClientProxy) try(ctx context.Context, in *naming.Instance, method strin
 func (p *ClientProxy) observe(ctx context.Context, in *naming.Instance, done func(error), err error) {
 	fault := instanceFault(ctx, err)
 	done(fault)
-	if p.outliers.record(in.ID, fault, time.Now()) {
+	if now := time.Now(); p.outliers.record(in.ID, fault, now) {
+		p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceEjected, Instance: in.ID, Addr: in.Addr, Time: now})
 		p.refresh()
 	}
 	switch kind := classify(ctx, err); {
@@ -423,4 +431,17 @@ func (p *ClientProxy) Close() error {
 		err = p.pool.Close()
 	})
 	return err
+}
+
+// proxyEvent tells the stats handlers of a decision the proxy took on its
+// own; the event's Service and Time are filled in here.
+func (p *ClientProxy) proxyEvent(ev stats.ProxyEvent) {
+	if len(p.opts.stats) == 0 {
+		return
+	}
+	ev.Service = p.service
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	p.opts.stats.HandleProxy(&ev)
 }

@@ -207,7 +207,6 @@ type ProxyEvent struct {
 	Addr      string    // the instance's address (ejected, readmitted)
 	Instances int       // how many instances the proxy now holds (changed, fallback)
 	Method    string    // the call's method (budget exhausted)
-	Until     time.Time // ejected until then (ejected)
 	Time      time.Time // when it happened
 }
 

@@ -422,3 +422,64 @@ func TestProxyTakesABalancerWrittenOutsideShoal(t *testing.T) {
 		t.Fatalf("a nil balancer: %v", err)
 	}
 }
+
+// proxyEvents is a stats handler that hands proxy events to the test.
+type proxyEvents struct {
+	stats.Base
+	ch chan stats.ProxyEvent
+}
+
+func (h *proxyEvents) HandleProxy(ev *stats.ProxyEvent) {
+	select {
+	case h.ch <- *ev:
+	default: // the test stopped listening
+	}
+}
+
+// next waits for the next event of kind, skipping others.
+func (h *proxyEvents) next(t *testing.T, kind stats.ProxyEventKind) stats.ProxyEvent {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case ev := <-h.ch:
+			if ev.Kind == kind {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %s event within 10 s", kind)
+		}
+	}
+}
+
+func TestStatsSeeTheProxyEjectAndReadmitAnInstance(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	dead := serve(t, provider.WithRegistry(reg, naming.Instance{Service: "arith", ID: "a-dead"}))
+	serve(t, provider.WithRegistry(reg, naming.Instance{Service: "arith", ID: "b-live"}))
+	h := &proxyEvents{ch: make(chan stats.ProxyEvent, 1024)}
+	p := newProxy(t, reg, consumer.WithStatsHandler(h), consumer.WithWaitForInstances(10*time.Second),
+		consumer.WithOutlierEjection(1, 100*time.Millisecond, 100*time.Millisecond),
+		consumer.WithDialer(func(ctx context.Context, network, address string) (net.Conn, error) {
+			if "tcp@"+address == dead.addr {
+				return nil, errors.New("refused by the test")
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, address)
+		}))
+	waitListed(t, p, 2)
+	if ev := h.next(t, stats.InstancesChanged); ev.Service != "arith" || ev.Instances == 0 {
+		t.Fatalf("instances changed: %+v", ev)
+	}
+	var out int
+	for i := range 4 { // round robin reaches the dead instance within two calls
+		if err := p.Call(context.Background(), "Arith.Add", Args{A: i, B: 1}, &out); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	if ev := h.next(t, stats.InstanceEjected); ev.Instance != "a-dead" || ev.Addr != dead.addr {
+		t.Fatalf("ejected: %+v, want a-dead", ev)
+	}
+	if ev := h.next(t, stats.InstanceReadmitted); ev.Instance != "a-dead" {
+		t.Fatalf("readmitted: %+v, want a-dead", ev)
+	}
+}
