@@ -13,9 +13,11 @@
 //	p2c_ewma             power of two choices on peak-EWMA latency × load
 //
 // Update stores an immutable snapshot (copy-on-write); Pick reads it without a
-// lock, except for weighted_roundrobin, which updates its current weights
-// under a small mutex as nginx does. State that must survive updates (calls in
-// flight, latency estimates, current weights) is kept per instance ID.
+// lock, except for least_connections, which keeps its instances in a heap
+// ordered by calls in flight under a small mutex (O(log n) per pick and per
+// done). weighted_roundrobin works out nginx's cycle once per Update, so a
+// pick is one atomic add. State that must survive updates (calls in flight,
+// latency estimates, the position in a cycle) is kept per instance ID.
 //
 // Instances are identified by ID (by Addr when ID is empty); nil entries and
 // later duplicates of an ID are ignored. Weights are read with

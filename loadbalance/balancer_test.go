@@ -280,9 +280,11 @@ func inflightCounts(b Balancer) map[string]int64 {
 	out := make(map[string]int64)
 	switch b := b.(type) {
 	case *lcBalancer:
-		for _, e := range *b.snap.Load() {
-			out[e.in.ID] = e.peer.inflight.Load()
+		b.mu.Lock()
+		for _, p := range b.heap {
+			out[p.in.ID] = p.inflight
 		}
+		b.mu.Unlock()
 	case *p2cBalancer:
 		for _, e := range *b.snap.Load() {
 			out[e.in.ID] = e.peer.inflight.Load()

@@ -2,9 +2,7 @@ package loadbalance
 
 import (
 	"context"
-	"math"
 	"sync"
-	"sync/atomic"
 
 	"github.com/shoalrpc/shoal/naming"
 )
@@ -12,46 +10,56 @@ import (
 // lcBalancer implements LeastConnections: the instance with the fewest calls
 // in flight (nginx's least_conn and HAProxy's leastconn, without the weights:
 // weights are ignored). Pick counts a call in flight; its done callback
-// uncounts it. Ties are broken uniformly at random: a first pass finds the
-// minimum and how many instances share it, a second pass takes the k-th of
-// them for a random k. Pick is O(n) and takes no lock.
+// uncounts it. Ties are broken at random.
+//
+// The instances of the set are a binary min-heap ordered by calls in flight,
+// then by when each was last picked, so that instances with equally few calls
+// take turns; a new instance starts with a random place in that order, so
+// that clients do not all begin with the same one. Pick takes the root and
+// sifts it down; done sifts its instance up: O(log n) each, under one small
+// mutex (HAProxy's leastconn keeps its servers in a tree the same way).
 //
 // The counters live in a peer per instance ID that survives Update, so done
 // stays correct after the set changed, and a removed instance keeps its peer
 // while it still has calls in flight, in case it comes back.
 type lcBalancer struct {
 	cfg   *config
-	mu    sync.Mutex         // serialises Update
-	peers map[string]*lcPeer // by instance key; guarded by mu
-	snap  atomic.Pointer[[]lcEntry]
+	mu    sync.Mutex         // guards every field below and every peer's state
+	peers map[string]*lcPeer // by instance key: the set, and removed ones with calls in flight
+	heap  []*lcPeer          // the set, a min-heap on (inflight, ticket)
+	picks uint64             // picks so far, from firstTicket: the next ticket
 }
 
-// lcEntry pairs an instance of the snapshot with its peer.
-type lcEntry struct {
-	in   *naming.Instance
-	peer *lcPeer
-}
+// firstTicket is above every new peer's random ticket, so that an instance
+// never picked comes before one already picked, at equal calls in flight.
+const firstTicket = 1 << 32
 
 // lcPeer is the state of one instance ID.
 type lcPeer struct {
-	inflight atomic.Int64
+	b        *lcBalancer
+	in       *naming.Instance
+	inflight int64
+	ticket   uint64      // when it was last picked (random before); orders peers with the same inflight
+	idx      int         // position in b.heap; -1 when not in the set
 	done     func(error) // p.release, built once so that Pick allocates nothing
 }
 
-func newLCPeer() *lcPeer {
-	p := &lcPeer{}
-	p.done = p.release
-	return p
+// less orders the heap.
+func (p *lcPeer) less(q *lcPeer) bool {
+	return p.inflight < q.inflight || (p.inflight == q.inflight && p.ticket < q.ticket)
 }
 
 // release uncounts one call; it never takes the count below zero.
 func (p *lcPeer) release(error) {
-	for {
-		v := p.inflight.Load()
-		if v <= 0 || p.inflight.CompareAndSwap(v, v-1) {
-			return
+	b := p.b
+	b.mu.Lock()
+	if p.inflight > 0 {
+		p.inflight--
+		if p.idx >= 0 {
+			b.up(p.idx)
 		}
 	}
+	b.mu.Unlock()
 }
 
 func newLeastConnections(cfg *config) *lcBalancer {
@@ -63,57 +71,84 @@ func (b *lcBalancer) Update(instances []*naming.Instance) {
 	ins := normalize(instances)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	entries := make([]lcEntry, len(ins))
+	for _, p := range b.heap {
+		p.idx = -1
+	}
+	heap := make([]*lcPeer, len(ins))
 	live := make(map[string]*lcPeer, len(ins))
 	for i, in := range ins {
 		k := instanceKey(in)
 		p := b.peers[k]
 		if p == nil {
-			p = newLCPeer()
+			p = &lcPeer{b: b, ticket: b.cfg.rng.Uint64() % firstTicket}
+			p.done = p.release
 		}
+		p.in, p.idx = in, i
 		live[k] = p
-		entries[i] = lcEntry{in: in, peer: p}
+		heap[i] = p
 	}
 	for k, p := range b.peers {
-		if _, ok := live[k]; !ok && p.inflight.Load() > 0 {
+		if _, ok := live[k]; !ok && p.inflight > 0 {
 			live[k] = p
 		}
 	}
-	b.peers = live
-	b.snap.Store(&entries)
+	b.peers, b.heap = live, heap
+	for i := len(heap)/2 - 1; i >= 0; i-- {
+		b.down(i)
+	}
 }
 
 // Pick implements Balancer.
 func (b *lcBalancer) Pick(context.Context) (*naming.Instance, func(error), error) {
-	p := b.snap.Load()
-	if p == nil || len(*p) == 0 {
+	b.mu.Lock()
+	if len(b.heap) == 0 {
+		b.mu.Unlock()
 		return nil, noopDone, b.cfg.emptyPick
 	}
-	es := *p
-	least, ties, first := int64(math.MaxInt64), 0, 0
-	for i := range es {
-		switch v := es[i].peer.inflight.Load(); {
-		case v < least:
-			least, ties, first = v, 1, i
-		case v == least:
-			ties++
+	p := b.heap[0]
+	p.inflight++
+	b.picks++
+	p.ticket = firstTicket + b.picks
+	b.down(0)
+	in := p.in
+	b.mu.Unlock()
+	return in, p.done, nil
+}
+
+// up moves the peer at i toward the root while it is less than its parent.
+func (b *lcBalancer) up(i int) {
+	h := b.heap
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h[i].less(h[parent]) {
+			break
 		}
+		b.swap(i, parent)
+		i = parent
 	}
-	chosen := first
-	if ties > 1 {
-		// Counts may have moved since the first pass; then first is kept.
-		k := b.cfg.rng.IntN(ties)
-		for i := first; i < len(es); i++ {
-			if es[i].peer.inflight.Load() == least {
-				if k == 0 {
-					chosen = i
-					break
-				}
-				k--
-			}
+}
+
+// down moves the peer at i toward the leaves while a child is less.
+func (b *lcBalancer) down(i int) {
+	h := b.heap
+	for {
+		least := i
+		if l := 2*i + 1; l < len(h) && h[l].less(h[least]) {
+			least = l
 		}
+		if r := 2*i + 2; r < len(h) && h[r].less(h[least]) {
+			least = r
+		}
+		if least == i {
+			return
+		}
+		b.swap(i, least)
+		i = least
 	}
-	e := es[chosen]
-	e.peer.inflight.Add(1)
-	return e.in, e.peer.done, nil
+}
+
+func (b *lcBalancer) swap(i, j int) {
+	h := b.heap
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
 }

@@ -82,3 +82,27 @@ func TestSmoothWRRAfterChange(t *testing.T) {
 		t.Errorf("removed instance picked %d times", counts["i1"])
 	}
 }
+
+// TestSmoothWRRLongCycle: weights whose cycle is too long to store are
+// picked by nginx's step, with the same shares and the same start.
+func TestSmoothWRRLongCycle(t *testing.T) {
+	ins := makeInstances(0, MaxWeight, MaxWeight-1, 1)
+	b := New(WeightedRoundRobin)
+	b.Update(ins)
+	if s := b.(*wrrBalancer).snap.Load(); s.cycle != nil {
+		t.Fatalf("a cycle of %d picks was stored", len(s.cycle))
+	}
+	counts := countPicks(t, b, 2*MaxWeight)
+	if counts["i0"] != MaxWeight || counts["i1"] != MaxWeight-1 || counts["i2"] != 1 {
+		t.Fatalf("counts over one cycle %v, want the weights", counts)
+	}
+	// The same picks as the stored cycle would give, on a short example.
+	short := New(WeightedRoundRobin)
+	short.Update(makeInstances(0, 5, 1, 1))
+	long := &wrrBalancer{cfg: short.(*wrrBalancer).cfg}
+	long.Update(makeInstances(0, 5, 1, 1))
+	long.snap.Load().cycle = nil
+	if a, b := wrrSequence(t, short, 14), wrrSequence(t, long, 14); a != b {
+		t.Fatalf("stored cycle %s, stepped %s", a, b)
+	}
+}
