@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"maps"
 	"net"
 	"time"
@@ -138,7 +139,8 @@ func metadataFrom(ctx context.Context) map[string]string {
 // Failover, Failretry and Failbackup), no per-attempt timeout, backoff from
 // 10 ms to 500 ms with 20 % jitter, a retry budget of 100 tokens refilled by
 // 0.1 per success, a 50 ms hedging delay, ejection after 3 consecutive
-// connection failures for 1 s doubling up to 30 s.
+// connection failures for 1 s doubling up to 30 s, a registry fallback for
+// instances that answered within a minute, logs to slog.Default().
 
 type proxyOptions struct {
 	lbMode         loadbalance.Mode
@@ -157,6 +159,8 @@ type proxyOptions struct {
 	ejectAfter     int
 	ejectBase      time.Duration
 	ejectMax       time.Duration
+	fallbackWindow time.Duration
+	logger         *slog.Logger
 }
 
 func defaultProxyOptions() proxyOptions {
@@ -173,6 +177,10 @@ func defaultProxyOptions() proxyOptions {
 		ejectAfter:    3,
 		ejectBase:     time.Second,
 		ejectMax:      30 * time.Second,
+		// A minute: a consumer that calls at all calls more often than
+		// that, and a list older than that is not worth resurrecting.
+		fallbackWindow: time.Minute,
+		logger:         slog.Default(),
 	}
 }
 
@@ -249,4 +257,30 @@ func WithWaitForInstances(d time.Duration) Option {
 // consecutive 0 turns ejection off.
 func WithOutlierEjection(consecutive int, base, max time.Duration) Option {
 	return func(o *options) { o.ejectAfter, o.ejectBase, o.ejectMax = consecutive, base, max }
+}
+
+// WithRegistryFallback sets the window of the registry fallback: when the
+// registry would leave the proxy with no instance of the service (a Consul
+// agent that restarted empty, a registry that briefly lists no passing
+// instance) while one of its instances answered within window, the proxy
+// keeps calling the last known instances until the registry lists some
+// again, logs it at WARN, and reports it with InFallback. A last known
+// instance that refuses a call (dial refused, "shutting down") is dropped
+// from the fallback; with none left, calls fail with
+// loadbalance.ErrNoInstances. Default one minute; 0 turns the fallback off,
+// so that an emptied registry empties the proxy at once (to take a live
+// cluster out of rotation by deregistering it, say).
+func WithRegistryFallback(window time.Duration) Option {
+	return func(o *options) { o.fallbackWindow = max(window, 0) }
+}
+
+// WithLogger sets where a ClientProxy logs what it decides on its own, such
+// as entering and leaving a registry fallback (default slog.Default(); a nil
+// logger keeps the default). Records carry the service name.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) {
+		if l != nil {
+			o.logger = l
+		}
+	}
 }
