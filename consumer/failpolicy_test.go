@@ -111,6 +111,7 @@ func TestDecide(t *testing.T) {
 	allTried := situation{"a and b refused before", callState{tried: []string{"a", "b"}, refused: []string{"a", "b"}}, abc, true}
 	allTriedOneOK := situation{"a refused, b failed maybe-executed before", callState{tried: []string{"a", "b"}, refused: []string{"a"}, retries: 1}, abc, true}
 	alone := situation{"c is the only instance", callState{}, []*naming.Instance{c}, true}
+	goneLeft := situation{"a and b refused before; c is no longer listed", callState{tried: []string{"a", "b"}, refused: []string{"a", "b"}}, []*naming.Instance{a, b}, true}
 	spent := situation{"Retries spent, d untried", callState{tried: []string{"a", "b"}, retries: 2}, []*naming.Instance{a, b, c, d}, true}
 	broke := situation{"the budget refuses", callState{}, abc, false}
 
@@ -147,6 +148,8 @@ func TestDecide(t *testing.T) {
 		// Every instance tried: Failover goes to one that has not refused.
 		{kindMaybeExecuted, allTriedOneOK, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: other(20*ms, "a"), Failretry: same(20 * ms), Failbackup: other(20*ms, "a")}},
 		{kindMaybeExecuted, alone, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: other(10 * ms), Failretry: same(10 * ms), Failbackup: other(10 * ms)}},
+		// Failover with nothing left that has not refused gives up.
+		{kindMaybeExecuted, goneLeft, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: giveUpPlan, Failretry: same(10 * ms), Failbackup: giveUpPlan}},
 		{kindMaybeExecuted, spent, all(giveUpPlan)},
 		{kindMaybeExecuted, broke, all(giveUpPlan)},
 	}

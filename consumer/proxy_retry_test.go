@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 )
 
@@ -77,5 +78,41 @@ func TestOneTryPerInstance(t *testing.T) {
 				t.Fatalf("%d dials %v for one call to 3 refusing instances, want %d", total, dials, want)
 			}
 		})
+	}
+}
+
+// stuckBalancer always picks the first instance it holds.
+type stuckBalancer struct{ list []*naming.Instance }
+
+func (b *stuckBalancer) Update(list []*naming.Instance) { b.list = list }
+func (b *stuckBalancer) Pick(context.Context) (*naming.Instance, func(error), error) {
+	return b.list[0], func(error) {}, nil
+}
+
+// TestPickAvoidsWhatThePlanSays: when the balancer keeps choosing an
+// instance the plan avoids, pick takes one of the others; with every one
+// avoided it says so (and wraps loadbalance.ErrNoInstances); trySame takes
+// the last instance again whatever the balancer says.
+func TestPickAvoidsWhatThePlanSays(t *testing.T) {
+	a, b, c := &naming.Instance{ID: "a"}, &naming.Instance{ID: "b"}, &naming.Instance{ID: "c"}
+	all := []*naming.Instance{a, b, c}
+	p := &ClientProxy{service: "s", balancer: &stuckBalancer{list: all}}
+	p.healthy.Store(&all)
+	ctx := context.Background()
+	if in, _, err := p.pick(ctx, retryPlan{action: tryOther}, nil); err != nil || in != a {
+		t.Fatalf("nothing avoided: %v, %v; want the balancer's a", in, err)
+	}
+	for range 20 {
+		in, _, err := p.pick(ctx, retryPlan{action: tryOther, avoid: []string{"a", "b"}}, a)
+		if err != nil || in != c {
+			t.Fatalf("a and b avoided: %v, %v; want c", in, err)
+		}
+	}
+	_, _, err := p.pick(ctx, retryPlan{action: tryOther, avoid: []string{"a", "b", "c"}}, a)
+	if !errors.Is(err, errAllTried) || !errors.Is(err, loadbalance.ErrNoInstances) {
+		t.Fatalf("every instance avoided: %v; want errAllTried wrapping ErrNoInstances", err)
+	}
+	if in, _, err := p.pick(ctx, retryPlan{action: trySame}, b); err != nil || in != b {
+		t.Fatalf("trySame after b: %v, %v", in, err)
 	}
 }
