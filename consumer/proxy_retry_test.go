@@ -116,3 +116,31 @@ func TestPickAvoidsWhatThePlanSays(t *testing.T) {
 		t.Fatalf("trySame after b: %v, %v", in, err)
 	}
 }
+
+// TestBackoffEndsWithTheCallersDeadline: a Failretry call waiting out its
+// backoff before trying a refusing instance again returns when the caller's
+// deadline ends, with both the deadline and the last attempt's error.
+func TestBackoffEndsWithTheCallersDeadline(t *testing.T) {
+	reg, err := naming.NewStatic("tcp@127.0.0.1:7001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	var d refusingDialer
+	p, err := NewClientProxy("arith", reg, WithFailMode(Failretry), WithRetries(5), WithDialer(d.dial),
+		WithBackoff(time.Minute, time.Minute, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = p.Call(ctx, "Arith.Who", struct{}{}, new(string))
+	if took := time.Since(start); took > 10*time.Second { // generous: the backoff is a minute
+		t.Fatalf("the call returned %v after its 50 ms deadline: the backoff ignored it", took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrDial) {
+		t.Fatalf("call: %v, want the deadline, after the dial error", err)
+	}
+}
