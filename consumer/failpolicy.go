@@ -5,18 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/shoalrpc/shoal/loadbalance"
+	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/stats"
 )
 
 // FailMode says what a ClientProxy does when a call may have run and failed
 // (the connection broke mid-call, or the attempt timed out). Calls known not
-// to have run are retried on another instance in every mode; the remote
-// method's own errors are never retried.
+// to have run are retried on another instance in every mode, at most once per
+// instance; the remote method's own errors are never retried. The rules, all
+// in one place, are ClientProxy.decide's (failpolicy.go).
 type FailMode int
 
 // Fail modes.
@@ -24,10 +27,12 @@ const (
 	// Failfast returns the error.
 	Failfast FailMode = iota
 	// Failover tries up to Retries more times, each on an instance not yet
-	// tried in this call while one is left, with backoff.
+	// tried in this call while one is left (then on one that has not
+	// refused the call), with backoff.
 	Failover
 	// Failretry tries the same instance again, reconnecting, up to Retries
-	// more times, with backoff.
+	// more times, with backoff; also when every instance refused the call,
+	// so that a call rides out an instance's restart.
 	Failretry
 	// Failbackup hedges calls to methods marked idempotent (WithIdempotent):
 	// when the first attempt has not answered within the hedging delay, a
@@ -96,55 +101,106 @@ func instanceFault(ctx context.Context, err error) error {
 	return nil
 }
 
-// retryPlan is the decision after a failed attempt.
-type retryPlan int
+// retryAction is what a ClientProxy does after a failed attempt.
+type retryAction int
 
 const (
-	giveUp       retryPlan = iota
-	tryOther               // another instance, not yet tried in this call if any is left
-	trySameAgain           // the same instance, reconnecting
+	giveUp   retryAction = iota // return the attempt's error
+	tryOther                    // another instance, one the plan does not avoid
+	trySame                     // the same instance again, reconnecting
 )
 
-// decide is where a retry is decided. attempt counts the attempts made so
-// far (1 after the first); maybeRetries counts the retries already spent on
-// maybe-executed errors.
-func (p *ClientProxy) decide(ctx context.Context, err error, attempt, maybeRetries int) retryPlan {
-	if attempt >= p.maxAttempts() {
-		return giveUp
+func (a retryAction) String() string {
+	switch a {
+	case tryOther:
+		return "tryOther"
+	case trySame:
+		return "trySame"
 	}
-	switch classify(ctx, err) {
+	return "giveUp"
+}
+
+// retryPlan is the whole decision after a failed attempt; the call loop
+// (proxy.go) only carries it out.
+type retryPlan struct {
+	action retryAction
+	avoid  []string      // tryOther: IDs of the instances the pick must not choose
+	wait   time.Duration // before the next attempt
+}
+
+// callState is what one call has done so far, as far as retrying goes.
+type callState struct {
+	method  string   // the call's "Service.Method"
+	tried   []string // IDs of the instances tried in this call (a hedge's second leg starts with the first's)
+	refused []string // IDs of those that refused the call without running it
+	retries int      // retries spent: maybe-executed ones, and Failretry's retries of a refusing instance
+}
+
+// decide is the one place where a retry is decided. An attempt on in failed
+// with an error of kind (classify); decide records the attempt in st and
+// returns the plan. healthy is what the balancer picks from now. The rules:
+//
+//   - final: give up.
+//   - not executed: try an instance not yet tried in this call, at once, in
+//     every mode. This spends neither Retries nor the retry budget (nothing
+//     ran), and is bounded by one try per instance. When every instance has
+//     been tried, Failretry tries the same one again after backoff as one of
+//     its Retries (a restarting instance refuses for a moment: that is what
+//     Failretry waits out); the other modes give up.
+//   - maybe executed: Failfast gives up; the other modes give up once Retries
+//     retries are spent or the retry budget refuses one. Otherwise, after
+//     backoff, Failover and Failbackup try another instance (one not yet
+//     tried while any is left, else any that has not refused in this call),
+//     and Failretry the same instance, reconnecting.
+//
+// The backoff before retry n (counted over the call) is WithBackoff's.
+func (p *ClientProxy) decide(kind errKind, in *naming.Instance, st *callState, healthy []*naming.Instance) retryPlan {
+	if !slices.Contains(st.tried, in.ID) {
+		st.tried = append(st.tried, in.ID)
+	}
+	untriedLeft := slices.ContainsFunc(healthy, func(h *naming.Instance) bool { return !slices.Contains(st.tried, h.ID) })
+	switch kind {
 	case kindNotExecuted:
-		// Safe to repeat, and bounded by maxAttempts to one try per
-		// instance: a draining cluster's refusals must not spend the budget
-		// that protects it from maybe-executed retries.
-		return tryOther
+		if !slices.Contains(st.refused, in.ID) {
+			st.refused = append(st.refused, in.ID)
+		}
+		switch {
+		case untriedLeft:
+			return retryPlan{action: tryOther, avoid: st.tried}
+		case p.opts.failMode == Failretry && st.retries < p.opts.retries:
+			st.retries++
+			return retryPlan{action: trySame, wait: p.backoffDelay(st.retries)}
+		}
 	case kindMaybeExecuted:
-		if maybeRetries >= p.opts.retries {
-			return giveUp
+		if p.opts.failMode == Failfast || st.retries >= p.opts.retries {
+			return retryPlan{action: giveUp}
 		}
 		if !p.budget.allow() {
-			p.proxyEvent(stats.ProxyEvent{Kind: stats.BudgetExhausted})
-			return giveUp
+			p.proxyEvent(stats.ProxyEvent{Kind: stats.BudgetExhausted, Method: st.method})
+			return retryPlan{action: giveUp}
 		}
 		switch p.opts.failMode {
 		case Failover, Failbackup:
-			return tryOther
+			avoid := st.tried
+			if !untriedLeft {
+				avoid = st.refused
+				if !slices.ContainsFunc(healthy, func(h *naming.Instance) bool { return !slices.Contains(avoid, h.ID) }) {
+					return retryPlan{action: giveUp} // every instance refused or is gone
+				}
+			}
+			st.retries++
+			return retryPlan{action: tryOther, avoid: avoid, wait: p.backoffDelay(st.retries)}
 		case Failretry:
-			return trySameAgain
+			st.retries++
+			return retryPlan{action: trySame, wait: p.backoffDelay(st.retries)}
 		}
 	}
-	return giveUp
+	return retryPlan{action: giveUp}
 }
 
-// maxAttempts bounds the attempts of one call: the retries the mode allows,
-// plus one try per instance for calls that were refused without running.
-func (p *ClientProxy) maxAttempts() int {
-	return 1 + p.opts.retries + len(*p.instances.Load())
-}
-
-// backoff waits before retry number n (1-based): exponential from the base,
-// capped, with jitter; it returns early with ctx's error.
-func (p *ClientProxy) backoff(ctx context.Context, n int) error {
+// backoffDelay is the wait before retry n (1-based): exponential from the
+// base, capped, plus jitter.
+func (p *ClientProxy) backoffDelay(n int) time.Duration {
 	o := &p.opts
 	d := o.backoffBase << min(n-1, 20)
 	if d > o.backoffCap || d <= 0 {
@@ -153,6 +209,11 @@ func (p *ClientProxy) backoff(ctx context.Context, n int) error {
 	if o.backoffJitter > 0 {
 		d += time.Duration(rand.Float64() * o.backoffJitter * float64(d))
 	}
+	return max(d, 0)
+}
+
+// sleep waits for d, or returns early with ctx's error.
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,41 +45,158 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func proxyWith(mode FailMode, retries int, instances int) *ClientProxy {
-	o, _ := proxyOptionsOf([]ProxyOption{WithFailMode(mode), WithRetries(retries)})
-	p := &ClientProxy{opts: o, budget: newRetryBudget(o.budgetTokens, o.budgetRatio)}
-	list := make([]*naming.Instance, instances)
-	p.instances.Store(&list)
-	return p
+// decideProxy is a ClientProxy with just what decide reads: the fail mode,
+// Retries 2, backoff 10 ms doubling to 500 ms without jitter, and a budget
+// of 10 tokens.
+func decideProxy(mode FailMode) *ClientProxy {
+	o, _ := proxyOptionsOf([]ProxyOption{WithFailMode(mode), WithRetries(2),
+		WithBackoff(10*time.Millisecond, 500*time.Millisecond, 0), WithRetryBudget(10, 0.1)})
+	return &ClientProxy{opts: o, budget: newRetryBudget(o.budgetTokens, o.budgetRatio), log: slog.New(slog.DiscardHandler)}
 }
 
+// TestDecide is the table of the documented retry rules (ClientProxy.decide,
+// DESIGN.md "Fail policies"): every kind of error × every fail mode × the
+// situations that change the answer.
 func TestDecide(t *testing.T) {
-	ctx := context.Background()
-	maybe := fmt.Errorf("x: %w", ErrConnClosed)
-	refused := fmt.Errorf("x: %w", ErrDial)
-	remote := &ServiceError{Message: "no"}
-	tests := []struct {
-		mode         FailMode
-		err          error
-		attempt      int
-		maybeRetries int
-		want         retryPlan
-	}{
-		{Failfast, remote, 1, 0, giveUp},
-		{Failover, remote, 1, 0, giveUp},
-		{Failfast, refused, 1, 0, tryOther},
-		{Failretry, refused, 1, 0, tryOther},
-		{Failfast, maybe, 1, 0, giveUp},
-		{Failover, maybe, 1, 0, tryOther},
-		{Failover, maybe, 3, 2, giveUp}, // Retries (2) spent
-		{Failretry, maybe, 1, 0, trySameAgain},
-		{Failbackup, maybe, 1, 0, tryOther},
-		{Failfast, refused, 6, 0, giveUp}, // 1 + 2 retries + 3 instances attempts made
+	live := context.Background()
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Errors of each kind, as classify sees them.
+	type sample struct {
+		ctx context.Context
+		err error
 	}
-	for _, tt := range tests {
-		p := proxyWith(tt.mode, 2, 3)
-		if got := p.decide(ctx, tt.err, tt.attempt, tt.maybeRetries); got != tt.want {
-			t.Errorf("%s, %v, attempt %d: %d, want %d", tt.mode, tt.err, tt.attempt, got, tt.want)
+	kinds := map[errKind][]sample{
+		kindFinal: {
+			{live, &ServiceError{Message: "no"}},
+			{live, fmt.Errorf("x: %w", ErrBadRequest)},
+			{live, fmt.Errorf("x: %w", ErrUnknownService)},
+			{live, fmt.Errorf("x: %w", ErrUnknownMethod)},
+			{live, fmt.Errorf("x: %w", ErrInternal)},
+			{live, fmt.Errorf("x: %w", ErrUnauthenticated)},
+			{live, fmt.Errorf("x: %w", loadbalance.ErrNoInstances)},
+			{live, errors.New("reply does not decode")},
+			{ended, fmt.Errorf("x: %w", ErrConnClosed)}, // the caller gave up
+			{ended, fmt.Errorf("x: %w", ErrDial)},
+		},
+		kindNotExecuted: {
+			{live, fmt.Errorf("x: %w", ErrDial)},
+			{live, fmt.Errorf("x: %w", ErrClientClosed)},
+			{live, fmt.Errorf("x: %w", ErrShuttingDown)},
+			{live, fmt.Errorf("x: %w", ErrOverloaded)},
+			{live, fmt.Errorf("x: %w", ErrTooManyPending)},
+		},
+		kindMaybeExecuted: {
+			{live, fmt.Errorf("x: %w", ErrConnClosed)},
+			{live, fmt.Errorf("attempt: %w", context.DeadlineExceeded)},
+		},
+	}
+	a, b, c, d := &naming.Instance{ID: "a"}, &naming.Instance{ID: "b"}, &naming.Instance{ID: "c"}, &naming.Instance{ID: "d"}
+	abc := []*naming.Instance{a, b, c}
+	giveUpPlan := retryPlan{action: giveUp}
+	other := func(wait time.Duration, avoid ...string) retryPlan {
+		return retryPlan{action: tryOther, avoid: avoid, wait: wait}
+	}
+	same := func(wait time.Duration) retryPlan { return retryPlan{action: trySame, wait: wait} }
+	const ms = time.Millisecond
+
+	// A situation: the attempt on c failed; before it, the call had done st.
+	type situation struct {
+		name    string
+		st      callState
+		healthy []*naming.Instance
+		budget  bool // the retry budget still allows retries
+	}
+	first := situation{"first attempt, b and a untried", callState{}, abc, true}
+	afterMaybe := situation{"a failed maybe-executed before, b untried", callState{tried: []string{"a"}, retries: 1}, abc, true}
+	allTried := situation{"a and b refused before", callState{tried: []string{"a", "b"}, refused: []string{"a", "b"}}, abc, true}
+	allTriedOneOK := situation{"a refused, b failed maybe-executed before", callState{tried: []string{"a", "b"}, refused: []string{"a"}, retries: 1}, abc, true}
+	alone := situation{"c is the only instance", callState{}, []*naming.Instance{c}, true}
+	goneLeft := situation{"a and b refused before; c is no longer listed", callState{tried: []string{"a", "b"}, refused: []string{"a", "b"}}, []*naming.Instance{a, b}, true}
+	spent := situation{"Retries spent, d untried", callState{tried: []string{"a", "b"}, retries: 2}, []*naming.Instance{a, b, c, d}, true}
+	broke := situation{"the budget refuses", callState{}, abc, false}
+
+	type row struct {
+		kind errKind
+		sit  situation
+		want map[FailMode]retryPlan // by mode
+	}
+	all := func(p retryPlan) map[FailMode]retryPlan {
+		return map[FailMode]retryPlan{Failfast: p, Failover: p, Failretry: p, Failbackup: p}
+	}
+	rows := []row{
+		// Final errors are returned, whatever the mode and the situation.
+		{kindFinal, first, all(giveUpPlan)},
+		{kindFinal, alone, all(giveUpPlan)},
+		{kindFinal, allTried, all(giveUpPlan)},
+
+		// Not executed: another instance not yet tried, at once, in every
+		// mode; no Retries, no budget spent.
+		{kindNotExecuted, first, all(other(0, "c"))},
+		{kindNotExecuted, afterMaybe, all(other(0, "a", "c"))},
+		{kindNotExecuted, spent, all(other(0, "a", "b", "c"))}, // Retries do not bound these
+		{kindNotExecuted, broke, all(other(0, "c"))},           // nor does the budget
+		// One try per instance: every instance tried, only Failretry goes on,
+		// on the same instance after backoff, as one of its Retries.
+		{kindNotExecuted, allTried, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: giveUpPlan, Failretry: same(10 * ms), Failbackup: giveUpPlan}},
+		{kindNotExecuted, alone, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: giveUpPlan, Failretry: same(10 * ms), Failbackup: giveUpPlan}},
+		{kindNotExecuted, situation{"alone, Retries spent", callState{retries: 2}, []*naming.Instance{c}, true}, all(giveUpPlan)},
+
+		// Maybe executed: the mode decides, within Retries and the budget,
+		// with backoff (10 ms, then 20 ms).
+		{kindMaybeExecuted, first, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: other(10*ms, "c"), Failretry: same(10 * ms), Failbackup: other(10*ms, "c")}},
+		{kindMaybeExecuted, afterMaybe, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: other(20*ms, "a", "c"), Failretry: same(20 * ms), Failbackup: other(20*ms, "a", "c")}},
+		// Every instance tried: Failover goes to one that has not refused.
+		{kindMaybeExecuted, allTriedOneOK, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: other(20*ms, "a"), Failretry: same(20 * ms), Failbackup: other(20*ms, "a")}},
+		{kindMaybeExecuted, alone, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: other(10 * ms), Failretry: same(10 * ms), Failbackup: other(10 * ms)}},
+		// Failover with nothing left that has not refused gives up.
+		{kindMaybeExecuted, goneLeft, map[FailMode]retryPlan{Failfast: giveUpPlan, Failover: giveUpPlan, Failretry: same(10 * ms), Failbackup: giveUpPlan}},
+		{kindMaybeExecuted, spent, all(giveUpPlan)},
+		{kindMaybeExecuted, broke, all(giveUpPlan)},
+	}
+	for _, r := range rows {
+		for mode, want := range r.want {
+			for _, smp := range kinds[r.kind] {
+				if got := classify(smp.ctx, smp.err); got != r.kind {
+					t.Fatalf("classify(%v) = %d, want %d", smp.err, got, r.kind)
+				}
+				p := decideProxy(mode)
+				if !r.sit.budget {
+					for p.budget.allow() {
+						p.budget.failure()
+					}
+				}
+				st := r.sit.st
+				st.tried, st.refused = slices.Clone(st.tried), slices.Clone(st.refused)
+				got := p.decide(r.kind, c, &st, r.sit.healthy)
+				slices.Sort(got.avoid)
+				if got.action != want.action || got.wait != want.wait || !slices.Equal(got.avoid, want.avoid) {
+					t.Errorf("%s, %s, %v: plan %s avoid %v wait %v; want %s avoid %v wait %v",
+						mode, r.sit.name, smp.err, got.action, got.avoid, got.wait, want.action, want.avoid, want.wait)
+				}
+				// What decide records for the next attempt.
+				if !slices.Contains(st.tried, "c") {
+					t.Errorf("%s, %s: the attempt on c not recorded as tried", mode, r.sit.name)
+				}
+				if refused := slices.Contains(st.refused, "c"); refused != (r.kind == kindNotExecuted) {
+					t.Errorf("%s, %s, %v: c recorded as refused: %v", mode, r.sit.name, smp.err, refused)
+				}
+				counted := want.wait > 0 // every counted retry, and only those, waits
+				if spentNow := st.retries - r.sit.st.retries; spentNow != map[bool]int{true: 1}[counted] {
+					t.Errorf("%s, %s, %v: %d retries spent", mode, r.sit.name, smp.err, spentNow)
+				}
+			}
+		}
+	}
+}
+
+func TestBackoffDelay(t *testing.T) {
+	o, _ := proxyOptionsOf([]ProxyOption{WithBackoff(10*time.Millisecond, 50*time.Millisecond, 0.5)})
+	p := &ClientProxy{opts: o}
+	for n, base := range []time.Duration{10, 20, 40, 50, 50} {
+		base *= time.Millisecond
+		if d := p.backoffDelay(n + 1); d < base || d > base+base/2 {
+			t.Errorf("backoff before retry %d: %v, want %v plus up to half of it", n+1, d, base)
 		}
 	}
 }

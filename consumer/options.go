@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net"
 	"slices"
@@ -280,7 +281,8 @@ func metadataFrom(ctx context.Context) map[string]string {
 // Failover, Failretry and Failbackup), no per-attempt timeout, backoff from
 // 10 ms to 500 ms with 20 % jitter, a retry budget of 100 tokens refilled by
 // 0.1 per success, a 50 ms hedging delay, ejection after 3 consecutive
-// connection failures for 1 s doubling up to 30 s.
+// connection failures for 1 s doubling up to 30 s, a registry fallback for
+// instances that answered within a minute, logs to slog.Default().
 
 type proxyOptions struct {
 	attemptInterceptors []Interceptor
@@ -301,6 +303,8 @@ type proxyOptions struct {
 	ejectAfter          int
 	ejectBase           time.Duration
 	ejectMax            time.Duration
+	fallbackWindow      time.Duration
+	logger              *slog.Logger
 }
 
 func defaultProxyOptions() proxyOptions {
@@ -317,6 +321,10 @@ func defaultProxyOptions() proxyOptions {
 		ejectAfter:    3,
 		ejectBase:     time.Second,
 		ejectMax:      30 * time.Second,
+		// A minute: a consumer that calls at all calls more often than
+		// that, and a list older than that is not worth resurrecting.
+		fallbackWindow: time.Minute,
+		logger:         slog.Default(),
 	}
 }
 
@@ -460,6 +468,38 @@ func WithOutlierEjection(consecutive int, base, max time.Duration) ProxyOption {
 			o.invalid("WithOutlierEjection", value, "want 0 < base <= max")
 		default:
 			o.ejectAfter, o.ejectBase, o.ejectMax = consecutive, base, max
+		}
+	})
+}
+
+// WithRegistryFallback sets the window of the registry fallback: when the
+// registry would leave the proxy with no instance of the service (a Consul
+// agent that restarted empty, a registry that briefly lists no passing
+// instance) while one of its instances answered within window, the proxy
+// keeps calling the last known instances until the registry lists some
+// again, logs it at WARN, and reports it with InFallback. A last known
+// instance that refuses a call (dial refused, "shutting down") is dropped
+// from the fallback; with none left, calls fail with
+// loadbalance.ErrNoInstances. Default one minute; 0 turns the fallback off,
+// so that an emptied registry empties the proxy at once (to take a live
+// cluster out of rotation by deregistering it, say).
+func WithRegistryFallback(window time.Duration) ProxyOption {
+	return proxyOption(func(o *options) {
+		if window < 0 {
+			o.invalid("WithRegistryFallback", window, "negative duration")
+			return
+		}
+		o.fallbackWindow = window
+	})
+}
+
+// WithLogger sets where a ClientProxy logs what it decides on its own, such
+// as entering and leaving a registry fallback (default slog.Default(); a nil
+// logger keeps the default). Records carry the service name.
+func WithLogger(l *slog.Logger) ProxyOption {
+	return proxyOption(func(o *options) {
+		if l != nil {
+			o.logger = l
 		}
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -36,9 +37,19 @@ type ClientProxy struct {
 	attemptIntercept Interceptor // WithAttemptInterceptors as one; nil: none
 	invoke           Invoker     // p.logical, bound once
 
-	instances atomic.Pointer[[]*naming.Instance] // the registry's latest list
+	listed    atomic.Pointer[[]*naming.Instance] // the registry's latest list
+	instances atomic.Pointer[[]*naming.Instance] // what calls go to: listed, or the fallback list
 	healthy   atomic.Pointer[[]*naming.Instance] // what the balancer holds: instances minus ejected
+	listMu    sync.Mutex                         // serialises changes of listed and instances
 	refreshMu sync.Mutex                         // serialises balancer updates
+
+	log        *slog.Logger
+	epoch      time.Time    // construction; lastAnswer counts from it (monotonic)
+	lastAnswer atomic.Int64 // nanoseconds after epoch of an answer from an instance (0: none yet)
+	inFallback atomic.Bool  // calling the last known instances: the registry lists none
+	fallbacks  atomic.Int64 // registry fallbacks entered
+
+	budgetLogged atomic.Int64 // when the budget's refusal was last logged (Unix ns): once per 10 s at most
 
 	closed     atomic.Bool
 	stopWatch  context.CancelFunc
@@ -74,9 +85,12 @@ func NewClientProxy(service string, reg naming.Registry, opts ...ProxyOption) (*
 		outliers:         newOutliers(o.ejectAfter, o.ejectBase, o.ejectMax),
 		intercept:        chain(o.interceptors),
 		attemptIntercept: chain(o.attemptInterceptors),
+		log:              o.logger.With("service", service),
+		epoch:            time.Now(),
 	}
 	p.invoke = p.logical
 	empty := []*naming.Instance{}
+	p.listed.Store(&empty)
 	p.instances.Store(&empty)
 	p.healthy.Store(&empty)
 
@@ -136,18 +150,116 @@ func waitForInstances(ctx context.Context, service string, watch <-chan []*namin
 
 // setInstances takes a new list from the registry: the balancer gets it (less
 // ejected instances), and connections to instances that left are closed once
-// their calls finish.
+// their calls finish. A list that would leave the proxy with no instance,
+// while its instances answered within the fallback window, is a registry
+// that lost its state (an agent restarted empty) rather than a service that
+// left: the proxy keeps calling the last known instances until the registry
+// lists some again (a panic-mode fallback, as Envoy's). That is safe because
+// a provider that really left refuses the dial or answers "shutting down",
+// both "not executed": the call moves on, and the instance leaves the
+// fallback list (forget).
 func (p *ClientProxy) setInstances(list []*naming.Instance) {
 	list = slices.Clone(list)
-	old := p.instances.Swap(&list)
+	p.listMu.Lock()
+	defer p.listMu.Unlock()
+	defer p.listed.Store(&list) // last: who sees the new list sees InFallback's new value too
 	p.proxyEvent(stats.ProxyEvent{Kind: stats.InstancesChanged, Instances: len(list)})
+	held := *p.instances.Load()
+	if len(list) == 0 && len(held) > 0 && p.answeredWithin(p.opts.fallbackWindow) {
+		if !p.inFallback.Load() {
+			p.registryFallback(true, len(held), "the registry lists no instance")
+		}
+		return
+	}
+	if p.inFallback.Load() {
+		p.registryFallback(false, len(list), "the registry lists instances again")
+	}
+	p.use(list, held)
+}
+
+// use makes list the instances calls go to, in place of old. p.listMu is held.
+func (p *ClientProxy) use(list, old []*naming.Instance) {
+	p.instances.Store(&list)
 	p.refresh()
-	for _, in := range *old {
+	for _, in := range old {
 		if !slices.ContainsFunc(list, func(n *naming.Instance) bool { return n.Addr == in.Addr }) {
+			p.log.Info("instance left the registry; its connections close once their calls have finished", "instance", in.ID, "addr", in.Addr)
 			p.pool.Drop(in.Addr)
 		}
 	}
 }
+
+// forget drops in from the fallback list after it refused a call (dial
+// refused or failed, or "shutting down"): during a fallback, that is how a
+// provider that really left shows it. The fallback ends when no instance is
+// left; calls then fail with loadbalance.ErrNoInstances.
+func (p *ClientProxy) forget(in *naming.Instance) {
+	if !p.inFallback.Load() {
+		return
+	}
+	p.listMu.Lock()
+	defer p.listMu.Unlock()
+	held := *p.instances.Load()
+	i := slices.IndexFunc(held, func(h *naming.Instance) bool { return h.ID == in.ID })
+	if !p.inFallback.Load() || i < 0 {
+		return
+	}
+	rest := slices.Delete(slices.Clone(held), i, i+1)
+	p.log.Info("registry fallback: a last known instance refused the call; no longer calling it",
+		"id", in.ID, "addr", in.Addr, "left", len(rest))
+	if len(rest) == 0 {
+		p.registryFallback(false, 0, "every last known instance refused")
+	}
+	p.use(rest, held)
+}
+
+// registryFallback is the one place where the proxy reports entering
+// (entered) or leaving a registry fallback: the state InFallback reports, the
+// count Fallbacks reports, and one log line per change, at WARN when calls go
+// to instances the registry does not list or no instance is left.
+// n is the number of instances calls go to from now. p.listMu is held.
+//
+// Issue 15 (stats handlers): emit the "registry fallback" proxy event here.
+func (p *ClientProxy) registryFallback(entered bool, n int, why string) {
+	p.inFallback.Store(entered)
+	kind := stats.FallbackEnd
+	if entered {
+		kind = stats.FallbackBegin
+	}
+	p.proxyEvent(stats.ProxyEvent{Kind: kind, Instances: n})
+	switch {
+	case entered:
+		p.fallbacks.Add(1)
+		p.log.Warn("registry fallback: "+why+"; calling the last known instances until it lists some again",
+			"instances", n)
+	case n == 0:
+		p.log.Warn("registry fallback over: " + why + "; no instance left")
+	default:
+		p.log.Info("registry fallback over: "+why, "instances", n)
+	}
+}
+
+// answered notes that an instance answered at now.
+func (p *ClientProxy) answered(now time.Time) {
+	t := int64(now.Sub(p.epoch)) + 1
+	if last := p.lastAnswer.Load(); last == 0 || t-last > int64(100*time.Millisecond) { // coarse: a store per 100 ms at most
+		p.lastAnswer.Store(t)
+	}
+}
+
+// answeredWithin reports whether an instance answered within the last d.
+func (p *ClientProxy) answeredWithin(d time.Duration) bool {
+	last := p.lastAnswer.Load()
+	return d > 0 && last != 0 && int64(time.Since(p.epoch))+1-last <= int64(d)
+}
+
+// InFallback reports whether the proxy is in a registry fallback: the
+// registry lists no instance of the service, and calls go to the last known
+// instances (see WithRegistryFallback).
+func (p *ClientProxy) InFallback() bool { return p.inFallback.Load() }
+
+// Fallbacks returns how many registry fallbacks the proxy has entered.
+func (p *ClientProxy) Fallbacks() int64 { return p.fallbacks.Load() }
 
 // refresh gives the balancer the instances that are not ejected.
 func (p *ClientProxy) refresh() {
@@ -156,13 +268,9 @@ func (p *ClientProxy) refresh() {
 	if p.closed.Load() {
 		return
 	}
-	var readmitted func(*naming.Instance)
-	if len(p.opts.stats) > 0 {
-		readmitted = func(in *naming.Instance) {
-			p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceReadmitted, Instance: in.ID, Addr: in.Addr})
-		}
-	}
-	healthy, next := p.outliers.filter(*p.instances.Load(), time.Now(), readmitted)
+	healthy, next := p.outliers.filter(*p.instances.Load(), time.Now(), func(in *naming.Instance) {
+		p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceReadmitted, Instance: in.ID, Addr: in.Addr})
+	})
 	p.healthy.Store(&healthy)
 	p.balancer.Update(healthy)
 	if !next.IsZero() {
@@ -170,8 +278,9 @@ func (p *ClientProxy) refresh() {
 	}
 }
 
-// Instances returns the instances the proxy currently knows.
-func (p *ClientProxy) Instances() []*naming.Instance { return slices.Clone(*p.instances.Load()) }
+// Instances returns the instances the registry lists now. During a registry
+// fallback (InFallback) that is none, while calls go to the last known ones.
+func (p *ClientProxy) Instances() []*naming.Instance { return slices.Clone(*p.listed.Load()) }
 
 // Call calls method ("Service.Method") on one instance of the service,
 // retrying as the fail mode allows, and decodes the result into reply. The
@@ -207,34 +316,45 @@ func (p *ClientProxy) logical(ctx context.Context, method string, args, reply an
 }
 
 // call is one logical call: attempts until success, a final error, or the
-// fail policy gives up. Instances in avoid are treated as tried already;
+// fail policy gives up; decide (failpolicy.go) makes every retry decision and
+// this loop carries it out. Instances in avoid are treated as tried already;
 // picked, if not nil, learns each instance chosen.
 func (p *ClientProxy) call(ctx context.Context, method string, args, reply any, avoid []string, picked func(*naming.Instance)) error {
 	hedge := avoid != nil // a hedge leg starts out avoiding the first leg's instances
 	var (
-		tried        = avoid // IDs of the instances tried in this call
-		same         *naming.Instance
-		maybeRetries int
-		lastErr      error
+		st       = callState{method: method, tried: slices.Clone(avoid)}
+		plan     = retryPlan{action: tryOther, avoid: avoid}
+		in       *naming.Instance
+		lastErr  error
+		attempts int // made so far, for attempt interceptors and stats
 	)
-	for attempt := 1; ; attempt++ {
-		in, done, err := p.pick(ctx, tried, same)
+	for {
+		if err := sleep(ctx, plan.wait); err != nil {
+			return fmt.Errorf("call %s: %w (after: %w)", method, err, lastErr)
+		}
+		next, done, err := p.pick(ctx, plan, in)
 		if err != nil {
+			if errors.Is(err, errAllTried) && lastErr != nil {
+				return lastErr // the instances changed since decide saw one left
+			}
 			if lastErr != nil {
 				return fmt.Errorf("%w (after: %w)", err, lastErr)
 			}
 			return err
 		}
+		in = next
 		if picked != nil {
 			picked(in)
 		}
-		err = p.attempt(ctx, in, attempt, hedge && attempt == 1, method, args, reply)
-		p.observe(ctx, in, done, err)
+		attempts++
+		err = p.attempt(ctx, in, attempts, hedge && attempts == 1, method, args, reply)
+		kind := classify(ctx, err)
+		p.observe(ctx, in, done, err, kind)
 		if err == nil {
 			return nil
 		}
-		plan := p.decide(ctx, err, attempt, maybeRetries)
-		if plan == giveUp {
+		plan = p.decide(kind, in, &st, *p.healthy.Load())
+		if plan.action == giveUp {
 			if cerr := contextEnded(ctx); cerr != nil && !errors.Is(err, cerr) {
 				// The caller's deadline ended the call, whatever the last attempt met.
 				return fmt.Errorf("call %s: %w (after: %w)", method, cerr, err)
@@ -242,25 +362,6 @@ func (p *ClientProxy) call(ctx context.Context, method string, args, reply any, 
 			return err
 		}
 		lastErr = err
-		tried = append(tried, in.ID)
-		same = nil
-		if plan == trySameAgain {
-			same = in
-		}
-		// Back off before a maybe-executed retry, and before going round
-		// instances that have all refused already.
-		backoffs := 0
-		if classify(ctx, err) == kindMaybeExecuted {
-			maybeRetries++
-			backoffs = maybeRetries
-		} else if len(tried) >= len(*p.healthy.Load()) {
-			backoffs = len(tried) - len(*p.healthy.Load()) + 1
-		}
-		if backoffs > 0 {
-			if err := p.backoff(ctx, backoffs); err != nil {
-				return fmt.Errorf("call %s: %w (after: %w)", method, err, lastErr)
-			}
-		}
 	}
 }
 
@@ -304,52 +405,59 @@ func (p *ClientProxy) try(ctx context.Context, in *naming.Instance, method strin
 	return c.do(ctx, method, args, reply, sizes)
 }
 
-// observe reports an attempt's outcome to the balancer, the outlier detector
-// and the retry budget.
-func (p *ClientProxy) observe(ctx context.Context, in *naming.Instance, done func(error), err error) {
+// observe reports an attempt's outcome (err, of kind) to the balancer, the
+// outlier detector, the retry budget and the registry fallback.
+func (p *ClientProxy) observe(ctx context.Context, in *naming.Instance, done func(error), err error, kind errKind) {
 	fault := instanceFault(ctx, err)
 	done(fault)
-	if now := time.Now(); p.outliers.record(in.ID, fault, now) {
+	now := time.Now()
+	if p.outliers.record(in.ID, fault, now) {
 		p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceEjected, Instance: in.ID, Addr: in.Addr, Time: now})
 		p.refresh()
 	}
-	switch kind := classify(ctx, err); {
+	switch {
 	case err == nil, kind == kindFinal && contextEnded(ctx) == nil:
 		p.budget.success() // the server answered
+		p.answered(now)
 	case kind == kindMaybeExecuted:
 		p.budget.failure()
+	case errors.Is(err, ErrDial), errors.Is(err, ErrShuttingDown):
+		p.forget(in) // during a fallback: this instance left
 	}
 }
 
-// pick chooses the instance for an attempt: same when retrying in place;
-// otherwise the balancer's choice, or, when it keeps choosing instances this
-// call already tried, one of the untried instances at random.
-func (p *ClientProxy) pick(ctx context.Context, tried []string, same *naming.Instance) (*naming.Instance, func(error), error) {
-	if same != nil {
-		return same, noDone, nil
+// errAllTried is pick's error when the plan avoids every instance there is.
+var errAllTried = errors.New("every instance already tried in this call")
+
+// pick chooses the instance for an attempt as plan says: last again for
+// trySame; otherwise the balancer's choice if plan does not avoid it, or,
+// when the balancer keeps choosing avoided instances, one of the others at
+// random.
+func (p *ClientProxy) pick(ctx context.Context, plan retryPlan, last *naming.Instance) (*naming.Instance, func(error), error) {
+	if plan.action == trySame {
+		return last, noDone, nil
 	}
 	for i := 0; ; i++ {
 		in, done, err := p.balancer.Pick(ctx)
 		if err != nil {
 			return nil, noDone, fmt.Errorf("consumer: pick an instance of %s: %w", p.service, err)
 		}
-		if !slices.Contains(tried, in.ID) {
+		if !slices.Contains(plan.avoid, in.ID) {
 			return in, done, nil
 		}
+		done(errPickDiscarded)
 		if i == 2 {
-			var untried []*naming.Instance
+			var left []*naming.Instance
 			for _, h := range *p.healthy.Load() {
-				if !slices.Contains(tried, h.ID) {
-					untried = append(untried, h)
+				if !slices.Contains(plan.avoid, h.ID) {
+					left = append(left, h)
 				}
 			}
-			if len(untried) == 0 { // every instance tried: go round again
-				return in, done, nil
+			if len(left) == 0 {
+				return nil, noDone, fmt.Errorf("consumer: pick an instance of %s: %w: %w", p.service, errAllTried, loadbalance.ErrNoInstances)
 			}
-			done(errPickDiscarded)
-			return untried[rand.IntN(len(untried))], noDone, nil
+			return left[rand.IntN(len(left))], noDone, nil
 		}
-		done(errPickDiscarded)
 	}
 }
 
@@ -371,6 +479,7 @@ func (p *ClientProxy) hedged(ctx context.Context, method string, args, reply any
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type outcome struct {
+		leg   int
 		reply reflect.Value
 		err   error
 	}
@@ -379,14 +488,14 @@ func (p *ClientProxy) hedged(ctx context.Context, method string, args, reply any
 	defer func() { cancel(); legs.Wait() }() // the losing leg returns once cancelled
 	var mu sync.Mutex
 	var firstTried []string
-	launch := func(avoid []string, picked func(*naming.Instance)) {
+	launch := func(leg int, avoid []string, picked func(*naming.Instance)) {
 		legs.Go(func() {
 			r := reflect.New(rv.Type().Elem())
 			err := p.call(ctx, method, args, r.Interface(), avoid, picked)
-			results <- outcome{r, err}
+			results <- outcome{leg, r, err}
 		})
 	}
-	launch(nil, func(in *naming.Instance) {
+	launch(0, nil, func(in *naming.Instance) {
 		mu.Lock()
 		firstTried = append(firstTried, in.ID)
 		mu.Unlock()
@@ -394,26 +503,29 @@ func (p *ClientProxy) hedged(ctx context.Context, method string, args, reply any
 	timer := time.NewTimer(p.opts.hedgeDelay)
 	defer timer.Stop()
 	running := 1
-	var firstErr error
+	var errs [2]error
 	for {
 		select {
-		case <-timer.C: // the first leg is slow: hedge on another instance
+		case <-timer.C: // the first leg is slow: hedge on another instance, if one is left
 			mu.Lock()
 			avoid := slices.Clone(firstTried)
 			mu.Unlock()
-			launch(avoid, nil)
-			running++
+			if slices.ContainsFunc(*p.healthy.Load(), func(h *naming.Instance) bool { return !slices.Contains(avoid, h.ID) }) {
+				launch(1, avoid, nil)
+				running++
+			}
 		case o := <-results:
 			running--
 			if o.err == nil {
 				rv.Elem().Set(o.reply.Elem())
 				return nil
 			}
-			if firstErr == nil {
-				firstErr = o.err
-			}
+			errs[o.leg] = o.err
 			if running == 0 { // a leg that fails has already retried
-				return firstErr
+				if errs[0] != nil {
+					return errs[0] // the call's own error, rather than the hedge's
+				}
+				return errs[1]
 			}
 		}
 	}
@@ -433,9 +545,20 @@ func (p *ClientProxy) Close() error {
 	return err
 }
 
-// proxyEvent tells the stats handlers of a decision the proxy took on its
-// own; the event's Service and Time are filled in here.
+// proxyEvent logs a decision the proxy took on its own and tells the stats
+// handlers of it; the event's Service and Time are filled in here. The
+// registry fallback logs its own records (registryFallback).
 func (p *ClientProxy) proxyEvent(ev stats.ProxyEvent) {
+	switch ev.Kind {
+	case stats.InstanceEjected:
+		p.log.Warn("instance ejected after repeated connection failures", "instance", ev.Instance, "addr", ev.Addr)
+	case stats.InstanceReadmitted:
+		p.log.Info("instance readmitted on probation", "instance", ev.Instance, "addr", ev.Addr)
+	case stats.BudgetExhausted:
+		if now := time.Now(); p.budgetLogged.Swap(now.UnixNano()) < now.Add(-10*time.Second).UnixNano() {
+			p.log.Warn("retry budget exhausted: maybe-executed calls fail without retry until calls succeed again", "method", ev.Method)
+		}
+	}
 	if len(p.opts.stats) == 0 {
 		return
 	}

@@ -137,9 +137,8 @@ type Consul struct {
 	http   *http.Client
 	o      consulOptions
 
-	token       string    // sent with every request; "" is Consul's anonymous token
-	tokenSource string    // where token came from, for error messages (never the token)
-	anonHint    sync.Once // see hintAnonymous
+	token       string // sent with every request; "" is Consul's anonymous token
+	tokenSource string // where token came from, for error messages (never the token)
 
 	ctx    context.Context // ended by Close; parent of heartbeats and watches
 	cancel context.CancelFunc
@@ -506,7 +505,12 @@ func (c *Consul) deregisterID(service, id string) error {
 }
 
 // Fetch returns the passing instances of service, sorted by ID. An error
-// wrapping ErrPermissionDenied means the token may not read them.
+// wrapping ErrPermissionDenied means the token may not read them: Consul
+// refused the query, filtered instances out of its answer, or, while its
+// default ACL policy is deny, answered an empty list the token may not read
+// (no token, and the anonymous token may not read the service): an empty
+// answer under deny is checked with Consul, so a token that may read the
+// service gets its empty list.
 func (c *Consul) Fetch(ctx context.Context, service string) ([]*Instance, error) {
 	if c.isClosed() {
 		return nil, ErrClosed
@@ -520,7 +524,9 @@ func (c *Consul) Fetch(ctx context.Context, service string) ([]*Instance, error)
 	if meta.ResultsFilteredByACLs {
 		return nil, fmt.Errorf("consul fetch %s: %w", service, c.filteredError(service))
 	}
-	c.hintAnonymous(service, len(entries), meta)
+	if err := c.checkEmpty(ctx, service, len(entries), meta); err != nil {
+		return nil, fmt.Errorf("consul fetch %s: %w", service, err)
+	}
 	return instancesFromEntries(entries), nil
 }
 

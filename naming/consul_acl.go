@@ -1,10 +1,14 @@
 package naming
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 
@@ -21,7 +25,8 @@ import (
 //
 // A Fetch whose result Consul filtered by ACLs (the token may read the
 // service but not every node it runs on) is an ErrPermissionDenied too,
-// rather than a silently incomplete list.
+// rather than a silently incomplete list; so is an empty answer the token may
+// not read (no token, or one revoked while a watch waited; see Fetch).
 var ErrPermissionDenied = errors.New("permission denied by Consul ACLs")
 
 // WithToken sets the ACL token sent with every request of the registry:
@@ -83,19 +88,87 @@ func (c *Consul) filteredError(service string) error {
 		ErrPermissionDenied, c.tokenSource, service, readNeeds(service))
 }
 
-// hintAnonymous logs, once per registry, that an empty answer to an
-// anonymous query may be the ACLs' doing: with a default policy of deny,
-// Consul answers a service the token may not read with an empty list, not
-// an error.
-func (c *Consul) hintAnonymous(service string, n int, meta *api.QueryMeta) {
-	if n > 0 || c.token != "" || meta == nil || meta.DefaultACLPolicy != "deny" {
-		return
+// checkEmpty turns an empty answer to a health query, while Consul's
+// default ACL policy is deny, into an error wrapping ErrPermissionDenied
+// when the token (the registry's, else the agent's default token, else
+// anonymous) may not read the service's instances. Consul answers such a
+// query with an empty list rather than an error: to a request without a
+// token it also hides the flag that says the answer was filtered, and a
+// blocking query whose token was deleted meanwhile comes back empty. Without
+// this check a missing or revoked token would look like a service with no
+// instance, and a consumer would wait for instances it can never see. It
+// asks Consul's ACL authorization endpoint; when that fails too, the error
+// says so (never an empty list).
+func (c *Consul) checkEmpty(ctx context.Context, service string, n int, meta *api.QueryMeta) error {
+	if n > 0 || meta == nil || meta.DefaultACLPolicy != "deny" {
+		return nil
 	}
-	c.anonHint.Do(func() {
-		c.o.logger.Warn("consul answered an empty list to a query without an ACL token while its default ACL policy is deny;"+
-			" if instances are expected, set CONSUL_HTTP_TOKEN or use naming.WithToken",
-			"service", service, "needs", readNeeds(service))
-	})
+	allowed, err := c.mayRead(ctx, service)
+	switch {
+	case isPermissionDenied(err):
+		return c.aclError(err, readNeeds(service))
+	case err != nil:
+		return fmt.Errorf("consul answered no instance of %q while its default ACL policy is deny,"+
+			" and checking whether the token may read it failed (%s; a consumer needs %s): %w",
+			service, c.tokenSource, readNeeds(service), err)
+	case allowed:
+		return nil // the token may read them: there are none
+	}
+	c.aclDenials.Add(1)
+	return fmt.Errorf("%w (%s; Consul answered no instance of %q, which the token may not read; it needs %s)",
+		ErrPermissionDenied, c.tokenSource, service, readNeeds(service))
+}
+
+// mayRead asks Consul (POST /v1/internal/acl/authorize, the endpoint
+// Consul's UI uses) whether the registry's token may read service and every
+// node, which a health query needs.
+func (c *Consul) mayRead(ctx context.Context, service string) (bool, error) {
+	type authz struct {
+		Resource, Segment, Access string
+		Allow                     bool `json:",omitempty"`
+	}
+	body, err := json.Marshal([]authz{{Resource: "service", Segment: service, Access: "read"}, {Resource: "node", Access: "read"}})
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.o.reqTimeout)
+	defer cancel()
+	path := c.conf.PathPrefix + "/v1/internal/acl/authorize"
+	if c.conf.Datacenter != "" {
+		path += "?dc=" + url.QueryEscape(c.conf.Datacenter)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, path, bytes.NewReader(body))
+	if err != nil {
+		return false, err
+	}
+	// As the api package does: the host may be a unix socket's path, which
+	// the client's transport dials whatever the URL says.
+	req.URL.Scheme, req.URL.Host, req.Host = c.conf.Scheme, c.conf.Address, c.conf.Address
+	req.Header = c.client.Headers()
+	req.Header.Set("Content-Type", "application/json")
+	if c.token != "" {
+		req.Header.Set("X-Consul-Token", c.token)
+	}
+	if a := c.conf.HttpAuth; a != nil {
+		req.SetBasicAuth(a.Username, a.Password)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return false, fmt.Errorf("%s: %w", path, api.StatusError{Code: resp.StatusCode, Body: string(bytes.TrimSpace(msg))})
+	}
+	var out []authz
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&out); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(out) != 2 {
+		return false, fmt.Errorf("%s: %d answers to 2 questions", path, len(out))
+	}
+	return out[0].Allow && out[1].Allow, nil
 }
 
 func writeNeeds(service string) string {

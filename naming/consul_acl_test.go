@@ -214,8 +214,9 @@ func TestConsulACLLeastPrivilegeToken(t *testing.T) {
 
 // TestConsulACLDenied: without a token, or with one Consul does not know,
 // Register fails at once with a permission error and leaves nothing behind;
-// Fetch fails clearly; a watch logs the refusal as an error, backs off and
-// delivers nothing.
+// Fetch fails with ErrPermissionDenied (without a token too, although Consul
+// answers that query with an empty list); a watch logs the refusal as an
+// error, backs off and delivers nothing.
 func TestConsulACLDenied(t *testing.T) {
 	t.Parallel()
 	agent, mgmt := consultest.StartWithACL(t)
@@ -229,11 +230,12 @@ func TestConsulACLDenied(t *testing.T) {
 	serviceOnly, _ := createToken(t, admin, "arith-read-no-nodes", serviceOnlyRules)
 
 	for _, tc := range []struct {
-		name, token string
-		inError     string // Consul's own reason, kept in the error
+		name, token  string
+		inError      string // Consul's own reason, kept in Register's error
+		inFetchError string
 	}{
-		{"no token", "", "anonymous token lacks permission 'service:write'"},
-		{"bogus token", "00000000-1111-2222-3333-444444444444", "ACL not found"},
+		{"no token", "", "anonymous token lacks permission 'service:write'", "no ACL token: set CONSUL_HTTP_TOKEN"},
+		{"bogus token", "00000000-1111-2222-3333-444444444444", "ACL not found", "ACL not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.token == "" && (os.Getenv("CONSUL_HTTP_TOKEN") != "" || os.Getenv("CONSUL_HTTP_TOKEN_FILE") != "") {
@@ -272,30 +274,17 @@ func TestConsulACLDenied(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, fetchErr := c.Fetch(t.Context(), "arith")
-			if tc.token == "" {
-				// Consul answers an anonymous health query for a service
-				// it may not read with an empty list, not an error; the
-				// registry says once why the list may be empty.
-				if fetchErr != nil || len(got) != 0 {
-					t.Fatalf("anonymous Fetch = %s, %v; want an empty list", ids(got), fetchErr)
-				}
-				deadline := time.Now().Add(5 * time.Second)
-				for len(logs.lines("level=WARN", "without an ACL token", "CONSUL_HTTP_TOKEN")) != 1 {
-					if time.Now().After(deadline) {
-						t.Fatalf("no single hint about the missing token; logs:\n%s", strings.Join(logs.lines(), "\n"))
-					}
-					time.Sleep(10 * time.Millisecond) // the watch's first answer is logged asynchronously
-				}
-				if snap := next(t, ch, 5*time.Second); len(snap) != 0 {
-					t.Fatalf("anonymous watch delivered %s", ids(snap))
-				}
-				return
-			}
-			if !errors.Is(fetchErr, ErrPermissionDenied) || !strings.Contains(fetchErr.Error(), "ACL not found") {
-				t.Fatalf("Fetch with a bogus token = %v; want ErrPermissionDenied", fetchErr)
+			_, fetchErr := c.Fetch(t.Context(), "arith")
+			// Without a token Consul answers an empty list, not an error;
+			// the registry asks Consul whether the anonymous token may read
+			// the service, and says it may not, rather than "no instance".
+			if !errors.Is(fetchErr, ErrPermissionDenied) || !strings.Contains(fetchErr.Error(), tc.inFetchError) ||
+				!strings.Contains(fetchErr.Error(), `service "arith" { policy = "read" }`) {
+				t.Fatalf("Fetch = %v; want ErrPermissionDenied saying %q and what the token needs", fetchErr, tc.inFetchError)
 			}
 			t.Logf("Fetch: %v", fetchErr)
+			// The watch delivers nothing (not an empty list), logs the
+			// refusal at error level and retries.
 			deadline := time.Now().Add(10 * time.Second)
 			for c.Stats().WatchErrors < 3 || len(logs.lines("level=ERROR", "refused the watch", "permission denied")) < 3 {
 				if time.Now().After(deadline) {
@@ -322,6 +311,96 @@ func TestConsulACLDenied(t *testing.T) {
 		t.Fatalf("Fetch without node:read = %v; want ErrPermissionDenied about filtering", err)
 	}
 	t.Logf("Fetch without node:read: %v", err)
+}
+
+// TestConsulACLAnonymousMayRead: where the anonymous token may read
+// services and nodes (a common setup for DNS), a Fetch without a token gets
+// the instances, and an empty list for a service with none: the check behind
+// an empty anonymous answer is not a blanket refusal.
+func TestConsulACLAnonymousMayRead(t *testing.T) {
+	t.Parallel()
+	if os.Getenv("CONSUL_HTTP_TOKEN") != "" || os.Getenv("CONSUL_HTTP_TOKEN_FILE") != "" {
+		t.Skip("CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE is set: no anonymous request to test")
+	}
+	agent, mgmt := consultest.StartWithACL(t)
+	admin := adminClient(t, agent)
+	pol, _, err := admin.ACL().PolicyCreate(&api.ACLPolicy{Name: "anonymous-read",
+		Rules: `service_prefix "" { policy = "read" }
+node_prefix "" { policy = "read" }`}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anonymousAccessor = "00000000-0000-0000-0000-000000000002"
+	if _, _, err := admin.ACL().TokenUpdate(&api.ACLToken{AccessorID: anonymousAccessor,
+		Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	cancel, err := newACLConsul(t, agent, mgmt).Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9030"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	c := newACLConsul(t, agent, "")
+	// Token policies reach the agent's ACL cache within a moment.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got, err := c.Fetch(t.Context(), "arith")
+		if err == nil && hasIDs("arith-127.0.0.1-9030")(got) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("anonymous Fetch with read granted = %s, %v; want the instance", ids(got), err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling Consul's ACL cache, an outside event
+	}
+	if got, err := c.Fetch(t.Context(), "none"); err != nil || len(got) != 0 {
+		t.Fatalf("anonymous Fetch of a service with no instance, read granted = %s, %v; want an empty list", ids(got), err)
+	}
+}
+
+// TestConsulACLRevokedWatchKeepsItsList: a watch whose token is revoked
+// keeps its last good list (it delivers no empty snapshot), and surfaces the
+// refusal: logged at error level with what the token needs, counted in
+// Stats, and Fetch fails with ErrPermissionDenied.
+func TestConsulACLRevokedWatchKeepsItsList(t *testing.T) {
+	t.Parallel()
+	agent, mgmt := consultest.StartWithACL(t)
+	admin := adminClient(t, agent)
+	token, accessor := createToken(t, admin, "arith-rw", arithRules)
+	cancel, err := newACLConsul(t, agent, mgmt).Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9040"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	logs := newLogCapture()
+	// A blocking query waits 1 s at most, then asks again with the token.
+	c := newACLConsul(t, agent, token, WithLogger(logs.logger()), WithWatchWait(time.Second))
+	ch, err := c.Watch(t.Context(), "arith")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, ch, 5*time.Second, "the instance", hasIDs("arith-127.0.0.1-9040"))
+	if _, err := admin.ACL().TokenDelete(accessor, nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.Stats().ACLDenials == 0 || len(logs.lines("level=ERROR", "refused the watch", "permission denied", `policy = \"read\"`)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no refused watch query surfaced within 10 s of revoking the token: %+v, logs:\n%s",
+				c.Stats(), strings.Join(logs.lines(), "\n"))
+		}
+		time.Sleep(20 * time.Millisecond) // polling the watch's counters
+	}
+	select {
+	case snap := <-ch:
+		if !hasIDs("arith-127.0.0.1-9040")(snap) {
+			t.Fatalf("after the token was revoked the watch delivered %s; want it to keep its last good list", ids(snap))
+		}
+	default:
+	}
+	if _, err := c.Fetch(t.Context(), "arith"); !errors.Is(err, ErrPermissionDenied) {
+		t.Fatalf("Fetch with the revoked token = %v; want ErrPermissionDenied", err)
+	}
 }
 
 // TestConsulACLTokenFromEnvironment: CONSUL_HTTP_TOKEN is honoured, with a

@@ -18,11 +18,16 @@ import (
 //
 // While Consul is unreachable the watch keeps the last good list (it
 // delivers nothing) and retries with exponential backoff and jitter; queries
-// are rate-limited. A query Consul refuses by ACL (ErrPermissionDenied) is
-// logged at error level and retried the same way, since the token's policy
-// may be put right while the watch runs; Fetch returns that error to its
-// caller, so a consumer that fetches first fails clearly. The channel is
-// closed when ctx ends or the registry is closed.
+// are rate-limited. A query Consul refuses by ACL (ErrPermissionDenied, as
+// Fetch defines it: an empty answer the token may not read included, such as
+// the one a blocking query gets when its token is deleted) is treated the
+// same way: the watch keeps its last good list,
+// logs the refusal at error level with what the token needs, counts it in
+// Stats (WatchErrors, ACLDenials) and retries with backoff, since the
+// token's policy may be put right while the watch runs. Fetch returns that
+// error to its caller, so a consumer that fetches first (NewClientProxy)
+// fails clearly. The channel is closed when ctx ends or the registry is
+// closed.
 func (c *Consul) Watch(ctx context.Context, service string) (<-chan []*Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consul watch %s: %w", service, err)
@@ -102,7 +107,9 @@ func (c *Consul) query(ctx context.Context, service string, index uint64) ([]*ap
 	if meta.ResultsFilteredByACLs {
 		return nil, nil, fmt.Errorf("consul watch %s (index %d): %w", service, index, c.filteredError(service))
 	}
-	c.hintAnonymous(service, len(entries), meta)
+	if err := c.checkEmpty(ctx, service, len(entries), meta); err != nil {
+		return nil, nil, fmt.Errorf("consul watch %s (index %d): %w", service, index, err)
+	}
 	return entries, meta, nil
 }
 

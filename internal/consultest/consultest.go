@@ -189,8 +189,11 @@ func (a *Agent) Stop() {
 	a.mu.Unlock()
 }
 
-// Restart stops the agent and starts it again on the same ports, empty
-// (dev mode forgets every registration), and waits for a leader.
+// Restart stops the agent (if it runs) and starts it again on the same
+// ports, empty: a dev agent keeps its state in memory only (no data dir), so
+// every registration is gone, as with a fresh data dir. It waits for a
+// leader. Stop, then Restart later, leaves the agent away in between, as a
+// registry outage does.
 func (a *Agent) Restart() {
 	a.t.Helper()
 	a.Stop()

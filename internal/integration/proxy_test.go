@@ -3,8 +3,10 @@ package integration
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,31 +284,94 @@ func TestProxyBroadcastAndFork(t *testing.T) {
 	}
 }
 
+// TestProxyEjectsAnInstanceThatKeepsFailing counts the attempts that reach a
+// dead instance (its dials): after 3 consecutive refusals it is ejected and
+// gets no attempt, then one probe once its ejection time is over; the probe
+// fails and ejects it again at once, for twice as long. Without ejection,
+// round robin would send it an attempt in every call.
 func TestProxyEjectsAnInstanceThatKeepsFailing(t *testing.T) {
 	reg := naming.NewMemory()
 	defer reg.Close()
 	c := newCluster(t, reg, 2)
-	bad := c.nodes[0]
+	bad, good := c.nodes[0], c.nodes[1]
 	// A static list keeps the dead address in rotation, as a registry that has
 	// not noticed yet would.
-	static, err := naming.NewStatic(bad.addr, c.nodes[1].addr)
+	static, err := naming.NewStatic(bad.addr, good.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	bad.srv.Close()
-	p := newProxy(t, static, consumer.WithLoadBalance(loadbalance.RoundRobin),
-		consumer.WithOutlierEjection(3, time.Minute, time.Minute))
-	for range 100 {
+	badAddr := strings.TrimPrefix(bad.addr, "tcp@")
+	var mu sync.Mutex
+	var badDials []time.Time // when each attempt reached the dead instance
+	dialer := func(ctx context.Context, network, address string) (net.Conn, error) {
+		if address == badAddr {
+			mu.Lock()
+			badDials = append(badDials, time.Now())
+			mu.Unlock()
+		}
+		var d net.Dialer
+		return d.DialContext(ctx, network, address)
+	}
+	dials := func() []time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(badDials)
+	}
+	// within reports how many attempts reached the dead instance in [from, to).
+	within := func(from, to time.Time) int {
+		n := 0
+		for _, d := range dials() {
+			if !d.Before(from) && d.Before(to) {
+				n++
+			}
+		}
+		return n
+	}
+	const ejection = 300 * time.Millisecond
+	p := newProxy(t, static, consumer.WithLoadBalance(loadbalance.RoundRobin), consumer.WithDialer(dialer),
+		consumer.WithOutlierEjection(3, ejection, time.Minute))
+	call := func() {
+		t.Helper()
 		var out string
 		if err := p.Call(context.Background(), "Arith.Who", WhoArgs{}, &out); err != nil {
 			t.Fatalf("call: %v (refused calls must go to another instance)", err)
 		}
 	}
-	// After three refusals the dead instance is out of rotation: 100 calls
-	// by round robin would otherwise have tried it 50 times.
-	if got := c.nodes[1].arith.whos.Load(); got != 100 {
-		t.Fatalf("the live instance served %d of 100 calls", got)
+	// 40 calls: round robin sends the first calls to the dead instance until
+	// it has refused three times; then it is out for the ejection time.
+	for range 40 {
+		call()
 	}
+	if n := len(dials()); n < 3 {
+		t.Fatalf("%d attempts reached the dead instance in 40 calls, want 3 before its ejection", n)
+	}
+	ejected := dials()[2]
+	if n := within(time.Time{}, ejected.Add(ejection)); n != 3 {
+		t.Fatalf("%d attempts reached the dead instance before the end of its ejection, want 3: ejected after 3 refusals", n)
+	}
+
+	// Its ejection time over, it gets one probe, which fails and ejects it
+	// again at once, for twice as long.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(dials()) == 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no probe reached the dead instance within 10 s of an ejection of %v", ejection)
+		}
+		call()
+		time.Sleep(5 * time.Millisecond) // calls spread over the ejection time
+	}
+	probe := dials()[3]
+	if after := probe.Sub(ejected); after < ejection {
+		t.Fatalf("the probe came %v after the ejection, before its end (%v)", after, ejection)
+	}
+	for range 20 {
+		call()
+	}
+	if n := within(probe.Add(time.Nanosecond), probe.Add(2*ejection)); n != 0 {
+		t.Fatalf("%d attempts reached the dead instance after its failed probe, want none: a failed probe ejects at once", n)
+	}
+	t.Logf("ejected after 3 refusals, probed %v later", probe.Sub(ejected).Round(time.Millisecond))
 }
 
 func TestNewClientProxyWithoutInstances(t *testing.T) {
