@@ -183,7 +183,7 @@ func (c *conn) handle(m *protocol.Message) {
 		return
 	}
 	if status != protocol.StatusOK {
-		c.refuse(st, m.Seq, oneWay, status, m.Method)
+		c.refuse(st, m.Seq, oneWay, status, s.unknownMessage(m.Method, status))
 		return
 	}
 	codec, err := protocol.CodecByID(m.Codec)

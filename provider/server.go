@@ -49,7 +49,10 @@ type Server struct {
 	doneOnce     sync.Once
 
 	mu          sync.Mutex
-	listeners   map[net.Listener]struct{}
+	listeners   map[net.Listener]net.Listener // accepted from → as given to Serve or Start
+	served      map[net.Listener]net.Listener // as given → accepted from
+	loops       sync.WaitGroup                // Start's accept loops
+	loopErr     error                         // what ended one of Start's loops
 	conns       map[*conn]struct{}
 	published   bool               // the instance was (or is being) registered
 	publishDone chan struct{}      // closed when the registration attempt is over
@@ -64,7 +67,8 @@ func NewServer(opts ...Option) *Server {
 		drained:   make(chan struct{}, 1),
 		connsGone: make(chan struct{}, 1),
 		done:      make(chan struct{}),
-		listeners: make(map[net.Listener]struct{}),
+		listeners: make(map[net.Listener]net.Listener),
+		served:    make(map[net.Listener]net.Listener),
 		conns:     make(map[*conn]struct{}),
 	}
 	for _, o := range opts {
@@ -130,40 +134,110 @@ func (s *Server) register(name string, rcvr any) error {
 	return nil
 }
 
+// ErrListenerInUse is returned by Serve and Start for a listener this server
+// is already serving: one listener has one accept loop.
+var ErrListenerInUse = errors.New("provider: listener already served by this server")
+
 // Serve accepts connections on ln and serves each on its own goroutine. With
 // WithRegistry, the first Serve publishes the instance once it is accepting;
 // if that fails after the configured attempts, ln is closed and the error
 // returned. Serve returns ErrServerClosed once Shutdown or Close has
-// finished, and any other error the listener returns.
+// finished, an error wrapping ErrListenerInUse if ln is already being
+// served, and any other error the listener returns.
+//
+// Serve blocks. To continue only once the instance is registered, and serve
+// in the background, use Start.
 func (s *Server) Serve(ln net.Listener) error {
-	if err := errors.Join(s.opts.errs...); err != nil {
-		ln.Close()
+	ln, err := s.begin(ln)
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	if s.shuttingDown.Load() {
-		s.mu.Unlock()
-		ln.Close()
-		return ErrServerClosed
-	}
-	if s.opts.tls != nil {
-		ln = tls.NewListener(ln, s.opts.tls)
-	}
-	s.listeners[ln] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.listeners, ln)
-		s.mu.Unlock()
-	}()
-
-	// The listener already queues connections, so a consumer that finds the
-	// instance in the registry can connect at once.
+	defer s.end(ln)
 	if err := s.publish(ln); err != nil {
 		ln.Close()
 		return err
 	}
+	return s.accept(ln)
+}
 
+// Start serves ln in the background, like Serve, and returns once ln is
+// accepting and, with WithRegistry, the instance is registered: a consumer
+// that looks the service up after Start returns finds it. It returns the
+// error Serve would return at that point (the registration failed, ln is
+// already served, the server is closed), with ln closed.
+//
+// Serving then continues until Shutdown or Close. If the listener fails
+// later (someone else closed it), the error is logged and Err returns it.
+func (s *Server) Start(ln net.Listener) error {
+	ln, err := s.begin(ln)
+	if err != nil {
+		return err
+	}
+	if err := s.publish(ln); err != nil {
+		s.end(ln)
+		ln.Close()
+		return err
+	}
+	s.loops.Go(func() {
+		defer s.end(ln)
+		if err := s.accept(ln); !errors.Is(err, ErrServerClosed) {
+			s.opts.logger.Error("provider: stopped serving a listener", "addr", ln.Addr().String(), "err", err)
+			s.mu.Lock()
+			if s.loopErr == nil {
+				s.loopErr = err
+			}
+			s.mu.Unlock()
+		}
+	})
+	return nil
+}
+
+// Err returns the error that ended serving a listener given to Start, or nil
+// while every such listener is served and after a Shutdown or Close. (Serve
+// returns the same error to its own caller.)
+func (s *Server) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loopErr
+}
+
+// begin takes ln for serving: it is refused once the server is shutting
+// down, or while this server already serves it. It returns the listener
+// connections are accepted from (ln, or ln wrapped for TLS).
+func (s *Server) begin(ln net.Listener) (net.Listener, error) {
+	if err := errors.Join(s.opts.errs...); err != nil { // invalid options
+		ln.Close()
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shuttingDown.Load() {
+		ln.Close()
+		return nil, ErrServerClosed
+	}
+	if _, dup := s.served[ln]; dup {
+		// Not closed: the loop already serving it keeps going.
+		return nil, fmt.Errorf("%w: %s", ErrListenerInUse, ln.Addr())
+	}
+	outer := ln
+	if s.opts.tls != nil {
+		ln = tls.NewListener(ln, s.opts.tls)
+	}
+	s.served[outer] = ln
+	s.listeners[ln] = outer
+	return ln, nil
+}
+
+// end forgets a listener begin took.
+func (s *Server) end(ln net.Listener) {
+	s.mu.Lock()
+	delete(s.served, s.listeners[ln])
+	delete(s.listeners, ln)
+	s.mu.Unlock()
+}
+
+// accept is a listener's accept loop.
+func (s *Server) accept(ln net.Listener) error {
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -237,6 +311,7 @@ func (s *Server) publish(ln net.Listener) error {
 			}
 			s.deregister = deregister
 			s.mu.Unlock()
+			s.opts.logger.Debug("provider: registered", "service", in.Service, "instance", in.ID, "addr", in.Addr)
 			return nil
 		}
 		s.opts.logger.Warn("provider: register failed", "instance", in.ID, "attempt", attempt, "err", err)
@@ -485,4 +560,5 @@ func (s *Server) closeAll() {
 	}
 	s.endWorkers()
 	s.doneOnce.Do(func() { close(s.done) })
+	s.loops.Wait() // Start's accept loops see done and return
 }

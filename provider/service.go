@@ -118,6 +118,10 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 	}
 	v := reflect.ValueOf(rcvr)
 	t := v.Type()
+	if et := reflect.Indirect(v).Type(); et.PkgPath() == "" && et.Kind() != reflect.Struct && t.NumMethod() == 0 {
+		// 42, "x", a map: nothing the caller wrote has methods here.
+		return nil, nil, fmt.Errorf("provider: register %s: a builtin type has no methods to serve; register a value of your own type, e.g. Register(&Arith{})", t)
+	}
 	if name == "" {
 		name = reflect.Indirect(v).Type().Name()
 		if name == "" {

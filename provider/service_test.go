@@ -69,6 +69,9 @@ func TestRegisterErrors(t *testing.T) {
 		{"", OnlyPointer{}, "need a pointer"},
 		{"a.b", &OnlyPointer{}, "must not contain a dot"},
 		{"", hidden{}, "not exported"},
+		{"", 42, "register int: a builtin type has no methods to serve"},
+		{"", new(string), "register *string: a builtin type has no methods to serve"},
+		{"arith", map[string]int{}, "a builtin type has no methods to serve"},
 	}
 	for _, tt := range tests {
 		err := s.register(tt.name, tt.rcvr)

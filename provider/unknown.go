@@ -1,0 +1,89 @@
+package provider
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/shoalrpc/shoal/protocol"
+)
+
+// maxSuggested bounds the names an unknown-service or unknown-method answer
+// lists, so that a server with many methods answers a typo briefly.
+const maxSuggested = 20
+
+// unknownMessage explains to the caller why name was not found, and what this
+// server serves instead. It runs only on the error path: the lookup of a
+// known method never builds it.
+func (s *Server) unknownMessage(name string, status protocol.Status) string {
+	methods := *s.methods.Load()
+	var b strings.Builder
+	b.WriteString(strconv.Quote(name))
+	dot := strings.LastIndexByte(name, '.') // lookup answered "bad request" without one
+	svc, meth := name[:dot], name[dot+1:]
+	if status == protocol.StatusUnknownMethod {
+		b.WriteString(": service " + svc + " has no method " + strconv.Quote(meth))
+		var have []string
+		for k := range methods {
+			if s, m, _ := strings.Cut(k, "."); s == svc {
+				have = append(have, m)
+			}
+		}
+		suggest(&b, name, svc+".", have)
+		return b.String()
+	}
+	b.WriteString(": no service " + strconv.Quote(svc) + " on this server")
+	var have []string
+	for k := range *s.services.Load() {
+		have = append(have, k)
+	}
+	// A name that differs only in case is the usual mistake: the registry's
+	// service name ("arith") where the call wants the Go type's ("Arith").
+	var near []string
+	for k := range methods {
+		if strings.EqualFold(k, name) {
+			near = append(near, k)
+		}
+	}
+	if len(near) > 0 {
+		slices.Sort(near)
+		b.WriteString("; did you mean " + strconv.Quote(near[0]) + "?")
+	}
+	if len(have) == 0 {
+		b.WriteString("; it serves nothing yet")
+		return b.String()
+	}
+	slices.Sort(have)
+	b.WriteString("; it serves ")
+	list(&b, have)
+	b.WriteString(" (a call names \"Service.Method\" as Register or RegisterName named it, not the registry's service name)")
+	return b.String()
+}
+
+// suggest appends "; did you mean ...?" for a case-insensitive match among
+// have (prefixed), then the list of have.
+func suggest(b *strings.Builder, name, prefix string, have []string) {
+	slices.Sort(have)
+	for _, m := range have {
+		if strings.EqualFold(prefix+m, name) {
+			b.WriteString("; did you mean " + strconv.Quote(prefix+m) + "?")
+			break
+		}
+	}
+	b.WriteString("; it has ")
+	list(b, have)
+}
+
+// list appends names, comma-separated, up to maxSuggested of them.
+func list(b *strings.Builder, names []string) {
+	for i, n := range names {
+		if i == maxSuggested {
+			b.WriteString(", … (" + strconv.Itoa(len(names)-i) + " more)")
+			return
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(n)
+	}
+}
