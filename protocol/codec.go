@@ -25,11 +25,16 @@ const (
 
 // Codec encodes and decodes payloads. Implementations are safe for concurrent use.
 type Codec interface {
+	// ID is the codec's number in a frame header.
 	ID() CodecID
+	// Name is the codec's name for flags and logs: "msgpack",
+	// "msgpack-compact" or "json" for this package's codecs.
 	Name() string
 	// Append appends the encoding of v to dst.
 	Append(dst []byte, v any) ([]byte, error)
-	// Decode decodes data into v, which must be a pointer.
+	// Decode decodes data into v, which must be a pointer. A payload that
+	// does not fit v's type is an error that says where: the msgpack codecs
+	// return a *DecodeError, encoding/json a *json.UnmarshalTypeError.
 	Decode(data []byte, v any) error
 }
 
@@ -159,8 +164,10 @@ func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays 
 		return err
 	}
 	if u, ok := v.(MsgUnmarshaler); ok {
-		_, err := u.UnmarshalMsg(data)
-		return err
+		if _, err := u.UnmarshalMsg(data); err != nil {
+			return describeMsgpackError(data, v, err)
+		}
+		return nil
 	}
 	s := msgpackPool.Get().(*msgpackState)
 	s.r.Reset(data)
@@ -168,7 +175,11 @@ func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays 
 	err := s.dec.Decode(v)
 	s.r.Reset(nil)
 	msgpackPool.Put(s)
-	return err
+	if err != nil {
+		// Say where the payload and v's type part ways, in Go terms.
+		return describeMsgpackError(data, v, err)
+	}
+	return nil
 }
 
 type jsonCodec struct{}
