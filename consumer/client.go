@@ -23,9 +23,9 @@ import (
 
 // Call is one call in progress, as Go returns it.
 type Call struct {
-	Method string
-	Args   any
-	Reply  any
+	Method string     // the method called, "Service.Method"
+	Args   any        // the arguments, as given
+	Reply  any        // where the reply is decoded: a non-nil pointer, or nil to discard it
 	Error  error      // set when the call completes
 	Done   chan *Call // receives the call when it completes
 
@@ -147,6 +147,11 @@ var callPool = sync.Pool{New: func() any { return &Call{Done: make(chan *Call, 1
 // reply, waiting until it completes or ctx ends. ctx's deadline travels to
 // the server, where the method's context ends with it.
 //
+// reply must be a non-nil pointer, or nil to discard the reply (the call
+// still waits for the method to finish); anything else is an error wrapping
+// ErrBadRequest, before anything is sent. A reply that does not fit reply's
+// type is an error wrapping ErrReplyDecode.
+//
 // The interceptors of WithInterceptors run around it, and stats handlers see
 // it as a call (unless the Client belongs to a ClientProxy, which reports
 // its calls and attempts itself).
@@ -172,6 +177,9 @@ func (c *Client) call(ctx context.Context, method string, args, reply any) error
 
 // do makes one call and counts its bytes in sizes, when not nil.
 func (c *Client) do(ctx context.Context, method string, args, reply any, sizes *wireSizes) error {
+	if err := checkReply(method, reply); err != nil {
+		return err
+	}
 	call := callPool.Get().(*Call)
 	call.Method, call.Args, call.Reply, call.Error, call.sizes = method, args, reply, nil, sizes
 	err := c.send(ctx, call, false, 0)
@@ -216,7 +224,10 @@ func (c *Client) Go(ctx context.Context, method string, args, reply any, done ch
 		panic("consumer: Go with an unbuffered done channel")
 	}
 	call := &Call{Method: method, Args: args, Reply: reply, Done: done}
-	if err := c.send(ctx, call, true, 0); err != nil {
+	if err := checkReply(method, reply); err != nil {
+		call.Error = err
+		call.finish()
+	} else if err := c.send(ctx, call, true, 0); err != nil {
 		call.Error = err
 		call.finish()
 	}
@@ -401,6 +412,8 @@ func bodyLimit(n int) int {
 // refusal says why no new call may start, or nil. c.mu must be held.
 func (c *Client) refusal() error {
 	switch {
+	case errors.Is(c.err, ErrClientClosed): // Close: say it once
+		return c.err
 	case c.err != nil:
 		return fmt.Errorf("%w: %w", ErrClientClosed, c.err)
 	case c.draining:
@@ -470,7 +483,7 @@ func (c *Client) complete(m *protocol.Message) {
 			err = codec.Decode(m.Payload, call.Reply)
 		}
 		if err != nil {
-			call.Error = fmt.Errorf("call %s: decode reply: %w", call.Method, err)
+			call.Error = fmt.Errorf("%w: call %s: %w", ErrReplyDecode, call.Method, err)
 		}
 	}
 	call.finish()

@@ -3,6 +3,7 @@ package consumer
 import (
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/shoalrpc/shoal/protocol"
 )
@@ -44,15 +45,38 @@ var (
 	// ErrTooManyPending: the connection already has as many calls awaiting
 	// replies as WithMaxPending allows. Not sent.
 	ErrTooManyPending = errors.New("shoal: too many calls pending on the connection")
+	// ErrReplyDecode: the method ran and answered, but its reply does not
+	// fit the reply value's type (the error names the field and both
+	// types). Executed; not retried.
+	ErrReplyDecode = errors.New("shoal: reply does not fit its type")
 )
+
+// checkReply rejects a reply the call could not decode into, before the call
+// is sent: it must be a non-nil pointer, or nil to discard the reply.
+func checkReply(method string, reply any) error {
+	if reply == nil {
+		return nil
+	}
+	rv := reflect.ValueOf(reply)
+	switch {
+	case rv.Kind() != reflect.Pointer:
+		return fmt.Errorf("%w: call %s: reply must be a non-nil pointer (or nil to discard the reply), got %T: pass &reply", ErrBadRequest, method, reply)
+	case rv.IsNil():
+		return fmt.Errorf("%w: call %s: reply is a nil %T: pass a pointer to a value (or nil to discard the reply)", ErrBadRequest, method, reply)
+	}
+	return nil
+}
 
 // ServiceError is an error returned by the remote method itself. Message is
 // the method's error text, intact.
 type ServiceError struct {
-	Method  string
+	// Method is the called method, "Service.Method".
+	Method string
+	// Message is the text of the error the method returned.
 	Message string
 }
 
+// Error returns Message, as the method wrote it.
 func (e *ServiceError) Error() string { return e.Message }
 
 // statusError turns an error response into the error the caller sees.

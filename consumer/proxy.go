@@ -61,6 +61,9 @@ type ClientProxy struct {
 // reg and then follows with reg.Watch. A service with no instance is an error
 // wrapping loadbalance.ErrNoInstances, unless WithWaitForInstances is given.
 func NewClientProxy(service string, reg naming.Registry, opts ...ProxyOption) (*ClientProxy, error) {
+	if service == "" {
+		return nil, errors.New("consumer: NewClientProxy: the service name is empty; give the name providers register under (naming.Instance.Service), e.g. \"arith\"")
+	}
 	if reg == nil {
 		return nil, errors.New("consumer: NewClientProxy with a nil registry")
 	}
@@ -284,13 +287,17 @@ func (p *ClientProxy) Instances() []*naming.Instance { return slices.Clone(*p.li
 
 // Call calls method ("Service.Method") on one instance of the service,
 // retrying as the fail mode allows, and decodes the result into reply. The
-// caller's deadline bounds the whole call, retries included.
+// caller's deadline bounds the whole call, retries included. reply is as for
+// Client.Call: a non-nil pointer, or nil to discard the reply.
 //
 // The interceptors of WithInterceptors run around the whole call, those of
 // WithAttemptInterceptors around each attempt.
 func (p *ClientProxy) Call(ctx context.Context, method string, args, reply any) error {
 	if p.closed.Load() {
-		return ErrProxyClosed
+		return fmt.Errorf("call %s: %w", method, ErrProxyClosed)
+	}
+	if err := checkReply(method, reply); err != nil {
+		return err
 	}
 	if p.intercept != nil {
 		return p.intercept(ctx, method, args, reply, p.invoke)
