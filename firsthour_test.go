@@ -220,3 +220,20 @@ func TestTypedMethodThroughClientAndProxy(t *testing.T) {
 		errorIs(t, "typed reply mismatch", err, consumer.ErrReplyDecode, "want int, got string")
 	}
 }
+
+// Dial takes the same address forms as the registries, and its errors quote
+// what the caller wrote.
+func TestDialAddressErrors(t *testing.T) {
+	for addr, want := range map[string]string{
+		"":              `consumer: dial: address "": bad address: empty; want host:port, tcp@host:port or unix@/path/sock`,
+		"127.0.0.1":     `consumer: dial: address "127.0.0.1": bad address: missing port in address`,
+		"tcp@127.0.0.1": `consumer: dial: address "tcp@127.0.0.1": bad address: missing port in address`,
+		"udp@h:1":       `consumer: dial: address "udp@h:1": bad address: unknown network "udp"`,
+	} {
+		_, err := consumer.Dial(addr)
+		errorIs(t, "Dial("+addr+")", err, naming.ErrBadAddress, want)
+		if addr == "" && strings.Contains(err.Error(), `"tcp@`) {
+			t.Errorf("Dial(\"\") names a tcp@ nobody typed: %v", err)
+		}
+	}
+}

@@ -128,14 +128,13 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 	return c, nil
 }
 
-// splitAddr accepts naming's "network@address" form and a bare host:port.
+// splitAddr accepts the address forms of naming.SplitAddr.
 func splitAddr(addr string) (network, address string, err error) {
-	for i := 0; i < len(addr); i++ {
-		if addr[i] == '@' {
-			return naming.SplitAddr(addr)
-		}
+	network, address, err = naming.SplitAddr(addr)
+	if err != nil {
+		err = fmt.Errorf("consumer: dial: %w", err)
 	}
-	return naming.SplitAddr("tcp@" + addr)
+	return network, address, err
 }
 
 // Addr returns the address the client was dialled with.

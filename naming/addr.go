@@ -10,34 +10,68 @@ import (
 	"strings"
 )
 
-// SplitAddr splits an instance address of the form "tcp@host:port" or
-// "unix@/path/sock" into the network and the network address, ready for
-// net.Dial. It returns an error naming the problem when addr is malformed.
+// ErrBadAddress is wrapped by the error for an address that is not one of
+// the forms SplitAddr accepts.
+var ErrBadAddress = errors.New("bad address")
+
+// addrForms is what an address error says is wanted.
+const addrForms = "want host:port, tcp@host:port or unix@/path/sock"
+
+// SplitAddr splits an address into the network and the network address,
+// ready for net.Dial. Every part of shoal that takes an address (Dial, the
+// registries, Instance.Addr, the demo's flags) accepts the same forms:
+//
+//	127.0.0.1:9001        TCP (a host name or [IPv6]:port too)
+//	tcp@127.0.0.1:9001    TCP, as registries store it (also tcp4@, tcp6@)
+//	unix@/path/sock       a Unix socket
+//
+// A malformed address is an error wrapping ErrBadAddress that quotes it as
+// given and says what is wrong.
 func SplitAddr(addr string) (network, address string, err error) {
 	network, address, ok := strings.Cut(addr, "@")
 	if !ok {
-		return "", "", fmt.Errorf("naming: address %q: want network@address, e.g. tcp@127.0.0.1:9001", addr)
+		network, address = "tcp", addr
+	}
+	bad := func(why string) (string, string, error) {
+		return "", "", fmt.Errorf("address %q: %w: %s", addr, ErrBadAddress, why)
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":
+		if address == "" {
+			return bad("empty; " + addrForms)
+		}
 		host, port, err := net.SplitHostPort(address)
 		if err != nil {
-			return "", "", fmt.Errorf("naming: address %q: %w", addr, err)
+			var ae *net.AddrError
+			if errors.As(err, &ae) {
+				return bad(ae.Err + "; " + addrForms)
+			}
+			return bad(err.Error())
 		}
 		if host == "" {
-			return "", "", fmt.Errorf("naming: address %q: empty host", addr)
+			return bad("empty host")
 		}
 		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-			return "", "", fmt.Errorf("naming: address %q: port %q is not in 1..65535", addr, port)
+			return bad(fmt.Sprintf("port %q is not in 1..65535", port))
 		}
 	case "unix":
 		if address == "" {
-			return "", "", fmt.Errorf("naming: address %q: empty socket path", addr)
+			return bad("empty socket path")
 		}
 	default:
-		return "", "", fmt.Errorf("naming: address %q: unknown network %q (want tcp or unix)", addr, network)
+		return bad(fmt.Sprintf("unknown network %q (want tcp or unix)", network))
 	}
 	return network, address, nil
+}
+
+// CanonicalAddr returns addr in the form registries store, "network@address"
+// ("127.0.0.1:9001" becomes "tcp@127.0.0.1:9001"), or SplitAddr's error.
+func CanonicalAddr(addr string) (string, error) {
+	network, address, err := SplitAddr(addr)
+	if err != nil {
+		return "", err
+	}
+	return network + "@" + address, nil
 }
 
 // DefaultID returns the stable instance ID used when Instance.ID is empty:
@@ -80,10 +114,12 @@ func normalize(in *Instance) (*Instance, error) {
 	if in.Service == "" {
 		return nil, fmt.Errorf("%w: empty service name (addr %q)", ErrInvalidInstance, in.Addr)
 	}
-	if _, _, err := SplitAddr(in.Addr); err != nil {
+	addr, err := CanonicalAddr(in.Addr)
+	if err != nil {
 		return nil, fmt.Errorf("%w: service %q: %w", ErrInvalidInstance, in.Service, err)
 	}
 	out := cloneInstance(in)
+	out.Addr = addr
 	if out.ID == "" {
 		out.ID = DefaultID(out.Service, out.Addr)
 	}

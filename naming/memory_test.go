@@ -103,7 +103,7 @@ func TestMemoryRejectsInvalidInstances(t *testing.T) {
 		nil,
 		{Addr: "tcp@127.0.0.1:1"},
 		{Service: "s"},
-		{Service: "s", Addr: "127.0.0.1:9001"},
+		{Service: "s", Addr: "127.0.0.1"},
 		{Service: "s", Addr: "udp@127.0.0.1:9001"},
 		{Service: "s", Addr: "tcp@127.0.0.1"},
 		{Service: "s", Addr: "tcp@127.0.0.1:0"},

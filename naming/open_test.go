@@ -1,6 +1,7 @@
 package naming
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -73,8 +74,8 @@ func TestOpenErrors(t *testing.T) {
 		{"etcd://127.0.0.1:2379", `unknown scheme "etcd"`},
 		{"memory://somewhere", "takes no address"},
 		{"static://", "at least one address"},
-		{"static://127.0.0.1:9001", "want network@address"},
-		{"static://tcp@127.0.0.1:9001,", "want network@address"},
+		{"static://udp@127.0.0.1:9001", `unknown network "udp"`},
+		{"static://tcp@127.0.0.1:9001,", `address "": bad address: empty`},
 		{"static://tcp@127.0.0.1:99999", "not in 1..65535"},
 		{"consul://127.0.0.1", "want host:port"},
 		{"consul://127.0.0.1:8500/v1", "without user, path"},
@@ -114,5 +115,70 @@ func TestOpenErrorsDoNotLeakSecrets(t *testing.T) {
 	_, err := Open("consul://127.0.0.1:8500?token=s3cr3t")
 	if !strings.Contains(err.Error(), "CONSUL_HTTP_TOKEN") {
 		t.Fatalf("a token parameter's error does not say where tokens go: %v", err)
+	}
+}
+
+// Registry URL errors quote the URL with only secrets hidden, keep the part
+// the user got wrong visible, and say "naming:" once.
+func TestOpenErrorMessages(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"static://tcp@127.0.0.1", `naming: registry URL "static://tcp@127.0.0.1": address "tcp@127.0.0.1": bad address: missing port in address; want host:port, tcp@host:port or unix@/path/sock`},
+		{"static://127.0.0.1:9001,tcp@127.0.0.1:9001", `naming: registry URL "static://127.0.0.1:9001,tcp@127.0.0.1:9001": address "tcp@127.0.0.1:9001" given twice`},
+		{"consul://127.0.0.1:8500?ttl=soon", `naming: registry URL "consul://127.0.0.1:8500?ttl=soon": parameter ttl: "soon" is not a duration (e.g. 5s, 1m30s)`},
+		{"consul://127.0.0.1:8500?ttl=1ms", `naming: registry URL "consul://127.0.0.1:8500?ttl=1ms": consul: TTL 1ms is too short (minimum 100ms)`},
+		{"consul://127.0.0.1:8500?color=s3cr3t", `naming: registry URL "consul://127.0.0.1:8500?color=redacted": unknown parameter "color" (want ttl, deregister_after, wait or timeout)`},
+		{"consul://user:s3cr3t@127.0.0.1:8500", `naming: registry URL "consul://user:redacted@127.0.0.1:8500": want consul://host:port[?ttl=10s&...], without user, path or fragment`},
+	} {
+		_, err := Open(tc.url)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Open(%q):\n got %v\nwant %s", tc.url, err, tc.want)
+		}
+	}
+	_, err := Open("static://tcp@127.0.0.1")
+	if !errors.Is(err, ErrBadAddress) {
+		t.Errorf("a bad static address: %v, want ErrBadAddress", err)
+	}
+}
+
+// Every address form is accepted everywhere, and registries hand out the
+// canonical one.
+func TestAddressForms(t *testing.T) {
+	for in, want := range map[string]string{
+		"127.0.0.1:9001":     "tcp@127.0.0.1:9001",
+		"tcp@127.0.0.1:9001": "tcp@127.0.0.1:9001",
+		"localhost:80":       "tcp@localhost:80",
+		"[::1]:9001":         "tcp@[::1]:9001",
+		"tcp6@[::1]:9001":    "tcp6@[::1]:9001",
+		"unix@/tmp/s.sock":   "unix@/tmp/s.sock",
+	} {
+		if got, err := CanonicalAddr(in); got != want || err != nil {
+			t.Errorf("CanonicalAddr(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"":          `address "": bad address: empty; want host:port, tcp@host:port or unix@/path/sock`,
+		"127.0.0.1": `address "127.0.0.1": bad address: missing port in address; want host:port, tcp@host:port or unix@/path/sock`,
+		"udp@h:1":   `address "udp@h:1": bad address: unknown network "udp" (want tcp or unix)`,
+		":9001":     `address ":9001": bad address: empty host`,
+		"unix@":     `address "unix@": bad address: empty socket path`,
+		"h:0":       `address "h:0": bad address: port "0" is not in 1..65535`,
+	} {
+		_, _, err := SplitAddr(in)
+		if !errors.Is(err, ErrBadAddress) || err.Error() != want {
+			t.Errorf("SplitAddr(%q) = %v, want %s", in, err, want)
+		}
+	}
+	m := NewMemory()
+	defer m.Close()
+	if _, err := m.Register(t.Context(), &Instance{Service: "s", Addr: "127.0.0.1:9001"}); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := NewStatic("127.0.0.1:9002")
+	defer s.Close()
+	for _, r := range []Registry{m, s} {
+		got, err := r.Fetch(t.Context(), "s")
+		if err != nil || len(got) != 1 || !strings.HasPrefix(got[0].Addr, "tcp@127.0.0.1:900") {
+			t.Errorf("%T.Fetch = %v, %v; want the address as tcp@host:port", r, got, err)
+		}
 	}
 }

@@ -22,25 +22,39 @@ type staticWatch struct {
 	stop func() bool
 }
 
-// NewStatic returns a registry that resolves every service to addrs, each of
-// the form "tcp@host:port" or "unix@/path". At least one address is needed
+// NewStatic returns a registry that resolves every service to addrs, each in
+// a form SplitAddr accepts ("host:port", "tcp@host:port", "unix@/path"); the
+// instances carry them as "network@address". At least one address is needed
 // and duplicates are an error.
 func NewStatic(addrs ...string) (*Static, error) {
+	s, err := newStatic(addrs)
+	if err != nil {
+		return nil, fmt.Errorf("naming: static registry: %w", err)
+	}
+	return s, nil
+}
+
+// newStatic is NewStatic, its errors without the "naming: static registry"
+// context (Open gives its own).
+func newStatic(addrs []string) (*Static, error) {
 	if len(addrs) == 0 {
-		return nil, fmt.Errorf("naming: static registry needs at least one address")
+		return nil, fmt.Errorf("no address given")
 	}
 	seen := make(map[string]bool, len(addrs))
+	canonical := make([]string, 0, len(addrs))
 	for _, a := range addrs {
-		if _, _, err := SplitAddr(a); err != nil {
-			return nil, fmt.Errorf("naming: static registry: %w", err)
+		c, err := CanonicalAddr(a)
+		if err != nil {
+			return nil, err
 		}
-		if seen[a] {
-			return nil, fmt.Errorf("naming: static registry: duplicate address %q", a)
+		if seen[c] {
+			return nil, fmt.Errorf("address %q given twice", a)
 		}
-		seen[a] = true
+		seen[c] = true
+		canonical = append(canonical, c)
 	}
 	return &Static{
-		addrs:   append([]string(nil), addrs...),
+		addrs:   canonical,
 		watches: make(map[*staticWatch]struct{}),
 	}, nil
 }

@@ -55,8 +55,9 @@ func TestNewStaticErrors(t *testing.T) {
 	for _, addrs := range [][]string{
 		nil,
 		{""},
-		{"127.0.0.1:9001"},
+		{"udp@127.0.0.1:9001"},
 		{"tcp@127.0.0.1:9001", "tcp@127.0.0.1:9001"},
+		{"127.0.0.1:9001", "tcp@127.0.0.1:9001"},
 		{"tcp@:9001"},
 	} {
 		if _, err := NewStatic(addrs...); err == nil {
