@@ -116,3 +116,24 @@ func TestStartListenerFailureVisibleInErr(t *testing.T) {
 		t.Fatalf("Err after the listener was closed: %v", err)
 	}
 }
+
+// Listen takes every address form, as Dial and the registries do.
+func TestListenAddressForms(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:0", "tcp@127.0.0.1:0", "unix@" + t.TempDir() + "/s.sock"} {
+		ln, err := Listen(addr)
+		if err != nil {
+			t.Fatalf("Listen(%q): %v", addr, err)
+		}
+		ln.Close()
+	}
+	for addr, want := range map[string]string{
+		"tcp@127.0.0.1": `provider: listen: address "tcp@127.0.0.1": bad address: missing port in address`,
+		"udp@h:1":       `provider: listen: address "udp@h:1": bad address: unknown network "udp"`,
+		"unix@":         `provider: listen: address "unix@": bad address: empty socket path`,
+	} {
+		_, err := Listen(addr)
+		if !errors.Is(err, naming.ErrBadAddress) || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("Listen(%q): %v, want %s", addr, err, want)
+		}
+	}
+}

@@ -79,7 +79,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		fmt.Fprintf(out, "usage: client [flags]\n\nCalls the demo arith service through a ClientProxy and summarises what happened.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.registry, "registry", "consul://", "registry `URL`: consul://host:port (consul:// alone: CONSUL_HTTP_ADDR or 127.0.0.1:8500), or static://tcp@host:port,...")
+	fs.StringVar(&c.registry, "registry", "consul://", "registry `URL`: consul://host:port (consul:// alone: CONSUL_HTTP_ADDR or 127.0.0.1:8500), or static://host:port,... (memory:// is per-process: no server can register in the client's)")
 	fs.StringVar(&c.service, "service", "arith", "service `name` to call")
 	method := fs.String("method", "Sleep", "method to call: Add, Mul, Div (with -a, -b) or Sleep (with -sleep)")
 	fs.IntVar(&c.a, "a", 6, "first operand of Add, Mul, Div")
@@ -191,9 +191,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.tls != nil {
 		opts = append(opts, consumer.WithTLS(cfg.tls))
 	}
+	if strings.HasPrefix(cfg.registry, "memory:") {
+		fmt.Fprintln(stderr, "client: "+memoryHint)
+	}
 	p, err := consumer.NewClientProxy(cfg.service, reg, opts...)
 	if err != nil {
 		fmt.Fprintf(stderr, "client: %v\n", err)
+		if hint := registryHint(cfg.registry, err); hint != "" {
+			fmt.Fprintln(stderr, "client: hint: "+hint)
+		}
 		return exitUsage
 	}
 	defer p.Close()
@@ -229,6 +235,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitFailed
 	}
 	return exitOK
+}
+
+// memoryHint is what a memory:// registry means for a client.
+const memoryHint = "memory:// is a registry inside this process only: no server registers in it, so the client finds no instance. " +
+	"Use static://host:port (the address the server logs) or consul:// instead."
+
+// registryHint says what to do when the service could not be found through
+// registry, or "".
+func registryHint(registry string, err error) string {
+	switch {
+	case strings.HasPrefix(registry, "memory:"):
+		return memoryHint
+	case strings.HasPrefix(registry, "consul:") && !errors.Is(err, loadbalance.ErrNoInstances):
+		return "is a Consul agent running? scripts/consul.sh start runs one (set SHOAL_CONSUL to a consul binary, or put consul on PATH, to skip its build) and prints its CONSUL_HTTP_ADDR"
+	case strings.HasPrefix(registry, "consul:"):
+		return "no server has registered the service: start one with the same -registry and -service"
+	}
+	return ""
 }
 
 // limits describes when the run stops.

@@ -138,3 +138,25 @@ func TestRunWithoutInstances(t *testing.T) {
 		t.Errorf("exit %d, stderr %q; want %d and a no-instances error", code, stderr.String(), exitUsage)
 	}
 }
+
+// A client on memory:// can never find a server: it says why, and what to
+// use instead, before and after waiting.
+func TestRunMemoryRegistrySaysWhatToUse(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-registry", "memory://", "-wait", "10ms"}, &stdout, &stderr)
+	if code != exitUsage || strings.Count(stderr.String(), "memory:// is a registry inside this process only") != 2 ||
+		!strings.Contains(stderr.String(), "Use static://host:port") {
+		t.Errorf("exit %d, stderr %q; want the memory:// hint before and after the no-instances error", code, stderr.String())
+	}
+}
+
+// A client pointed at a Consul address where no agent runs says how to
+// start one.
+func TestRunConsulWithoutAgentSaysHowToStartOne(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"-registry", "consul://127.0.0.1:1?timeout=500ms", "-wait", "10ms"}, &stdout, &stderr)
+	if code != exitUsage || !strings.Contains(stderr.String(), "hint: is a Consul agent running? scripts/consul.sh start runs one") ||
+		!strings.Contains(stderr.String(), "SHOAL_CONSUL") {
+		t.Errorf("exit %d, stderr %q; want the scripts/consul.sh hint", code, stderr.String())
+	}
+}

@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -70,9 +69,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		fmt.Fprintf(out, "usage: server [flags]\n\nServes the demo arith service (Add, Mul, Div, Sleep, Stats) and registers it.\n\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.listen, "listen", "127.0.0.1:0", "TCP `address` to listen on (port 0: a free port)")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:0", "`address` to listen on: host:port, tcp@host:port or unix@/path (port 0: a free port)")
 	fs.StringVar(&c.service, "service", "arith", "service `name` to register under")
-	fs.StringVar(&c.registry, "registry", "consul://", "registry `URL`: consul://host:port[?ttl=2s] (consul:// alone: CONSUL_HTTP_ADDR or 127.0.0.1:8500), or memory:// (this process only; clients then use static://tcp@host:port)")
+	fs.StringVar(&c.registry, "registry", "consul://", "registry `URL`: consul://host:port[?ttl=2s] (consul:// alone: CONSUL_HTTP_ADDR or 127.0.0.1:8500), or memory:// (this process only; clients then use static://host:port)")
 	fs.StringVar(&c.id, "id", "", "instance `ID` (default: service-host-port, stable across restarts at one address)")
 	fs.IntVar(&c.weight, "weight", 1, "instance `weight` for the weighted load-balancing modes (>= 1)")
 	tags := fs.String("tags", "", "comma-separated instance `tags`")
@@ -137,12 +136,12 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	}
 	defer reg.Close()
 
-	ln, err := net.Listen("tcp", cfg.listen)
+	ln, err := provider.Listen(cfg.listen)
 	if err != nil {
 		log.Error("cannot listen", "listen", cfg.listen, "err", err)
 		return exitFailed
 	}
-	addr := "tcp@" + ln.Addr().String()
+	addr := ln.Addr().Network() + "@" + ln.Addr().String()
 	id := cfg.id
 	if id == "" {
 		id = naming.DefaultID(cfg.service, addr)
@@ -163,32 +162,36 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 		return exitFailed
 	}
 
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	// Start returns once the listener accepts and the instance is in the
+	// registry: a client that looks the service up from now on finds it.
+	if err := srv.Start(ln); err != nil {
+		srv.Close()
+		log.Error("serving failed", "err", err, "hint", registryHint(cfg.registry))
+		return exitFailed
+	}
+	log.Info("registered", "service", cfg.service, "id", id, "registry", cfg.registry)
 	log.Info("serving", "service", cfg.service, "id", id, "addr", addr,
 		"weight", cfg.weight, "tags", strings.Join(cfg.tags, ","), "registry", cfg.registry, "tls", cfg.tls != nil, "pid", os.Getpid())
 	if strings.HasPrefix(cfg.registry, "memory:") {
 		log.Info("memory:// is this process's own registry; clients reach this server by address", "client_registry", "static://"+addr)
 	}
 
-	select {
-	case err := <-served: // the registration failed, or the listener broke
-		srv.Close()
-		hint := ""
-		if strings.HasPrefix(cfg.registry, "consul:") {
-			hint = "is a Consul agent running? start one with scripts/consul.sh start"
-		}
-		log.Error("serving failed", "err", err, "hint", hint)
-		return exitFailed
-	case sig := <-signals:
-		return shutdown(log, srv, svc, served, signals, sig, cfg.shutdownTimeout)
+	sig := <-signals
+	return shutdown(log, srv, svc, signals, sig, cfg.shutdownTimeout)
+}
+
+// registryHint says what to do when the registry could not be reached.
+func registryHint(registry string) string {
+	if strings.HasPrefix(registry, "consul:") {
+		return "is a Consul agent running? scripts/consul.sh start runs one (set SHOAL_CONSUL to a consul binary, or put consul on PATH, to skip its build) and prints its CONSUL_HTTP_ADDR"
 	}
+	return ""
 }
 
 // shutdown runs the graceful shutdown the signal sig asked for, logging
 // progress every second, and returns the exit status. Another signal closes
 // the server at once.
-func shutdown(log *slog.Logger, srv *provider.Server, svc *arith.Arith, served <-chan error, signals <-chan os.Signal, sig os.Signal, timeout time.Duration) int {
+func shutdown(log *slog.Logger, srv *provider.Server, svc *arith.Arith, signals <-chan os.Signal, sig os.Signal, timeout time.Duration) int {
 	start := time.Now()
 	log.Info("shutting down: leaving the registry, refusing new calls, draining the calls in flight",
 		"signal", sig.String(), "in_flight", srv.InFlight(), "timeout", timeout)
@@ -216,8 +219,8 @@ wait:
 			}
 		}
 	}
-	if serveErr := <-served; !errors.Is(serveErr, provider.ErrServerClosed) {
-		log.Warn("serve ended with an unexpected error", "err", serveErr)
+	if serveErr := srv.Err(); serveErr != nil {
+		log.Warn("serving had stopped with an unexpected error", "err", serveErr)
 	}
 	took := time.Since(start).Round(time.Millisecond)
 	var stats arith.Stats

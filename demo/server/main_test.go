@@ -162,3 +162,54 @@ func TestRunServesMutualTLSFromFlags(t *testing.T) {
 		t.Fatalf("run returned %d:\n%s", got, log.b.String())
 	}
 }
+
+// -listen takes the address forms Dial and the registries take; the server
+// says "registered" once it is, and then serves at the address it logs.
+func TestRunListensOnEveryAddressForm(t *testing.T) {
+	for _, listen := range []string{"tcp@127.0.0.1:0", "127.0.0.1:0", "unix@" + t.TempDir() + "/arith.sock"} {
+		var log syncBuffer
+		signals := make(chan os.Signal, 1)
+		code := make(chan int, 1)
+		go func() {
+			code <- run([]string{"-registry", "memory://", "-log", "json", "-listen", listen}, &log, signals)
+		}()
+		serving := waitLogged(t, &log, "serving")
+		registered := log.logged("registered")
+		if registered == nil || registered["id"] != serving["id"] {
+			t.Errorf("-listen %s: registered line %v, serving line %v", listen, registered, serving)
+		}
+		if strings.Index(log.b.String(), `"msg":"registered"`) > strings.Index(log.b.String(), `"msg":"serving"`) {
+			t.Errorf("-listen %s: registered logged after serving", listen)
+		}
+		c, err := consumer.Dial(serving["addr"].(string))
+		if err != nil {
+			t.Fatalf("-listen %s: dial the logged address %v: %v", listen, serving["addr"], err)
+		}
+		var sum int
+		if err := c.Call(context.Background(), "Arith.Add", arith.Args{A: 2, B: 3}, &sum); err != nil || sum != 5 {
+			t.Errorf("-listen %s: Add: %d, %v", listen, sum, err)
+		}
+		c.Close()
+		signals <- syscall.SIGTERM
+		if got := <-code; got != exitOK {
+			t.Fatalf("-listen %s: run returned %d:\n%s", listen, got, log.b.String())
+		}
+	}
+	var log syncBuffer
+	if got := run([]string{"-registry", "memory://", "-log", "json", "-listen", "tcp@127.0.0.1"}, &log, nil); got != exitFailed ||
+		!strings.Contains(log.b.String(), `address \"tcp@127.0.0.1\": bad address: missing port in address`) {
+		t.Errorf("-listen tcp@127.0.0.1: exit %d, log %s", got, log.b.String())
+	}
+}
+
+// A Consul address where no agent answers fails with a hint that says how
+// to start one.
+func TestRunConsulWithoutAgentHints(t *testing.T) {
+	var log syncBuffer
+	got := run([]string{"-registry", "consul://127.0.0.1:1?timeout=300ms", "-log", "json"}, &log, nil)
+	failed := log.logged("serving failed")
+	if got != exitFailed || failed == nil || !strings.Contains(failed["hint"].(string), "scripts/consul.sh start") ||
+		!strings.Contains(failed["hint"].(string), "SHOAL_CONSUL") {
+		t.Errorf("exit %d, serving failed line %v", got, failed)
+	}
+}
