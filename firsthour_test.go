@@ -169,10 +169,10 @@ func TestWrongTypesSayWhichField(t *testing.T) {
 			`decode Arith.Add args: field Args.A: want int, got string "x"`)
 		var name int
 		errorIs(t, "reply", caller.Call(ctx, "Arith.Name", Args{}, &name), consumer.ErrReplyDecode,
-			`call Arith.Name: field int: want int, got string "counter"`)
+			`call Arith.Name: want int, got string "counter"`)
 		var s string
 		errorIs(t, "reply", caller.Call(ctx, "Arith.Add", Args{A: 40, B: 2}, &s), consumer.ErrReplyDecode,
-			"field string: want string, got int 42")
+			"call Arith.Add: want string, got int 42")
 	}
 	// A reply that does not decode is final: the method ran once per call.
 	if n := svc.runs.Load(); n != 4 {

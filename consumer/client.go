@@ -1,6 +1,3 @@
-// Package consumer calls shoal services: Client is one multiplexed long
-// connection, Pool keeps connections per address, and ClientProxy adds
-// discovery, load balancing and fail policies on top.
 package consumer
 
 import (

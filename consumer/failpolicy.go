@@ -43,6 +43,7 @@ const (
 
 var failModeNames = [...]string{Failfast: "failfast", Failover: "failover", Failretry: "failretry", Failbackup: "failbackup"}
 
+// String returns the mode's name as ParseFailMode reads it, e.g. "failover".
 func (m FailMode) String() string {
 	if m >= 0 && int(m) < len(failModeNames) {
 		return failModeNames[m]

@@ -23,8 +23,9 @@ var ErrProxyClosed = errors.New("consumer: client proxy closed")
 // ClientProxy calls a service by name: it follows the service's instances in
 // a registry, picks one per call with a load-balancing policy, calls it over
 // pooled multiplexed connections, and retries by the fail mode. A call
-// proceeds as pick → call → report the outcome to the balancer → decide
-// (failpolicy.go) → maybe pick again.
+// proceeds as pick → call → report the outcome to the balancer → decide,
+// by the error's kind and the fail mode, whether to try again → maybe pick
+// again.
 type ClientProxy struct {
 	service  string
 	opts     options

@@ -9,6 +9,8 @@ import (
 // Caller makes calls by method name: *Client and *ClientProxy satisfy it,
 // as does anything that wraps them.
 type Caller interface {
+	// Call calls method ("Service.Method") with args and decodes the reply
+	// into reply, a non-nil pointer (or nil to discard it).
 	Call(ctx context.Context, method string, args, reply any) error
 }
 

@@ -83,6 +83,7 @@ func ParseCodec(name string) (Codec, error) {
 // decides between map and array encoding (msgp's "tuple" directive), so the
 // compact option does not apply to such a type.
 type MsgMarshaler interface {
+	// MarshalMsg appends the receiver's msgpack encoding to b.
 	MarshalMsg(b []byte) ([]byte, error)
 }
 
@@ -91,6 +92,8 @@ type MsgMarshaler interface {
 // after it. The payload is checked (declared lengths against the bytes
 // present, nesting depth) before UnmarshalMsg sees it, as before reflection.
 type MsgUnmarshaler interface {
+	// UnmarshalMsg decodes one value from the front of b into the receiver
+	// and returns the rest of b.
 	UnmarshalMsg(b []byte) ([]byte, error)
 }
 

@@ -18,8 +18,8 @@ import (
 // through errors.Unwrap.
 type DecodeError struct {
 	// Field is the path to the value that did not fit, from the decoded
-	// type: "Args.Name", "Order.Items[2].Qty", "map[string]int[\"b\"]"; the
-	// type's own name when the whole payload does not fit.
+	// type: "Args.Name", "Order.Items[2].Qty", "map[string]int[\"b\"]"; empty
+	// when the whole payload does not fit.
 	Field string
 	// Want is the Go type of that value, e.g. "string".
 	Want string
@@ -29,7 +29,12 @@ type DecodeError struct {
 	Err error
 }
 
+// Error says where the payload did not fit: "field Args.A: want int, got
+// string \"x\"", or "want int, got string \"x\"" for the whole value.
 func (e *DecodeError) Error() string {
+	if e.Field == "" {
+		return "want " + e.Want + ", got " + e.Got
+	}
 	return "field " + e.Field + ": want " + e.Want + ", got " + e.Got
 }
 
@@ -58,6 +63,9 @@ func describeMsgpackError(data []byte, v any, err error) error {
 		root = t.Name()
 	}
 	if field, want, got, ok := mismatch(t, generic, root, 0); ok {
+		if field == root {
+			field = ""
+		}
 		return &DecodeError{Field: field, Want: want, Got: got, Err: err}
 	}
 	return err

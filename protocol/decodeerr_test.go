@@ -31,8 +31,8 @@ func TestDecodeErrorNamesFieldAndTypes(t *testing.T) {
 		{"element", map[string]any{"Tags": []any{"a", 7}}, new(person), "field person.Tags[1]: want string, got int 7"},
 		{"map value", map[string]any{"Score": map[string]string{"b": "high"}}, new(person), `field person.Score["b"]: want float64, got string "high"`},
 		{"tagged", map[string]any{"nick": 42}, new(person), "field person.Nick: want string, got int 42"},
-		{"whole value", 42, new(person), "field person: want protocol.person, got int 42"},
-		{"builtin", "forty-two", new(int), `field int: want int, got string "forty-two"`},
+		{"whole value", 42, new(person), "want protocol.person, got int 42"},
+		{"builtin", "forty-two", new(int), `want int, got string "forty-two"`},
 	}
 	for _, codec := range []Codec{Msgpack, MsgpackCompact} {
 		for _, tt := range tests {

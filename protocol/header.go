@@ -36,6 +36,7 @@ const (
 	KindCancel    Kind = 5 // the caller gave up on the request with this sequence number
 )
 
+// String returns the kind's name, e.g. "request".
 func (k Kind) String() string {
 	switch k {
 	case KindRequest:
@@ -82,6 +83,7 @@ const (
 	StatusRefused         Status = 10 // a server interceptor refused the request; not executed
 )
 
+// String returns the status's name, e.g. "unknown method".
 func (s Status) String() string {
 	switch s {
 	case StatusOK:
@@ -112,12 +114,12 @@ func (s Status) String() string {
 
 // Header is the fixed part of a frame.
 type Header struct {
-	Kind    Kind
-	Flags   Flags
-	Codec   CodecID
-	Status  Status
-	Seq     uint64
-	BodyLen uint32
+	Kind    Kind    // what the frame is: request, response, heartbeat, go-away, cancel
+	Flags   Flags   // one-way, error, reply (of a heartbeat)
+	Codec   CodecID // the payload's codec; CodecNone for a frame without one
+	Status  Status  // a response's outcome; StatusOK otherwise
+	Seq     uint64  // matches a response (or cancel) to its request
+	BodyLen uint32  // the length of the body that follows the header
 }
 
 // appendHeader appends the 20 header bytes of h to dst.

@@ -32,6 +32,7 @@ type TooLargeError struct {
 	Limit  int    // the reader's body limit
 }
 
+// Error says which frame was skipped, and the limit.
 func (e *TooLargeError) Error() string {
 	return fmt.Sprintf("%v: %s body of %d bytes, limit %d (skipped)", ErrTooLarge, e.Header.Kind, e.Header.BodyLen, e.Limit)
 }

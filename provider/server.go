@@ -1,13 +1,3 @@
-// Package provider serves the exported methods of Go values over shoal's
-// protocol, publishes itself in a registry, and shuts down without losing a
-// request.
-//
-// The life of a server, read top to bottom in this file: Register the
-// services, Serve a listener (which publishes the instance once it accepts),
-// and Shutdown: withdraw from the registry, stop accepting, tell every
-// connection to go away, answer late requests "shutting down" without running
-// them, wait for the requests in flight, close. The life of a connection is in
-// conn.go; method shapes are checked once, at registration, in service.go.
 package provider
 
 import (

@@ -19,7 +19,9 @@ import (
 )
 
 // Args are the operands of Add, Mul and Div.
-type Args struct{ A, B int }
+type Args struct {
+	A, B int // the operands
+}
 
 // Stats is what one instance reports about itself through Arith.Stats.
 type Stats struct {

@@ -14,16 +14,16 @@ import (
 // Summary is the machine-readable form of Stats, as the demo client prints
 // it with -json.
 type Summary struct {
-	Calls      int64             `json:"calls"`
-	OK         int64             `json:"ok"`
-	Failed     int64             `json:"failed"`
+	Calls      int64             `json:"calls"`                 // calls completed
+	OK         int64             `json:"ok"`                    // calls that succeeded
+	Failed     int64             `json:"failed"`                // calls that returned an error
 	Outcomes   map[string]int64  `json:"outcomes"`              // every kind, by name, zeros included
 	LastErrors map[string]string `json:"last_errors,omitempty"` // by kind name
-	Seconds    float64           `json:"seconds"`
-	PerSecond  float64           `json:"per_second"`
-	P50Ms      float64           `json:"p50_ms"`
-	P99Ms      float64           `json:"p99_ms"`
-	Instances  map[string]int64  `json:"instances"` // successful calls by instance ID
+	Seconds    float64           `json:"seconds"`               // how long the run took
+	PerSecond  float64           `json:"per_second"`            // calls completed per second
+	P50Ms      float64           `json:"p50_ms"`                // median latency of successful calls
+	P99Ms      float64           `json:"p99_ms"`                // 99th percentile latency of successful calls
+	Instances  map[string]int64  `json:"instances"`             // successful calls by instance ID
 }
 
 // Summary returns s in machine-readable form.
