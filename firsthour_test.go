@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/naming"
@@ -235,5 +237,57 @@ func TestDialAddressErrors(t *testing.T) {
 		if addr == "" && strings.Contains(err.Error(), `"tcp@`) {
 			t.Errorf("Dial(\"\") names a tcp@ nobody typed: %v", err)
 		}
+	}
+}
+
+// Event is a value with the things the README warns about on the wire.
+type Event struct {
+	Name  string            `json:"name"` // json tags do not rename a field for msgpack
+	Label string            `msgpack:"label"`
+	When  time.Time         // comes back in the local zone
+	Attrs map[string]string // merges into a reused reply
+}
+
+// Echo returns its argument.
+type Echo struct{}
+
+// Event returns ev as it arrived.
+func (Echo) Event(ev Event, out *Event) error { *out = ev; return nil }
+
+// Raw returns the argument's msgpack map keys, as the server decoded them.
+func (Echo) Raw(ev map[string]any, keys *[]string) error {
+	for k := range ev {
+		*keys = append(*keys, k)
+	}
+	slices.Sort(*keys)
+	return nil
+}
+
+// The wire behaviour the README documents: msgpack names fields by Go name
+// or msgpack tag (json tags do nothing), a time.Time comes back in the local
+// zone as the same instant, and a reused reply's map merges.
+func TestWireBehaviourTheReadmeDocuments(t *testing.T) {
+	c, _ := cluster(t, Echo{})
+	ctx := context.Background()
+	var keys []string
+	if err := c.Call(ctx, "Arith.Raw", Event{}, &keys); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(keys, ",") != "Attrs,Name,When,label" {
+		t.Errorf("msgpack keys %v, want Attrs,Name,When,label (json tags ignored, msgpack tags used)", keys)
+	}
+	when := time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600))
+	var out Event
+	if err := c.Call(ctx, "Arith.Event", Event{When: when, Attrs: map[string]string{"a": "1"}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !out.When.Equal(when) || out.When.Location() != time.Local {
+		t.Errorf("time %v in %v, want the same instant in time.Local", out.When, out.When.Location())
+	}
+	if err := c.Call(ctx, "Arith.Event", Event{Attrs: map[string]string{"b": "2"}}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Attrs) != 2 {
+		t.Errorf("a reused reply's map holds %v, want a and b merged", out.Attrs)
 	}
 }
