@@ -1,16 +1,21 @@
 // Package shoal is an RPC microframework for Go that serves plain Go
 // structs. This package holds no code: it is the module's overview, and its
-// example is the README's, run as a test.
+// example is the README's first program, run as a test.
 //
 //   - provider serves the exported methods of a struct
-//     (func (t *T) M([ctx context.Context,] args A, reply *R) error) over a
-//     compact binary protocol, registers itself in a registry and shuts down
-//     without losing a request;
+//     (func (t *T) M([ctx context.Context,] args A, reply *R) error) as
+//     "T.M" over a compact binary protocol, registers itself in a registry
+//     under a service name of your choosing, and shuts down without losing a
+//     request;
 //   - consumer calls them: Client is one multiplexed connection, Pool keeps
-//     connections per address, and ClientProxy adds discovery, load
-//     balancing and fail policies;
-//   - naming holds the registries (memory, static, Consul), loadbalance the
-//     balancing policies, and protocol the wire format.
+//     connections per address, and ClientProxy finds a service's instances
+//     by its registry name and adds load balancing and fail policies;
+//     NewMethod makes a typed handle on one method;
+//   - naming holds the registries (memory, static, Consul) and the address
+//     forms every part accepts ("host:port", "tcp@host:port",
+//     "unix@/path"); loadbalance holds the balancing policies, and protocol
+//     the wire format.
 //
+// Install with go get github.com/shoalrpc/shoal@latest (Go 1.26 or later).
 // Start with the README, or run the quickstart: go run ./demo/quickstart.
 package shoal

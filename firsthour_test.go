@@ -126,6 +126,14 @@ func TestUnknownNamesSuggestTheRegisteredOnes(t *testing.T) {
 		errorIs(t, "Arith.add", caller.Call(ctx, "Arith.add", Args{}, &sum), consumer.ErrUnknownMethod,
 			`did you mean "Arith.Add"?`)
 	}
+	// Word for word as the README quotes it.
+	const readme = `shoal: unknown service: "arith.Add": no service "arith" on this server; it serves Arith (a call names "Service.Method" as Register or RegisterName named it, not the registry's service name); did you mean "Arith.Add"?`
+	if err := c.Call(ctx, "arith.Add", Args{}, &sum); err == nil || err.Error() != readme {
+		t.Errorf("arith.Add:\n got %v\nwant %s", err, readme)
+	}
+	if b, err := os.ReadFile("README.md"); err != nil || !strings.Contains(string(b), readme) {
+		t.Errorf("the README no longer quotes the unknown-service error (%v)", err)
+	}
 }
 
 // A reply that is not a non-nil pointer is refused before anything is

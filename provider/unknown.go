@@ -21,21 +21,29 @@ func (s *Server) unknownMessage(name string, status protocol.Status) string {
 	b.WriteString(strconv.Quote(name))
 	dot := strings.LastIndexByte(name, '.') // lookup answered "bad request" without one
 	svc, meth := name[:dot], name[dot+1:]
+	var have []string
 	if status == protocol.StatusUnknownMethod {
-		b.WriteString(": service " + svc + " has no method " + strconv.Quote(meth))
-		var have []string
+		b.WriteString(": service " + svc + " has no method " + strconv.Quote(meth) + "; it has ")
 		for k := range methods {
 			if s, m, _ := strings.Cut(k, "."); s == svc {
 				have = append(have, m)
 			}
 		}
-		suggest(&b, name, svc+".", have)
-		return b.String()
-	}
-	b.WriteString(": no service " + strconv.Quote(svc) + " on this server")
-	var have []string
-	for k := range *s.services.Load() {
-		have = append(have, k)
+		slices.Sort(have)
+		list(&b, have)
+	} else {
+		b.WriteString(": no service " + strconv.Quote(svc) + " on this server; ")
+		for k := range *s.services.Load() {
+			have = append(have, k)
+		}
+		if len(have) == 0 {
+			b.WriteString("it serves nothing yet")
+			return b.String()
+		}
+		slices.Sort(have)
+		b.WriteString("it serves ")
+		list(&b, have)
+		b.WriteString(` (a call names "Service.Method" as Register or RegisterName named it, not the registry's service name)`)
 	}
 	// A name that differs only in case is the usual mistake: the registry's
 	// service name ("arith") where the call wants the Go type's ("Arith").
@@ -49,29 +57,7 @@ func (s *Server) unknownMessage(name string, status protocol.Status) string {
 		slices.Sort(near)
 		b.WriteString("; did you mean " + strconv.Quote(near[0]) + "?")
 	}
-	if len(have) == 0 {
-		b.WriteString("; it serves nothing yet")
-		return b.String()
-	}
-	slices.Sort(have)
-	b.WriteString("; it serves ")
-	list(&b, have)
-	b.WriteString(" (a call names \"Service.Method\" as Register or RegisterName named it, not the registry's service name)")
 	return b.String()
-}
-
-// suggest appends "; did you mean ...?" for a case-insensitive match among
-// have (prefixed), then the list of have.
-func suggest(b *strings.Builder, name, prefix string, have []string) {
-	slices.Sort(have)
-	for _, m := range have {
-		if strings.EqualFold(prefix+m, name) {
-			b.WriteString("; did you mean " + strconv.Quote(prefix+m) + "?")
-			break
-		}
-	}
-	b.WriteString("; it has ")
-	list(b, have)
 }
 
 // list appends names, comma-separated, up to maxSuggested of them.
