@@ -125,6 +125,8 @@ func TestUnknownNamesSuggestTheRegisteredOnes(t *testing.T) {
 			`service Arith has no method "Sub"`, "it has Add, Name")
 		errorIs(t, "Arith.add", caller.Call(ctx, "Arith.add", Args{}, &sum), consumer.ErrUnknownMethod,
 			`did you mean "Arith.Add"?`)
+		errorIs(t, "kv.Add", caller.Call(ctx, "kv.Add", Args{}, &sum), consumer.ErrUnknownService,
+			`no service "kv" on this server; it serves Arith`, `did you mean "Arith.Add"?`)
 	}
 	// Word for word as the README quotes it.
 	const readme = `shoal: unknown service: "arith.Add": no service "arith" on this server; it serves Arith (a call names "Service.Method" as Register or RegisterName named it, not the registry's service name); did you mean "Arith.Add"?`

@@ -28,12 +28,16 @@ const addrForms = "want host:port, tcp@host:port or unix@/path/sock"
 // A malformed address is an error wrapping ErrBadAddress that quotes it as
 // given and says what is wrong.
 func SplitAddr(addr string) (network, address string, err error) {
+	bad := func(why string) (string, string, error) {
+		return "", "", fmt.Errorf("address %q: %w: %s", addr, ErrBadAddress, why)
+	}
+	if scheme, rest, isURL := strings.Cut(addr, "://"); isURL && !strings.Contains(scheme, "@") {
+		// "tcp://h:p" is a URL, not an address; registries take URLs.
+		return bad(fmt.Sprintf("a URL, not an address; write %s@%s", scheme, rest))
+	}
 	network, address, ok := strings.Cut(addr, "@")
 	if !ok {
 		network, address = "tcp", addr
-	}
-	bad := func(why string) (string, string, error) {
-		return "", "", fmt.Errorf("address %q: %w: %s", addr, ErrBadAddress, why)
 	}
 	switch network {
 	case "tcp", "tcp4", "tcp6":

@@ -162,6 +162,7 @@ func TestAddressForms(t *testing.T) {
 		":9001":     `address ":9001": bad address: empty host`,
 		"unix@":     `address "unix@": bad address: empty socket path`,
 		"h:0":       `address "h:0": bad address: port "0" is not in 1..65535`,
+		"tcp://h:1": `address "tcp://h:1": bad address: a URL, not an address; write tcp@h:1`,
 	} {
 		_, _, err := SplitAddr(in)
 		if !errors.Is(err, ErrBadAddress) || err.Error() != want {

@@ -78,5 +78,5 @@ func ExampleServer_RegisterName() {
 	fmt.Println(err)
 	// Output:
 	// <nil> hello, gopher
-	// shoal: unknown service: "Greeter.Hello": no service "Greeter" on this server; it serves Hi (a call names "Service.Method" as Register or RegisterName named it, not the registry's service name)
+	// shoal: unknown service: "Greeter.Hello": no service "Greeter" on this server; it serves Hi (a call names "Service.Method" as Register or RegisterName named it, not the registry's service name); did you mean "Hi.Hello"?
 }

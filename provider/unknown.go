@@ -45,13 +45,22 @@ func (s *Server) unknownMessage(name string, status protocol.Status) string {
 		list(&b, have)
 		b.WriteString(` (a call names "Service.Method" as Register or RegisterName named it, not the registry's service name)`)
 	}
-	// A name that differs only in case is the usual mistake: the registry's
-	// service name ("arith") where the call wants the Go type's ("Arith").
-	var near []string
+	// The usual mistakes: the registry's service name ("arith", "kv") where
+	// the call wants the Go type's ("Arith", "Store"), and a method's name in
+	// the wrong case. Suggest a method whose name matches up to case, in
+	// this service or, failing that, in any.
+	var near, elsewhere []string
 	for k := range methods {
-		if strings.EqualFold(k, name) {
+		s, m, _ := strings.Cut(k, ".")
+		switch {
+		case strings.EqualFold(k, name):
 			near = append(near, k)
+		case s != svc && strings.EqualFold(m, meth):
+			elsewhere = append(elsewhere, k)
 		}
+	}
+	if len(near) == 0 {
+		near = elsewhere
 	}
 	if len(near) > 0 {
 		slices.Sort(near)
