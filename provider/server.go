@@ -313,7 +313,11 @@ func (s *Server) publish(ln net.Listener) error {
 			}
 		}
 	}
-	return fmt.Errorf("provider: register %s after %d attempts: %w", in.ID, o.registerAttempts, err)
+	attempts := "1 attempt"
+	if o.registerAttempts > 1 {
+		attempts = fmt.Sprintf("%d attempts", o.registerAttempts)
+	}
+	return fmt.Errorf("provider: register %s after %s: %w", in.ID, attempts, err)
 }
 
 // trackConn adds a new connection; one that arrives while shutting down is

@@ -151,7 +151,7 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 	}
 	if len(methods) == 0 {
 		msg := fmt.Sprintf("provider: register %s: type %s has no exported methods of the form func([ctx context.Context,] args A, reply *R) error", name, t)
-		if t.Kind() != reflect.Pointer {
+		if t.Kind() != reflect.Pointer && reflect.PointerTo(t).NumMethod() > t.NumMethod() {
 			msg += "; methods with pointer receivers need a pointer: Register(&v)"
 		}
 		if len(skipped) > 0 {

@@ -66,7 +66,7 @@ func TestRegisterErrors(t *testing.T) {
 	}{
 		{"", nil, "nil receiver"},
 		{"", struct{}{}, "no service name"},
-		{"", OnlyPointer{}, "need a pointer"},
+		{"", OnlyPointer{}, "methods with pointer receivers need a pointer: Register(&v)"},
 		{"a.b", &OnlyPointer{}, "must not contain a dot"},
 		{"", hidden{}, "not exported"},
 		{"", 42, "register int: a builtin type has no methods to serve"},
@@ -231,3 +231,20 @@ func TestPanicInDirectCallBecomesAnError(t *testing.T) {
 }
 
 func (*panicky) BoomPtr(*int, *int) error { panic("boom") }
+
+type valueOnly struct{}
+
+// ValueOnly has a value-receiver method of the wrong shape, and none with a
+// pointer receiver.
+type ValueOnly struct{}
+
+func (ValueOnly) Do(a valueOnly, r *int) error { return nil }
+
+// The pointer hint is given only when the pointer has methods the value
+// lacks.
+func TestRegisterHintsAPointerOnlyWhenItHelps(t *testing.T) {
+	err := NewServer().Register(ValueOnly{})
+	if err == nil || strings.Contains(err.Error(), "need a pointer") || !strings.Contains(err.Error(), "argument type provider.valueOnly is not exported") {
+		t.Fatalf("Register(ValueOnly{}): %v", err)
+	}
+}
