@@ -301,3 +301,43 @@ func TestWireBehaviourTheReadmeDocuments(t *testing.T) {
 		t.Errorf("a reused reply's map holds %v, want a and b merged", out.Attrs)
 	}
 }
+
+// The README's first program is Example: the body of its main and the body
+// of Example are the same code, comments aside.
+func TestReadmeProgramIsExample(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "## A service, a server, a call")
+	_, program, _ := strings.Cut(section, "```go\n")
+	program, _, _ = strings.Cut(program, "```")
+	src, err := os.ReadFile("example_test.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, want := body(program, "func main() {"), body(string(src), "func Example() {")
+	if got == "" || got != want {
+		t.Fatalf("the README's main is not Example:\nREADME:\n%s\nExample:\n%s", got, want)
+	}
+}
+
+// body returns the statements of the function that starts with header, one
+// a line, trimmed, without comments or blank lines.
+func body(src, header string) string {
+	_, rest, ok := strings.Cut(src, header+"\n")
+	if !ok {
+		return ""
+	}
+	rest, _, _ = strings.Cut(rest, "\n}\n")
+	var out []string
+	for line := range strings.SplitSeq(rest, "\n") {
+		if i := strings.Index(line, "//"); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
