@@ -162,6 +162,9 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 		return exitFailed
 	}
 
+	// The listener is open: connections queue until the accept loop runs.
+	log.Info("serving", "service", cfg.service, "id", id, "addr", addr,
+		"weight", cfg.weight, "tags", strings.Join(cfg.tags, ","), "registry", cfg.registry, "tls", cfg.tls != nil, "pid", os.Getpid())
 	// Start returns once the listener accepts and the instance is in the
 	// registry: a client that looks the service up from now on finds it.
 	if err := srv.Start(ln); err != nil {
@@ -170,8 +173,6 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 		return exitFailed
 	}
 	log.Info("registered", "service", cfg.service, "id", id, "registry", cfg.registry)
-	log.Info("serving", "service", cfg.service, "id", id, "addr", addr,
-		"weight", cfg.weight, "tags", strings.Join(cfg.tags, ","), "registry", cfg.registry, "tls", cfg.tls != nil, "pid", os.Getpid())
 	if strings.HasPrefix(cfg.registry, "memory:") {
 		log.Info("memory:// is this process's own registry; clients reach this server by address", "client_registry", "static://"+addr)
 	}
