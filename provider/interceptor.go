@@ -41,6 +41,7 @@ type Refusal struct {
 	Err    error           // why; its text is what the caller reads
 }
 
+// Error returns Err's text.
 func (r *Refusal) Error() string { return r.Err.Error() }
 
 // Unwrap returns why.

@@ -67,6 +67,7 @@ const (
 	Request
 )
 
+// String returns the kind's name.
 func (k Kind) String() string {
 	switch k {
 	case Call:
@@ -98,6 +99,7 @@ const (
 	MaybeExecuted
 )
 
+// String returns the class's name.
 func (c Class) String() string {
 	switch c {
 	case OK:
@@ -115,7 +117,7 @@ func (c Class) String() string {
 // RPCInfo describes a call, an attempt or a request. It is given to RPCBegin
 // and again, unchanged, to RPCEnd; a handler must not keep it after RPCEnd.
 type RPCInfo struct {
-	Kind    Kind
+	Kind    Kind      // what is being reported: a call, an attempt or a request
 	Method  string    // "Service.Method"
 	Service string    // the registry's service name (ClientProxy calls and attempts); "" otherwise
 	Addr    string    // the other end: the instance's address (attempt, Client call) or the peer's (request)
@@ -145,6 +147,7 @@ const (
 	Server
 )
 
+// String returns "client" or "server".
 func (s Side) String() string {
 	if s == Server {
 		return "server"
@@ -154,7 +157,7 @@ func (s Side) String() string {
 
 // ConnEvent is a connection opening (Begin) or closing (!Begin).
 type ConnEvent struct {
-	Side   Side
+	Side   Side   // which end of the connection reports it
 	Begin  bool   // true when it opened, false when it closed
 	Local  string // local address
 	Remote string // remote address
@@ -181,6 +184,7 @@ const (
 	FallbackEnd
 )
 
+// String returns the event kind's name.
 func (k ProxyEventKind) String() string {
 	switch k {
 	case InstancesChanged:
@@ -201,13 +205,13 @@ func (k ProxyEventKind) String() string {
 
 // ProxyEvent is a decision a ClientProxy took on its own.
 type ProxyEvent struct {
-	Kind      ProxyEventKind
-	Service   string    // the proxy's service
-	Instance  string    // the instance's ID (ejected, readmitted)
-	Addr      string    // the instance's address (ejected, readmitted)
-	Instances int       // how many instances the proxy now holds (changed, fallback)
-	Method    string    // the call's method (budget exhausted)
-	Time      time.Time // when it happened
+	Kind      ProxyEventKind // what the proxy decided
+	Service   string         // the proxy's service
+	Instance  string         // the instance's ID (ejected, readmitted)
+	Addr      string         // the instance's address (ejected, readmitted)
+	Instances int            // how many instances the proxy now holds (changed, fallback)
+	Method    string         // the call's method (budget exhausted)
+	Time      time.Time      // when it happened
 }
 
 // Handlers is a list of handlers called in order; the zero value holds none.
