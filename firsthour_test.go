@@ -3,10 +3,14 @@ package shoal_test
 import (
 	"context"
 	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -340,4 +344,41 @@ func body(src, header string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Every error variable a user can get from the core packages is in the
+// README's error section.
+func TestEverySentinelIsInTheReadme(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "\n## Errors\n")
+	section, _, _ = strings.Cut(section, "\n## ")
+	fset := token.NewFileSet()
+	for _, pkg := range []string{"consumer", "provider", "naming", "loadbalance"} {
+		files, _ := filepath.Glob(filepath.Join(pkg, "*.go"))
+		for _, name := range files {
+			if strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, name, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range f.Decls {
+				g, ok := d.(*ast.GenDecl)
+				if !ok || g.Tok != token.VAR {
+					continue
+				}
+				for _, spec := range g.Specs {
+					for _, id := range spec.(*ast.ValueSpec).Names {
+						if id.IsExported() && strings.HasPrefix(id.Name, "Err") && !strings.Contains(section, pkg+"."+id.Name) && !strings.Contains(section, "`"+id.Name+"`") {
+							t.Errorf("%s.%s is not in the README's error section", pkg, id.Name)
+						}
+					}
+				}
+			}
+		}
+	}
 }
