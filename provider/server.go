@@ -153,8 +153,9 @@ func (s *Server) Serve(ln net.Listener) error {
 // Start serves ln in the background, like Serve, and returns once ln is
 // accepting and, with WithRegistry, the instance is registered: a consumer
 // that looks the service up after Start returns finds it. It returns the
-// error Serve would return at that point (the registration failed, ln is
-// already served, the server is closed), with ln closed.
+// error Serve would return at that point: an invalid option, the server is
+// closed, the registration failed (ln is then closed), or ln is already
+// served (ErrListenerInUse; ln keeps being served).
 //
 // Serving then continues until Shutdown or Close. If the listener fails
 // later (someone else closed it), the error is logged and Err returns it.
