@@ -40,7 +40,7 @@ func (Arith) Div(args Args, q *int) error {
 // it by the service name and calls a method by its "Type.Method" name,
 // through a typed handle. This is the README's first example.
 func Example() {
-	reg := naming.NewMemory() // in-process; naming.Open("consul://127.0.0.1:8500") for Consul
+	reg := naming.NewMemory() // in-process; naming.Open("consul://127.0.0.1:8500", consul.Backend()) for Consul
 
 	srv := provider.NewServer(provider.WithRegistry(reg, naming.Instance{Service: "arith"}))
 	if err := srv.Register(Arith{}); err != nil { // serves "Arith.Add", "Arith.Div"

@@ -19,6 +19,7 @@ import (
 	"github.com/shoalrpc/shoal/demo/loadgen"
 	"github.com/shoalrpc/shoal/internal/consultest"
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/naming/consul"
 )
 
 // The scenario's constants.
@@ -59,7 +60,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 
 	// 2. Steady load, Failover, on Sleep(3 ms): the in-test client and the
 	// demo/client binary.
-	reg, err := naming.Open(regURL)
+	reg, err := naming.Open(regURL, consul.Backend())
 	if err != nil {
 		t.Fatal(err)
 	}

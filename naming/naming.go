@@ -1,8 +1,11 @@
 // Package naming describes service instances and the registries that hold them.
 //
 // A provider registers an Instance; a consumer fetches or watches the instances
-// of a service by name. Backends: memory (in-process, the default), static
-// (a fixed list of addresses) and consul. Open picks one from a URL.
+// of a service by name. Built in: memory (in-process, the default) and static
+// (a fixed list of addresses). Consul is in naming/consul, a package of its
+// own so that programs which do not use it do not link its client; Open
+// picks a registry from a URL, opening other schemes with the Backends it
+// is given.
 package naming
 
 import "context"

@@ -1,69 +1,81 @@
 package naming
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/url"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/hashicorp/consul/api"
 )
 
-// Open returns the registry a URL names:
+// Open returns the registry a URL names. Two schemes are built in:
 //
 //	memory://                                   a new, empty in-process registry (NewMemory)
 //	static://127.0.0.1:9001,tcp@h:9002          a fixed list of addresses (NewStatic), in any
 //	                                            form SplitAddr accepts
-//	consul://127.0.0.1:8500                     a Consul agent (NewConsul)
-//	consul://                                   Consul at CONSUL_HTTP_ADDR, or 127.0.0.1:8500
 //
-// A consul:// URL starts from api.DefaultConfig(), so CONSUL_HTTP_TOKEN and
-// the TLS variables apply; a host in the URL overrides CONSUL_HTTP_ADDR. Query
-// parameters set the options, as Go durations: ttl (WithTTL),
-// deregister_after (WithDeregisterCriticalAfter), wait (WithWatchWait) and
-// timeout (WithRequestTimeout), e.g. "consul://127.0.0.1:8500?ttl=5s".
+// and any other is opened by the backend given for it, which keeps registry
+// clients out of programs that do not use them:
+//
+//	naming.Open("consul://127.0.0.1:8500?ttl=5s", consul.Backend())
 //
 // Each call returns a new registry: two Open("memory://") calls do not share
 // instances. To share an in-process registry, pass the one value around.
 // An unknown scheme or a malformed URL is an error that quotes the URL, with
-// only secrets hidden (a password, and the values of parameters Open does
-// not know, which may be tokens), and says what is wrong with it, once.
-func Open(rawURL string) (Registry, error) {
+// only secrets hidden (a password, and the values of parameters the backend
+// does not call public, which may be tokens), and says what is wrong with
+// it, once.
+func Open(rawURL string, backends ...Backend) (Registry, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok || scheme == "" {
-		return nil, urlErrorf(rawURL, "want scheme://..., one of memory://, static://host:port[,...], consul://host:port")
+		return nil, urlErrorf(rawURL, nil, "want scheme://..., one of %s", schemeList(backends, "://"))
 	}
 	switch strings.ToLower(scheme) {
 	case "memory":
 		if rest != "" {
-			return nil, urlErrorf(rawURL, "memory:// takes no address, got %q", rest)
+			return nil, urlErrorf(rawURL, nil, "memory:// takes no address, got %q", rest)
 		}
 		return NewMemory(), nil
 	case "static":
 		if rest == "" {
-			return nil, urlErrorf(rawURL, "static:// needs at least one address, e.g. static://127.0.0.1:9001")
+			return nil, urlErrorf(rawURL, nil, "static:// needs at least one address, e.g. static://127.0.0.1:9001")
 		}
 		s, err := newStatic(strings.Split(rest, ","))
 		if err != nil {
-			return nil, &urlError{url: redactURL(rawURL), err: err}
+			return nil, &urlError{url: redactURL(rawURL, nil), err: err}
 		}
 		return s, nil
-	case "consul":
-		cfg, opts, err := parseConsulURL(rawURL)
-		if err != nil {
-			return nil, err
-		}
-		c, err := NewConsul(cfg, opts...)
-		if err != nil {
-			return nil, &urlError{url: redactURL(rawURL), err: err}
-		}
-		return c, nil
-	default:
-		return nil, urlErrorf(rawURL, "unknown scheme %q (want memory, static or consul)", scheme)
 	}
+	for _, b := range backends {
+		if strings.EqualFold(b.Scheme, scheme) && b.Open != nil {
+			reg, err := b.Open(rawURL)
+			if err != nil {
+				return nil, &urlError{url: redactURL(rawURL, b.PublicParams), err: err}
+			}
+			return reg, nil
+		}
+	}
+	msg := fmt.Sprintf("unknown scheme %q (want %s)", scheme, schemeList(backends, ""))
+	if pkg, known := backendPackages[strings.ToLower(scheme)]; known {
+		msg += fmt.Sprintf("; %s:// is opened by %s: naming.Open(url, %s.Backend())", scheme, pkg, path.Base(pkg))
+	}
+	return nil, urlErrorf(rawURL, nil, "%s", msg)
+}
+
+// backendPackages names the packages of shoal's own backends, for the hint
+// when a program did not give one to Open.
+var backendPackages = map[string]string{
+	"consul": "github.com/shoalrpc/shoal/naming/consul",
+}
+
+// schemeList lists the schemes Open knows with these backends.
+func schemeList(backends []Backend, suffix string) string {
+	names := []string{"memory" + suffix, "static" + suffix}
+	for _, b := range backends {
+		names = append(names, b.Scheme+suffix)
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // urlError is a registry URL that Open could not use: the URL, as fit to
@@ -80,67 +92,16 @@ func (e *urlError) Error() string {
 
 func (e *urlError) Unwrap() error { return e.err }
 
-func urlErrorf(rawURL, format string, args ...any) error {
-	return &urlError{url: redactURL(rawURL), err: fmt.Errorf(format, args...)}
-}
-
-// consulParams are the query parameters of a consul:// URL: Go durations,
-// never secret, so errors show them.
-var consulParams = map[string]func(time.Duration) ConsulOption{
-	"ttl":              WithTTL,
-	"deregister_after": WithDeregisterCriticalAfter,
-	"wait":             WithWatchWait,
-	"timeout":          WithRequestTimeout,
-}
-
-// parseConsulURL turns consul://[host:port][?ttl=...] into a Consul config
-// and options.
-func parseConsulURL(rawURL string) (*api.Config, []ConsulOption, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error repeats the URL, secrets and all
-		}
-		return nil, nil, &urlError{url: redactURL(rawURL), err: err}
-	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
-		return nil, nil, urlErrorf(rawURL, "want consul://host:port[?ttl=10s&...], without user, path or fragment")
-	}
-	cfg := api.DefaultConfig()
-	if u.Host != "" {
-		if _, port, err := net.SplitHostPort(u.Host); err != nil || port == "" {
-			return nil, nil, urlErrorf(rawURL, "address %q: want host:port", u.Host)
-		}
-		cfg.Address = u.Host
-	}
-	var opts []ConsulOption
-	for key, vals := range u.Query() {
-		if len(vals) != 1 {
-			return nil, nil, urlErrorf(rawURL, "parameter %q given %d times", key, len(vals))
-		}
-		opt, known := consulParams[key]
-		if !known {
-			if key == "token" {
-				return nil, nil, urlErrorf(rawURL, "no token in URLs (they end up in logs and process listings): set CONSUL_HTTP_TOKEN or use naming.WithToken")
-			}
-			return nil, nil, urlErrorf(rawURL, "unknown parameter %q (want ttl, deregister_after, wait or timeout)", key)
-		}
-		d, err := time.ParseDuration(vals[0])
-		if err != nil {
-			return nil, nil, urlErrorf(rawURL, "parameter %s: %q is not a duration (e.g. 5s, 1m30s)", key, vals[0])
-		}
-		opts = append(opts, opt(d))
-	}
-	return cfg, opts, nil
+func urlErrorf(rawURL string, public []string, format string, args ...any) error {
+	return &urlError{url: redactURL(rawURL, public), err: fmt.Errorf(format, args...)}
 }
 
 // redactURL returns rawURL fit for an error message. Only what may be
 // secret is hidden: a password, and the values of query parameters other
-// than consul://'s durations (a token may hide under any name). A static://
-// URL holds addresses only ("tcp@host" is not user information) and is
-// shown as it is.
-func redactURL(rawURL string) string {
+// than the public ones (a token may hide under any name). A static:// URL
+// holds addresses only ("tcp@host" is not user information) and is shown as
+// it is.
+func redactURL(rawURL string, public []string) string {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if ok && strings.EqualFold(scheme, "static") {
 		return rawURL
@@ -167,7 +128,7 @@ func redactURL(rawURL string) string {
 	if u.RawQuery != "" {
 		q := u.Query()
 		for k := range q {
-			if _, known := consulParams[k]; !known {
+			if !slices.Contains(public, k) {
 				q[k] = []string{"redacted"}
 			}
 		}

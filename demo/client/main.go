@@ -30,6 +30,7 @@ import (
 	"github.com/shoalrpc/shoal/demo/tlsflags"
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/naming/consul"
 )
 
 // Exit statuses.
@@ -175,7 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "client:", err)
 		return exitUsage
 	}
-	reg, err := naming.Open(cfg.registry)
+	reg, err := naming.Open(cfg.registry, consul.Backend())
 	if err != nil {
 		fmt.Fprintln(stderr, "client:", err)
 		return exitUsage

@@ -75,7 +75,7 @@ func (n *node) stats() arith.Stats {
 }
 
 func run(ctx context.Context, w io.Writer, o options) error {
-	reg := naming.NewMemory() // the embedded registry; naming.Open("consul://…") in production
+	reg := naming.NewMemory() // the embedded registry; naming.Open("consul://…", consul.Backend()) in production
 	defer reg.Close()
 
 	fmt.Fprintf(w, "shoal quickstart: one process, the embedded memory registry, three providers of %q, one ClientProxy.\n\n", service)

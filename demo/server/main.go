@@ -29,6 +29,7 @@ import (
 	"github.com/shoalrpc/shoal/demo/arith"
 	"github.com/shoalrpc/shoal/demo/tlsflags"
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/naming/consul"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -129,7 +130,7 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	}
 	log := newLogger(cfg.logFormat, stderr)
 
-	reg, err := naming.Open(cfg.registry)
+	reg, err := naming.Open(cfg.registry, consul.Backend())
 	if err != nil {
 		log.Error("cannot open the registry", "err", err)
 		return exitUsage

@@ -10,7 +10,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/internal/consultest"
-	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/naming/consul"
 )
 
 // TestConsulACLNewClientProxyWithoutToken: with Consul's ACLs on (default
@@ -22,13 +22,13 @@ func TestConsulACLNewClientProxyWithoutToken(t *testing.T) {
 		t.Skip("CONSUL_HTTP_TOKEN or CONSUL_HTTP_TOKEN_FILE is set: no anonymous request to test")
 	}
 	agent, mgmt := consultest.StartWithACL(t)
-	provReg, err := naming.NewConsul(&api.Config{Address: agent.Addr()}, naming.WithToken(mgmt))
+	provReg, err := consul.New(&api.Config{Address: agent.Addr()}, consul.WithToken(mgmt))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { provReg.Close() })
 	newCluster(t, provReg, 1)
-	anon, err := naming.NewConsul(&api.Config{Address: agent.Addr()})
+	anon, err := consul.New(&api.Config{Address: agent.Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,12 +37,12 @@ func TestConsulACLNewClientProxyWithoutToken(t *testing.T) {
 	if err == nil {
 		p.Close()
 	}
-	if !errors.Is(err, naming.ErrPermissionDenied) {
+	if !errors.Is(err, consul.ErrPermissionDenied) {
 		t.Fatalf("NewClientProxy without a token = %v; want ErrPermissionDenied", err)
 	}
 	t.Logf("NewClientProxy without a token: %v", err)
 	// With the token, the same consumer works.
-	tokReg, err := naming.NewConsul(&api.Config{Address: agent.Addr()}, naming.WithToken(mgmt))
+	tokReg, err := consul.New(&api.Config{Address: agent.Addr()}, consul.WithToken(mgmt))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/internal/consultest"
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/naming/consul"
 )
 
 // TestConsulRestartLosesNoCall (issue 12, item 4): 3 providers, a Failover
@@ -38,7 +39,7 @@ func TestConsulRestartLosesNoCall(t *testing.T) {
 	// and the first heartbeat after the restart finds the check gone and
 	// registers again within a further 3.3 s.
 	g := newGate(t, agent.Addr())
-	provReg, err := naming.NewConsul(&api.Config{Address: g.addr()}, naming.WithRequestTimeout(2*time.Second))
+	provReg, err := consul.New(&api.Config{Address: g.addr()}, consul.WithRequestTimeout(2*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestConsulRestartLosesNoCall(t *testing.T) {
 	// The consumer's registry is its own client, as in another process. Its
 	// watch backs off at most 1 s while the agent is away, so it sees the
 	// restarted agent soon (the default is 10 s).
-	consReg, err := naming.NewConsul(&api.Config{Address: agent.Addr()}, naming.WithBackoff(100*time.Millisecond, time.Second))
+	consReg, err := consul.New(&api.Config{Address: agent.Addr()}, consul.WithBackoff(100*time.Millisecond, time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}

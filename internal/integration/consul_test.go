@@ -7,6 +7,7 @@ import (
 
 	"github.com/shoalrpc/shoal/internal/consultest"
 	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/naming/consul"
 )
 
 // consulRegistry starts a real Consul dev agent for the test and returns a
@@ -15,7 +16,7 @@ import (
 func consulRegistry(t *testing.T) naming.Registry {
 	t.Helper()
 	agent := consultest.Start(t)
-	reg, err := naming.NewConsul(&api.Config{Address: agent.Addr()})
+	reg, err := consul.New(&api.Config{Address: agent.Addr()})
 	if err != nil {
 		t.Fatal(err)
 	}

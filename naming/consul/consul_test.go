@@ -1,6 +1,7 @@
-package naming
+package consul
 
 import (
+	"github.com/shoalrpc/shoal/naming"
 	"reflect"
 	"testing"
 	"time"
@@ -16,16 +17,16 @@ const testTTL = 2 * time.Second
 
 // newTestConsul returns a registry on agent with a short TTL and fast
 // backoff, closed when the test ends.
-func newTestConsul(t *testing.T, agent *consultest.Agent, opts ...ConsulOption) *Consul {
+func newTestConsul(t *testing.T, agent *consultest.Agent, opts ...Option) *Registry {
 	t.Helper()
-	opts = append([]ConsulOption{
+	opts = append([]Option{
 		WithTTL(testTTL),
 		WithRequestTimeout(2 * time.Second),
 		WithWatchWait(10 * time.Second),
 		WithBackoff(50*time.Millisecond, 500*time.Millisecond),
 		WithWatchRateLimit(20*time.Millisecond, 5),
 	}, opts...)
-	c, err := NewConsul(&api.Config{Address: agent.Addr()}, opts...)
+	c, err := New(&api.Config{Address: agent.Addr()}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,10 +35,10 @@ func newTestConsul(t *testing.T, agent *consultest.Agent, opts ...ConsulOption) 
 }
 
 // waitFetch polls Fetch until ok holds, failing the test after d.
-func waitFetch(t *testing.T, r Registry, service string, d time.Duration, what string, ok func([]*Instance) bool) []*Instance {
+func waitFetch(t *testing.T, r naming.Registry, service string, d time.Duration, what string, ok func([]*naming.Instance) bool) []*naming.Instance {
 	t.Helper()
 	deadline := time.Now().Add(d)
-	var last []*Instance
+	var last []*naming.Instance
 	var lastErr error
 	for {
 		list, err := r.Fetch(t.Context(), service)
@@ -66,13 +67,13 @@ func TestConsulRegisterWatchDeregister(t *testing.T) {
 		t.Fatalf("first snapshot of an unknown service = %#v, want an empty list", snap)
 	}
 
-	in := &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9001", Weight: 3, Tags: []string{"v1"}, Meta: map[string]string{"zone": "a"}}
+	in := &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9001", Weight: 3, Tags: []string{"v1"}, Meta: map[string]string{"zone": "a"}}
 	start := time.Now()
 	cancel, err := provider.Register(t.Context(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []*Instance{{ID: "arith-127.0.0.1-9001", Service: "arith", Addr: in.Addr, Weight: 3, Tags: []string{"v1"}, Meta: map[string]string{"zone": "a"}}}
+	want := []*naming.Instance{{ID: "arith-127.0.0.1-9001", Service: "arith", Addr: in.Addr, Weight: 3, Tags: []string{"v1"}, Meta: map[string]string{"zone": "a"}}}
 	// Passing at once: the first heartbeat went out with the registration.
 	got, err := consumer.Fetch(t.Context(), "arith")
 	if err != nil || !reflect.DeepEqual(got, want) {
@@ -104,7 +105,7 @@ func TestConsulMissedHeartbeatsFailTTL(t *testing.T) {
 	provider := newTestConsul(t, agent)
 	consumer := newTestConsul(t, agent)
 
-	cancel, err := provider.Register(t.Context(), &Instance{Service: "hung", Addr: "tcp@127.0.0.1:9100"})
+	cancel, err := provider.Register(t.Context(), &naming.Instance{Service: "hung", Addr: "tcp@127.0.0.1:9100"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +145,7 @@ func TestConsulAgentRestart(t *testing.T) {
 	consumer := newTestConsul(t, agent)
 
 	for _, port := range []string{"9201", "9202"} {
-		cancel, err := provider.Register(t.Context(), &Instance{Service: "echo", Addr: "tcp@127.0.0.1:" + port, Meta: map[string]string{"port": port}})
+		cancel, err := provider.Register(t.Context(), &naming.Instance{Service: "echo", Addr: "tcp@127.0.0.1:" + port, Meta: map[string]string{"port": port}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +218,7 @@ func TestConsulManyServicesRoundTrip(t *testing.T) {
 	agent := consultest.Start(t)
 	consumer := newTestConsul(t, agent)
 
-	instances := []*Instance{
+	instances := []*naming.Instance{
 		{Service: "alpha", Addr: "tcp@127.0.0.1:9301", Weight: 1, Meta: map[string]string{"zone": "a", "version": "1.0.0"}},
 		{Service: "alpha", Addr: "tcp@127.0.0.1:9302", Weight: 5, Tags: []string{"canary", "v2"}, Meta: map[string]string{"zone": "b"}},
 		{ID: "alpha-custom", Service: "alpha", Addr: "tcp@10.1.2.3:9303", Weight: 100},
@@ -232,7 +233,7 @@ func TestConsulManyServicesRoundTrip(t *testing.T) {
 		}
 		defer cancel()
 	}
-	want := map[string][]*Instance{
+	want := map[string][]*naming.Instance{
 		"alpha": {
 			{ID: "alpha-127.0.0.1-9301", Service: "alpha", Addr: "tcp@127.0.0.1:9301", Weight: 1, Meta: map[string]string{"zone": "a", "version": "1.0.0"}},
 			{ID: "alpha-127.0.0.1-9302", Service: "alpha", Addr: "tcp@127.0.0.1:9302", Weight: 5, Tags: []string{"canary", "v2"}, Meta: map[string]string{"zone": "b"}},
@@ -274,7 +275,7 @@ func TestConsulCloseDeregistersAndOpenURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Register(t.Context(), &Instance{Service: "svc", Addr: "tcp@127.0.0.1:9501"}); err != nil {
+	if _, err := r.Register(t.Context(), &naming.Instance{Service: "svc", Addr: "tcp@127.0.0.1:9501"}); err != nil {
 		t.Fatal(err)
 	}
 	ch, err := r.Watch(t.Context(), "svc")

@@ -1,9 +1,10 @@
-package naming
+package consul
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shoalrpc/shoal/naming"
 	"math/rand/v2"
 	"time"
 
@@ -28,31 +29,31 @@ import (
 // error to its caller, so a consumer that fetches first (NewClientProxy)
 // fails clearly. The channel is closed when ctx ends or the registry is
 // closed.
-func (c *Consul) Watch(ctx context.Context, service string) (<-chan []*Instance, error) {
+func (c *Registry) Watch(ctx context.Context, service string) (<-chan []*naming.Instance, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("consul watch %s: %w", service, err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
-		return nil, ErrClosed
+		return nil, naming.ErrClosed
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.ctx, cancel)
-	out := newLatest()
+	out := naming.NewSnapshots()
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		defer out.close()
+		defer out.Close()
 		defer stop()
 		defer cancel()
 		c.watch(wctx, service, out)
 	}()
-	return out.ch, nil
+	return out.C(), nil
 }
 
 // watch runs the blocking-query loop of one Watch until ctx ends.
-func (c *Consul) watch(ctx context.Context, service string, out *latest) {
+func (c *Registry) watch(ctx context.Context, service string, out *naming.Snapshots) {
 	limiter := c.newWatchLimiter()
 	bo := backoff{min: c.o.backoffMin, max: c.o.backoffMax}
 	var dedup snapshotDedup
@@ -86,7 +87,7 @@ func (c *Consul) watch(ctx context.Context, service string, out *latest) {
 		bo.reset()
 		index = nextWaitIndex(index, meta.LastIndex)
 		if snap := instancesFromEntries(entries); dedup.changed(snap) {
-			out.send(cloneSnapshot(snap))
+			out.Send(naming.CloneInstances(snap))
 		}
 	}
 }
@@ -94,7 +95,7 @@ func (c *Consul) watch(ctx context.Context, service string, out *latest) {
 // query sends one blocking health query. Its deadline is the wait plus
 // Consul's jitter (wait/16) plus the request timeout, so it is never shorter
 // than the wait.
-func (c *Consul) query(ctx context.Context, service string, index uint64) ([]*api.ServiceEntry, *api.QueryMeta, error) {
+func (c *Registry) query(ctx context.Context, service string, index uint64) ([]*api.ServiceEntry, *api.QueryMeta, error) {
 	c.watchQueries.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, c.o.wait+c.o.wait/16+c.o.reqTimeout)
 	defer cancel()
@@ -135,14 +136,14 @@ func nextWaitIndex(sent, got uint64) uint64 {
 // in the catalog) are delivered once. The first snapshot, empty or not, is
 // always delivered.
 type snapshotDedup struct {
-	last []*Instance
+	last []*naming.Instance
 	sent bool
 }
 
 // changed reports whether snap (sorted) differs from the last delivered
 // snapshot, and if so remembers it.
-func (d *snapshotDedup) changed(snap []*Instance) bool {
-	if d.sent && sameSnapshot(d.last, snap) {
+func (d *snapshotDedup) changed(snap []*naming.Instance) bool {
+	if d.sent && naming.SameInstances(d.last, snap) {
 		return false
 	}
 	d.last, d.sent = snap, true

@@ -1,4 +1,4 @@
-package naming
+package consul
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ var ErrPermissionDenied = errors.New("permission denied by Consul ACLs")
 
 // WithToken sets the ACL token sent with every request of the registry:
 // registration, heartbeats, deregistration, Fetch and Watch queries. It
-// overrides the token of the api.Config passed to NewConsul and the
+// overrides the token of the api.Config passed to New and the
 // CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE variables; an empty token
 // leaves them in charge.
 //
@@ -40,20 +40,20 @@ var ErrPermissionDenied = errors.New("permission denied by Consul ACLs")
 // `node_prefix "" { policy = "read" }`. There is deliberately no consul://
 // URL parameter for the token: URLs end up in logs, flags and process
 // listings.
-func WithToken(token string) ConsulOption {
-	return func(o *consulOptions) { o.token = token }
+func WithToken(token string) Option {
+	return func(o *options) { o.token = token }
 }
 
 // resolveToken returns the token every request carries ("" for Consul's
 // anonymous token) and a description of where it came from, for error
 // messages. conf is the config after api.NewClient filled it in (it applies
 // CONSUL_HTTP_TOKEN and CONSUL_HTTP_TOKEN_FILE when conf has no token).
-func resolveToken(o *consulOptions, conf *api.Config) (token, source string) {
+func resolveToken(o *options, conf *api.Config) (token, source string) {
 	switch {
 	case o.token != "":
-		return o.token, "the ACL token from naming.WithToken"
+		return o.token, "the ACL token from consul.WithToken"
 	case conf.Token == "":
-		return "", "no ACL token: set CONSUL_HTTP_TOKEN or use naming.WithToken"
+		return "", "no ACL token: set CONSUL_HTTP_TOKEN or use consul.WithToken"
 	case conf.TokenFile != "":
 		return conf.Token, "the ACL token from file " + conf.TokenFile
 	case conf.Token == os.Getenv(api.HTTPTokenEnvName):
@@ -65,14 +65,14 @@ func resolveToken(o *consulOptions, conf *api.Config) (token, source string) {
 
 // queryOptions returns the options of one request: the registry's token and
 // ctx.
-func (c *Consul) queryOptions(ctx context.Context) *api.QueryOptions {
+func (c *Registry) queryOptions(ctx context.Context) *api.QueryOptions {
 	return (&api.QueryOptions{Token: c.token}).WithContext(ctx)
 }
 
 // aclError wraps err in ErrPermissionDenied, with the token's origin and
 // what the request needs, when Consul answered 403; other errors are
 // returned as they are.
-func (c *Consul) aclError(err error, needs string) error {
+func (c *Registry) aclError(err error, needs string) error {
 	if !isPermissionDenied(err) {
 		return err
 	}
@@ -82,7 +82,7 @@ func (c *Consul) aclError(err error, needs string) error {
 
 // filteredError is the error of a health query whose result Consul filtered
 // by ACLs.
-func (c *Consul) filteredError(service string) error {
+func (c *Registry) filteredError(service string) error {
 	c.aclDenials.Add(1)
 	return fmt.Errorf("%w (%s; Consul filtered the instances of %q out of the answer, it needs %s)",
 		ErrPermissionDenied, c.tokenSource, service, readNeeds(service))
@@ -99,7 +99,7 @@ func (c *Consul) filteredError(service string) error {
 // instance, and a consumer would wait for instances it can never see. It
 // asks Consul's ACL authorization endpoint; when that fails too, the error
 // says so (never an empty list).
-func (c *Consul) checkEmpty(ctx context.Context, service string, n int, meta *api.QueryMeta) error {
+func (c *Registry) checkEmpty(ctx context.Context, service string, n int, meta *api.QueryMeta) error {
 	if n > 0 || meta == nil || meta.DefaultACLPolicy != "deny" {
 		return nil
 	}
@@ -122,7 +122,7 @@ func (c *Consul) checkEmpty(ctx context.Context, service string, n int, meta *ap
 // mayRead asks Consul (POST /v1/internal/acl/authorize, the endpoint
 // Consul's UI uses) whether the registry's token may read service and every
 // node, which a health query needs.
-func (c *Consul) mayRead(ctx context.Context, service string) (bool, error) {
+func (c *Registry) mayRead(ctx context.Context, service string) (bool, error) {
 	type authz struct {
 		Resource, Segment, Access string
 		Allow                     bool `json:",omitempty"`

@@ -1,9 +1,10 @@
-package naming
+package consul
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shoalrpc/shoal/naming"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -52,9 +53,9 @@ const (
 const metaAddr = "shoal_addr"
 
 // ConsulOption configures a Consul registry.
-type ConsulOption func(*consulOptions)
+type Option func(*options)
 
-type consulOptions struct {
+type options struct {
 	ttl             time.Duration
 	deregisterAfter time.Duration
 	wait            time.Duration
@@ -70,52 +71,52 @@ type consulOptions struct {
 // WithTTL sets the TTL of each instance's health check (default
 // DefaultConsulTTL). The instance heartbeats every ttl/3; an instance that
 // stops heartbeating leaves the passing list after ttl.
-func WithTTL(ttl time.Duration) ConsulOption {
-	return func(o *consulOptions) { o.ttl = ttl }
+func WithTTL(ttl time.Duration) Option {
+	return func(o *options) { o.ttl = ttl }
 }
 
 // WithDeregisterCriticalAfter sets the check's DeregisterCriticalServiceAfter
 // (default DefaultConsulDeregisterAfter): Consul removes an instance that has
 // been critical for that long.
-func WithDeregisterCriticalAfter(d time.Duration) ConsulOption {
-	return func(o *consulOptions) { o.deregisterAfter = d }
+func WithDeregisterCriticalAfter(d time.Duration) Option {
+	return func(o *options) { o.deregisterAfter = d }
 }
 
 // WithWatchWait sets the wait time of a watch's blocking queries (default
 // DefaultConsulWatchWait). The HTTP deadline of a blocking query is always
 // longer than the wait plus Consul's jitter of wait/16.
-func WithWatchWait(d time.Duration) ConsulOption {
-	return func(o *consulOptions) { o.wait = d }
+func WithWatchWait(d time.Duration) Option {
+	return func(o *options) { o.wait = d }
 }
 
 // WithRequestTimeout bounds register, heartbeat, deregister and fetch
 // requests (default DefaultConsulRequestTimeout).
-func WithRequestTimeout(d time.Duration) ConsulOption {
-	return func(o *consulOptions) { o.reqTimeout = d }
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) { o.reqTimeout = d }
 }
 
 // WithWatchRateLimit limits each watch to one query every interval on
 // average, with bursts of up to burst (defaults DefaultConsulWatchInterval,
 // DefaultConsulWatchBurst).
-func WithWatchRateLimit(every time.Duration, burst int) ConsulOption {
-	return func(o *consulOptions) { o.watchEvery, o.watchBurst = every, burst }
+func WithWatchRateLimit(every time.Duration, burst int) Option {
+	return func(o *options) { o.watchEvery, o.watchBurst = every, burst }
 }
 
 // WithBackoff sets the bounds of a watch's exponential backoff after a
 // failed query (defaults DefaultConsulBackoffMin, DefaultConsulBackoffMax).
 // Each delay is drawn at random from the upper half of the current step.
-func WithBackoff(minDelay, maxDelay time.Duration) ConsulOption {
-	return func(o *consulOptions) { o.backoffMin, o.backoffMax = minDelay, maxDelay }
+func WithBackoff(minDelay, maxDelay time.Duration) Option {
+	return func(o *options) { o.backoffMin, o.backoffMax = minDelay, maxDelay }
 }
 
 // WithLogger sets where the registry reports heartbeat failures,
 // re-registrations and watch errors (default: discarded).
-func WithLogger(l *slog.Logger) ConsulOption {
-	return func(o *consulOptions) { o.logger = l }
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.logger = l }
 }
 
 // ConsulStats counts what a Consul registry has done since it was created.
-type ConsulStats struct {
+type Stats struct {
 	WatchQueries    uint64 // health queries sent by watches
 	WatchErrors     uint64 // watch queries that failed
 	Heartbeats      uint64 // successful TTL updates
@@ -131,11 +132,11 @@ type ConsulStats struct {
 // passing with heartbeats; when the agent has lost the registration (it
 // restarted) the instance registers again by itself. Watch follows the
 // passing instances of a service with blocking queries.
-type Consul struct {
+type Registry struct {
 	client *api.Client
 	conf   api.Config // as given to api.NewClient, after it filled the defaults
 	http   *http.Client
-	o      consulOptions
+	o      options
 
 	token       string // sent with every request; "" is Consul's anonymous token
 	tokenSource string // where token came from, for error messages (never the token)
@@ -157,7 +158,7 @@ type Consul struct {
 	aclDenials      atomic.Uint64
 }
 
-// NewConsul returns a registry on the Consul agent that cfg describes. A nil
+// New returns a registry on the Consul agent that cfg describes. A nil
 // cfg means api.DefaultConfig(), which honours CONSUL_HTTP_ADDR,
 // CONSUL_HTTP_TOKEN, CONSUL_HTTP_TOKEN_FILE, CONSUL_HTTP_SSL, CONSUL_CACERT
 // and the other CONSUL_* variables; a cfg without a token takes the token
@@ -166,8 +167,8 @@ type Consul struct {
 //
 // With Consul's ACLs on, a request the token does not allow fails with an
 // error wrapping ErrPermissionDenied (see there).
-func NewConsul(cfg *api.Config, opts ...ConsulOption) (*Consul, error) {
-	o := consulOptions{
+func New(cfg *api.Config, opts ...Option) (*Registry, error) {
+	o := options{
 		ttl:             DefaultConsulTTL,
 		deregisterAfter: DefaultConsulDeregisterAfter,
 		wait:            DefaultConsulWatchWait,
@@ -223,7 +224,7 @@ func NewConsul(cfg *api.Config, opts ...ConsulOption) (*Consul, error) {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Consul{
+	return &Registry{
 		client:      client,
 		conf:        conf,
 		http:        conf.HttpClient,
@@ -251,8 +252,8 @@ func httpTimeout(conf *api.Config) time.Duration {
 }
 
 // Stats returns the registry's counters.
-func (c *Consul) Stats() ConsulStats {
-	return ConsulStats{
+func (c *Registry) Stats() Stats {
+	return Stats{
 		WatchQueries:    c.watchQueries.Load(),
 		WatchErrors:     c.watchErrors.Load(),
 		Heartbeats:      c.heartbeats.Load(),
@@ -265,8 +266,8 @@ func (c *Consul) Stats() ConsulStats {
 
 // consulReg is one active registration and its heartbeat goroutine.
 type consulReg struct {
-	c       *Consul
-	inst    *Instance
+	c       *Registry
+	inst    *naming.Instance
 	reg     *api.AgentServiceRegistration
 	checkID string
 
@@ -293,20 +294,20 @@ type consulReg struct {
 // The cancel stops the heartbeat, waits for it to end and then deregisters
 // the instance (a service Consul no longer knows is not an error), bounded
 // by the request timeout. It is idempotent.
-func (c *Consul) Register(ctx context.Context, in *Instance) (context.CancelFunc, error) {
-	inst, err := normalize(in)
+func (c *Registry) Register(ctx context.Context, in *naming.Instance) (context.CancelFunc, error) {
+	inst, err := naming.Normalize(in)
 	if err != nil {
 		return nil, err
 	}
 	if _, reserved := inst.Meta[metaAddr]; reserved {
-		return nil, fmt.Errorf("%w: meta key %q is reserved", ErrInvalidInstance, metaAddr)
+		return nil, fmt.Errorf("%w: meta key %q is reserved", naming.ErrInvalidInstance, metaAddr)
 	}
 	r := c.newReg(inst)
 
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, ErrClosed
+		return nil, naming.ErrClosed
 	}
 	if _, dup := c.regs[inst.ID]; dup {
 		c.mu.Unlock()
@@ -331,7 +332,7 @@ func (c *Consul) Register(ctx context.Context, in *Instance) (context.CancelFunc
 		c.mu.Unlock()
 		r.stopBeat()
 		close(r.done)
-		return nil, ErrClosed
+		return nil, naming.ErrClosed
 	}
 	c.wg.Add(1)
 	c.mu.Unlock()
@@ -339,9 +340,9 @@ func (c *Consul) Register(ctx context.Context, in *Instance) (context.CancelFunc
 	return r.cancel, nil
 }
 
-func (c *Consul) newReg(inst *Instance) *consulReg {
+func (c *Registry) newReg(inst *naming.Instance) *consulReg {
 	host, port := "", 0
-	if network, address, _ := SplitAddr(inst.Addr); network != "unix" {
+	if network, address, _ := naming.SplitAddr(inst.Addr); network != "unix" {
 		h, p, _ := net.SplitHostPort(address)
 		host = h
 		port, _ = strconv.Atoi(p)
@@ -471,7 +472,7 @@ func (r *consulReg) cancel() {
 // stopHeartbeat stops the heartbeat of instance id without deregistering
 // it, as if its provider had hung. It is a test hook; it reports whether id
 // was registered.
-func (c *Consul) stopHeartbeat(id string) bool {
+func (c *Registry) stopHeartbeat(id string) bool {
 	c.mu.Lock()
 	r := c.regs[id]
 	c.mu.Unlock()
@@ -484,7 +485,7 @@ func (c *Consul) stopHeartbeat(id string) bool {
 }
 
 // forget drops r from the active registrations.
-func (c *Consul) forget(r *consulReg) {
+func (c *Registry) forget(r *consulReg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.regs[r.inst.ID] == r {
@@ -494,7 +495,7 @@ func (c *Consul) forget(r *consulReg) {
 
 // deregisterID removes instance id of service from the agent, bounded by
 // the request timeout; a service the agent does not know is not an error.
-func (c *Consul) deregisterID(service, id string) error {
+func (c *Registry) deregisterID(service, id string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.reqTimeout)
 	defer cancel()
 	err := c.client.Agent().ServiceDeregisterOpts(id, c.queryOptions(ctx))
@@ -511,9 +512,9 @@ func (c *Consul) deregisterID(service, id string) error {
 // (no token, and the anonymous token may not read the service): an empty
 // answer under deny is checked with Consul, so a token that may read the
 // service gets its empty list.
-func (c *Consul) Fetch(ctx context.Context, service string) ([]*Instance, error) {
+func (c *Registry) Fetch(ctx context.Context, service string) ([]*naming.Instance, error) {
 	if c.isClosed() {
-		return nil, ErrClosed
+		return nil, naming.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.o.reqTimeout)
 	defer cancel()
@@ -533,7 +534,7 @@ func (c *Consul) Fetch(ctx context.Context, service string) ([]*Instance, error)
 // Close deregisters every instance still registered through this registry
 // (each bounded by the request timeout), ends every watch, closes their
 // channels and waits for all goroutines. It is idempotent.
-func (c *Consul) Close() error {
+func (c *Registry) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -561,30 +562,30 @@ func (c *Consul) Close() error {
 	return nil
 }
 
-func (c *Consul) isClosed() bool {
+func (c *Registry) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closed
 }
 
 // instancesFromEntries converts health entries to instances sorted by ID.
-func instancesFromEntries(entries []*api.ServiceEntry) []*Instance {
-	out := make([]*Instance, 0, len(entries))
+func instancesFromEntries(entries []*api.ServiceEntry) []*naming.Instance {
+	out := make([]*naming.Instance, 0, len(entries))
 	for _, e := range entries {
 		if e == nil || e.Service == nil {
 			continue
 		}
 		out = append(out, instanceFromService(e.Service, e.Node))
 	}
-	sortInstances(out)
+	naming.SortInstances(out)
 	return out
 }
 
 // instanceFromService converts one Consul service back to an Instance: Addr
 // from the reserved meta key (or Address/Port for services registered by
 // other tools), weight from Weights.Passing, user meta without reserved keys.
-func instanceFromService(s *api.AgentService, node *api.Node) *Instance {
-	in := &Instance{ID: s.ID, Service: s.Service, Weight: s.Weights.Passing}
+func instanceFromService(s *api.AgentService, node *api.Node) *naming.Instance {
+	in := &naming.Instance{ID: s.ID, Service: s.Service, Weight: s.Weights.Passing}
 	if in.Weight < 1 {
 		in.Weight = 1
 	}
@@ -644,7 +645,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 }
 
 // newWatchLimiter returns the rate limiter of one watch.
-func (c *Consul) newWatchLimiter() *rate.Limiter {
+func (c *Registry) newWatchLimiter() *rate.Limiter {
 	limit := rate.Inf
 	if c.o.watchEvery > 0 {
 		limit = rate.Every(c.o.watchEvery)

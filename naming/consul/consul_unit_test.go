@@ -1,10 +1,11 @@
-package naming
+package consul
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoalrpc/shoal/naming"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -31,49 +32,31 @@ func TestNextWaitIndex(t *testing.T) {
 }
 
 func TestSnapshotDedup(t *testing.T) {
-	a := &Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 1}
-	a2 := &Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 2}
-	at := &Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 1, Tags: []string{"x"}}
-	am := &Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 1, Meta: map[string]string{"k": "v"}}
-	b := &Instance{ID: "b", Service: "s", Addr: "tcp@h:2", Weight: 1}
+	a := &naming.Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 1}
+	a2 := &naming.Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 2}
+	at := &naming.Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 1, Tags: []string{"x"}}
+	am := &naming.Instance{ID: "a", Service: "s", Addr: "tcp@h:1", Weight: 1, Meta: map[string]string{"k": "v"}}
+	b := &naming.Instance{ID: "b", Service: "s", Addr: "tcp@h:2", Weight: 1}
 	var d snapshotDedup
 	steps := []struct {
-		snap []*Instance
+		snap []*naming.Instance
 		want bool
 	}{
-		{[]*Instance{}, true}, // the first snapshot, empty, is delivered
+		{[]*naming.Instance{}, true}, // the first snapshot, empty, is delivered
 		{nil, false},
-		{[]*Instance{a}, true},
-		{[]*Instance{cloneInstance(a)}, false}, // equal values, new pointers
-		{[]*Instance{a2}, true},                // weight changed
-		{[]*Instance{at}, true},                // tags changed
-		{[]*Instance{am}, true},                // meta changed
-		{[]*Instance{am, b}, true},
-		{[]*Instance{am, b}, false},
-		{[]*Instance{}, true}, // everything gone is a change too
+		{[]*naming.Instance{a}, true},
+		{naming.CloneInstances([]*naming.Instance{a}), false}, // equal values, new pointers
+		{[]*naming.Instance{a2}, true},                        // weight changed
+		{[]*naming.Instance{at}, true},                        // tags changed
+		{[]*naming.Instance{am}, true},                        // meta changed
+		{[]*naming.Instance{am, b}, true},
+		{[]*naming.Instance{am, b}, false},
+		{[]*naming.Instance{}, true}, // everything gone is a change too
 	}
 	for i, s := range steps {
 		if got := d.changed(s.snap); got != s.want {
 			t.Errorf("step %d: changed(%v) = %v, want %v", i, ids(s.snap), got, s.want)
 		}
-	}
-}
-
-func TestLatestSlowReaderMissesOnlyStale(t *testing.T) {
-	l := newLatest()
-	for i := range 100 {
-		l.send([]*Instance{{ID: fmt.Sprint(i)}})
-	}
-	if got := <-l.ch; got[0].ID != "99" {
-		t.Fatalf("slow reader got %s, want the latest (99)", got[0].ID)
-	}
-	l.send(nil)
-	l.close()
-	if got, ok := <-l.ch; !ok || got != nil {
-		t.Fatalf("buffered snapshot lost at close: %v %v", got, ok)
-	}
-	if _, ok := <-l.ch; ok {
-		t.Fatal("channel not closed")
 	}
 }
 
@@ -117,13 +100,13 @@ func TestInstanceFromService(t *testing.T) {
 		Meta:    map[string]string{metaAddr: "tcp@10.0.0.1:9001", "zone": "a"},
 		Weights: api.AgentWeights{Passing: 5, Warning: 1},
 	}, &api.Node{Address: "10.0.0.9"})
-	want := &Instance{ID: "s-1", Service: "s", Addr: "tcp@10.0.0.1:9001", Weight: 5, Meta: map[string]string{"zone": "a"}}
+	want := &naming.Instance{ID: "s-1", Service: "s", Addr: "tcp@10.0.0.1:9001", Weight: 5, Meta: map[string]string{"zone": "a"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	// Registered by another tool: Addr from the node's address, weight 1.
 	got = instanceFromService(&api.AgentService{ID: "x", Service: "s", Port: 80, Tags: []string{}, Meta: map[string]string{}}, &api.Node{Address: "::1"})
-	want = &Instance{ID: "x", Service: "s", Addr: "tcp@[::1]:80", Weight: 1}
+	want = &naming.Instance{ID: "x", Service: "s", Addr: "tcp@[::1]:80", Weight: 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
@@ -181,7 +164,7 @@ func TestConsulWatchLoopIndexAndDedup(t *testing.T) {
 	f := &fakeHealth{reqs: make(chan string), resps: make(chan fakeResp)}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	c, err := NewConsul(&api.Config{Address: strings.TrimPrefix(srv.URL, "http://")},
+	c, err := New(&api.Config{Address: strings.TrimPrefix(srv.URL, "http://")},
 		WithBackoff(time.Millisecond, 2*time.Millisecond), WithWatchRateLimit(0, 1))
 	if err != nil {
 		t.Fatal(err)
@@ -232,7 +215,7 @@ func TestConsulWatchLoopIndexAndDedup(t *testing.T) {
 	assertClosed(t, ch, 5*time.Second)
 }
 
-func checkDelivery(t *testing.T, step int, ch <-chan []*Instance, want []string) {
+func checkDelivery(t *testing.T, step int, ch <-chan []*naming.Instance, want []string) {
 	t.Helper()
 	select {
 	case snap := <-ch:
@@ -252,13 +235,13 @@ func checkDelivery(t *testing.T, step int, ch <-chan []*Instance, want []string)
 // TestConsulUnreachable: with no agent, Register fails with a clear error and
 // a watch backs off instead of spinning, delivering nothing.
 func TestConsulUnreachable(t *testing.T) {
-	c, err := NewConsul(&api.Config{Address: "127.0.0.1:1"},
+	c, err := New(&api.Config{Address: "127.0.0.1:1"},
 		WithBackoff(20*time.Millisecond, 100*time.Millisecond), WithRequestTimeout(time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_, err = c.Register(t.Context(), &Instance{Service: "s", Addr: "tcp@127.0.0.1:9001"})
+	_, err = c.Register(t.Context(), &naming.Instance{Service: "s", Addr: "tcp@127.0.0.1:9001"})
 	if err == nil || !strings.Contains(err.Error(), "consul register s-127.0.0.1-9001") {
 		t.Fatalf("Register = %v, want a wrapped consul register error", err)
 	}
@@ -292,7 +275,7 @@ func TestConsulUnreachable(t *testing.T) {
 // TestConsulWaitFitsHTTPTimeout: a client-wide HTTP timeout shorter than the
 // blocking wait shrinks the wait instead of cutting queries short.
 func TestConsulWaitFitsHTTPTimeout(t *testing.T) {
-	c, err := NewConsul(&api.Config{Address: "127.0.0.1:1", HttpClient: &http.Client{Timeout: 30 * time.Second}})
+	c, err := New(&api.Config{Address: "127.0.0.1:1", HttpClient: &http.Client{Timeout: 30 * time.Second}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,7 +283,7 @@ func TestConsulWaitFitsHTTPTimeout(t *testing.T) {
 	if w := c.o.wait; w+w/16 >= 30*time.Second || w < 20*time.Second {
 		t.Fatalf("wait %v with a 30s HTTP timeout", w)
 	}
-	if _, err := NewConsul(&api.Config{Address: "127.0.0.1:1", HttpClient: &http.Client{Timeout: time.Second}}); err == nil {
+	if _, err := New(&api.Config{Address: "127.0.0.1:1", HttpClient: &http.Client{Timeout: time.Second}}); err == nil {
 		t.Fatal("a 1s HTTP timeout was accepted for blocking queries")
 	}
 }

@@ -1,9 +1,10 @@
-package naming
+package consul
 
 import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/shoalrpc/shoal/naming"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -81,9 +82,9 @@ func (v *logView) WithGroup(string) slog.Handler { return v }
 
 // newACLConsul is newTestConsul with a token: "" sends none (unless
 // CONSUL_HTTP_TOKEN is set).
-func newACLConsul(t *testing.T, agent *consultest.Agent, token string, opts ...ConsulOption) *Consul {
+func newACLConsul(t *testing.T, agent *consultest.Agent, token string, opts ...Option) *Registry {
 	t.Helper()
-	return newTestConsul(t, agent, append([]ConsulOption{WithToken(token)}, opts...)...)
+	return newTestConsul(t, agent, append([]Option{WithToken(token)}, opts...)...)
 }
 
 // adminClient is a Consul API client with the management token.
@@ -143,7 +144,7 @@ service_prefix "" { policy = "read" }`
 
 // roundTrip registers an arith instance through provider, sees it passing
 // through consumer's Fetch and Watch, deregisters it and sees it gone.
-func roundTrip(t *testing.T, provider, consumer *Consul, port string) {
+func roundTrip(t *testing.T, provider, consumer *Registry, port string) {
 	t.Helper()
 	id := "arith-127.0.0.1-" + port
 	ch, err := consumer.Watch(t.Context(), "arith")
@@ -153,7 +154,7 @@ func roundTrip(t *testing.T, provider, consumer *Consul, port string) {
 	if snap := next(t, ch, 5*time.Second); len(snap) != 0 {
 		t.Fatalf("first snapshot %s, want empty", ids(snap))
 	}
-	cancel, err := provider.Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:" + port})
+	cancel, err := provider.Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:" + port})
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
@@ -186,7 +187,7 @@ func TestConsulACLLeastPrivilegeToken(t *testing.T) {
 	roundTrip(t, provider, newACLConsul(t, agent, token), "9002")
 
 	// The token may not write another service.
-	_, err := provider.Register(t.Context(), &Instance{Service: "other", Addr: "tcp@127.0.0.1:9003"})
+	_, err := provider.Register(t.Context(), &naming.Instance{Service: "other", Addr: "tcp@127.0.0.1:9003"})
 	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), `service "other" { policy = "write" }`) {
 		t.Fatalf("Register of a service the token may not write = %v; want ErrPermissionDenied naming what it needs", err)
 	}
@@ -196,7 +197,7 @@ func TestConsulACLLeastPrivilegeToken(t *testing.T) {
 	// refused, counted and logged as errors, not retried in silence.
 	logs := newLogCapture()
 	revoked := newACLConsul(t, agent, token, WithLogger(logs.logger()))
-	if _, err := revoked.Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9004"}); err != nil {
+	if _, err := revoked.Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9004"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := admin.ACL().TokenDelete(accessor, nil); err != nil {
@@ -222,7 +223,7 @@ func TestConsulACLDenied(t *testing.T) {
 	agent, mgmt := consultest.StartWithACL(t)
 	admin := adminClient(t, agent)
 	owner := newACLConsul(t, agent, mgmt)
-	cancel, err := owner.Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9010"})
+	cancel, err := owner.Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9010"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +245,7 @@ func TestConsulACLDenied(t *testing.T) {
 			logs := newLogCapture()
 			c := newACLConsul(t, agent, tc.token, WithLogger(logs.logger()))
 			start := time.Now()
-			_, err := c.Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9011"})
+			_, err := c.Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9011"})
 			if !errors.Is(err, ErrPermissionDenied) {
 				t.Fatalf("Register = %v; want ErrPermissionDenied", err)
 			}
@@ -335,7 +336,7 @@ node_prefix "" { policy = "read" }`}, nil)
 		Policies: []*api.ACLTokenPolicyLink{{ID: pol.ID}}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	cancel, err := newACLConsul(t, agent, mgmt).Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9030"})
+	cancel, err := newACLConsul(t, agent, mgmt).Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9030"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +368,7 @@ func TestConsulACLRevokedWatchKeepsItsList(t *testing.T) {
 	agent, mgmt := consultest.StartWithACL(t)
 	admin := adminClient(t, agent)
 	token, accessor := createToken(t, admin, "arith-rw", arithRules)
-	cancel, err := newACLConsul(t, agent, mgmt).Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9040"})
+	cancel, err := newACLConsul(t, agent, mgmt).Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9040"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +405,7 @@ func TestConsulACLRevokedWatchKeepsItsList(t *testing.T) {
 }
 
 // TestConsulACLTokenFromEnvironment: CONSUL_HTTP_TOKEN is honoured, with a
-// config from NewConsul's caller or from Open, and WithToken overrides it.
+// config from New's caller or from Open, and WithToken overrides it.
 func TestConsulACLTokenFromEnvironment(t *testing.T) {
 	agent, mgmt := consultest.StartWithACL(t)
 
@@ -417,14 +418,14 @@ func TestConsulACLTokenFromEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cancel, err := r.Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9021"})
+	cancel, err := r.Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9021"})
 	if err != nil {
 		t.Fatalf("Open(consul://...) with CONSUL_HTTP_TOKEN: Register: %v", err)
 	}
 	cancel()
 
 	t.Setenv("CONSUL_HTTP_TOKEN", "00000000-1111-2222-3333-444444444444")
-	_, err = newTestConsul(t, agent).Register(t.Context(), &Instance{Service: "arith", Addr: "tcp@127.0.0.1:9022"})
+	_, err = newTestConsul(t, agent).Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:9022"})
 	if !errors.Is(err, ErrPermissionDenied) || !strings.Contains(err.Error(), "from CONSUL_HTTP_TOKEN") {
 		t.Fatalf("Register with a bogus CONSUL_HTTP_TOKEN = %v; want ErrPermissionDenied naming the variable", err)
 	}
@@ -477,16 +478,16 @@ func TestConsulTokenOnEveryRequest(t *testing.T) {
 				}
 			}))
 			defer srv.Close()
-			opts := []ConsulOption{WithTTL(150 * time.Millisecond), WithWatchRateLimit(0, 1)}
+			opts := []Option{WithTTL(150 * time.Millisecond), WithWatchRateLimit(0, 1)}
 			if tc.option != "" {
 				opts = append(opts, WithToken(tc.option))
 			}
-			c, err := NewConsul(&api.Config{Address: strings.TrimPrefix(srv.URL, "http://")}, opts...)
+			c, err := New(&api.Config{Address: strings.TrimPrefix(srv.URL, "http://")}, opts...)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			cancel, err := c.Register(t.Context(), &Instance{Service: "s", Addr: "tcp@127.0.0.1:1"})
+			cancel, err := c.Register(t.Context(), &naming.Instance{Service: "s", Addr: "tcp@127.0.0.1:1"})
 			if err != nil {
 				t.Fatal(err)
 			}
