@@ -245,7 +245,7 @@ func (t *task) run() {
 	if ic := c.srv.intercept; ic != nil {
 		reply, err, ran = t.intercepted(ctx, ic)
 	} else {
-		rv := reflect.New(t.mt.reply)
+		rv := t.mt.newReply()
 		err = t.mt.call(ctx, t.arg, rv)
 		reply = rv.Interface()
 	}
@@ -293,7 +293,7 @@ func (t *task) intercepted(ctx context.Context, ic Interceptor) (reply any, err 
 				return nil, fmt.Errorf("provider: an interceptor passed %T as the arguments of %s, which takes %s", args, name, t.mt.argType)
 			}
 		}
-		rv := reflect.New(t.mt.reply)
+		rv := t.mt.newReply()
 		err := t.mt.call(ctx, arg, rv)
 		return rv.Interface(), err
 	}

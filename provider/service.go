@@ -58,6 +58,20 @@ func (m *method) argOf(args any) (reflect.Value, bool) {
 	return v.Elem(), v.Type().Elem() == m.argType
 }
 
+// newReply returns a pointer to a fresh reply. A map is made and a slice is
+// empty rather than nil, as net/rpc does, so a method can fill its reply in
+// place ((*counts)[w]++); other kinds start as their zero value, as there.
+func (m *method) newReply() reflect.Value {
+	reply := reflect.New(m.reply)
+	switch m.reply.Kind() {
+	case reflect.Map:
+		reply.Elem().Set(reflect.MakeMap(m.reply))
+	case reflect.Slice:
+		reply.Elem().Set(reflect.MakeSlice(m.reply, 0, 0))
+	}
+	return reply
+}
+
 // panicError is a panic in a method, turned into an error, with the stack
 // where it happened (for the log; the caller gets only the value).
 type panicError struct {
