@@ -36,33 +36,124 @@ type conn struct {
 	overLimit bool         // past WithMaxConns: every request is refused
 	inFlight  atomic.Int64 // this connection's requests read and not yet answered
 
+	// What the connection costs, in bytes, is bounded by holdBound (see
+	// awaitRoom): queued counts every frame queued and not yet written;
+	// reserved, for every request dispatched and not yet answered, its
+	// frame and the size its reply is expected to have.
+	queued      atomic.Int64
+	reserved    atomic.Int64
+	holdBound   int64
+	readerWaits atomic.Bool   // the reader is in awaitRoom
+	room        chan struct{} // wakes the reader in awaitRoom
+	refusing    bool          // the reader's: requests running hold the bound, new ones are refused (see awaitRoom)
+
 	mu      sync.Mutex
 	running map[uint64]*requestContext // requests a cancel frame or close can stop; nil once closed
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]*requestContext)}
-	var w io.Writer = nc
-	if s.opts.writeTimeout > 0 {
-		w = deadlineWriter{nc, s.opts.writeTimeout}
-	}
+	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]*requestContext), room: make(chan struct{}, 1)}
+	// Back-pressure keeps what the connection holds near twice the body
+	// limit (see awaitRoom); the writer's own limit, past which it gives up
+	// on the peer, is only a backstop for replies far larger than expected.
+	limit := bodyLimit(s.opts.maxBody)
+	c.holdBound = 2 * int64(limit)
 	// Replies are counted in flight until the write that carries them
-	// returns; a peer that does not read can make us queue at most twice the
-	// body limit before the connection is closed.
-	c.w = batchwriter.New(w, c.release, 2*bodyLimit(s.opts.maxBody))
+	// returns.
+	c.w = batchwriter.New(connWriter{c}, c.release, 4*limit)
 	return c
 }
 
-// deadlineWriter bounds every write to a connection.
-type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
+// connWriter is what the batch writer writes to: it bounds every write by
+// the write timeout, ends what the written bytes held, and closes the
+// connection when a write fails. Closing here, whichever goroutine is
+// flushing, is what cuts a peer that stopped reading while the reader
+// waits for room and no reply is coming to notice the failure. It closes
+// from a goroutine of its own, so that no lock the writer may hold while it
+// writes is ever taken again from inside its write.
+type connWriter struct{ c *conn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if t := c.srv.opts.writeTimeout; t > 0 {
+		c.nc.SetWriteDeadline(time.Now().Add(t))
+	}
+	n, err := c.nc.Write(p)
+	if err != nil {
+		go c.close()
+		return n, err
+	}
+	c.queued.Add(-int64(len(p)))
+	c.wakeReader()
+	return n, nil
 }
 
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	d.nc.SetWriteDeadline(time.Now().Add(d.timeout))
-	return d.nc.Write(p)
+// atBound says whether the connection holds its bound.
+func (c *conn) atBound() bool {
+	return c.queued.Load()+c.reserved.Load() >= c.holdBound
+}
+
+// wakeReader wakes the reader if it waits in awaitRoom, to look again.
+func (c *conn) wakeReader() {
+	if c.readerWaits.Load() {
+		select {
+		case c.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// roomWait is how long the reader waits for requests running to end when
+// they alone hold the connection's bound (the peer takes its replies),
+// before it reads on, refusing new requests: long enough for a burst of
+// calls to a method that has not replied yet to learn its reply size, short
+// enough that heartbeats and cancel frames are not held up for long.
+const roomWait = 50 * time.Millisecond
+
+// awaitRoom is back-pressure from the writer to the reader, called while
+// the connection is at its bound. While frames are queued that the peer has
+// not taken, no new frame is read, so no worker starts to encode a reply
+// nobody will take: a peer that reads resumes the reader as its replies are
+// written; one that does not is cut by the write timeout (connWriter closes
+// the connection). When requests running hold the bound and the peer
+// takes its replies, the reader waits at most roomWait for room (at once
+// when refusing: it waited already), then reads on: cancel frames and
+// heartbeats still arrive, and admit refuses new requests "overloaded"
+// while the bound is held. It returns whether the connection is still open,
+// and whether it is at its bound still (c.refusing).
+func (c *conn) awaitRoom(refusing bool) (open, stillAtBound bool) {
+	var timer *time.Timer
+	defer func() {
+		c.readerWaits.Store(false)
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		c.readerWaits.Store(true)
+		if !c.atBound() {
+			break
+		}
+		var timeout <-chan time.Time
+		if c.queued.Load() == 0 { // requests running hold the bound
+			if refusing {
+				break
+			}
+			if timer == nil {
+				timer = time.NewTimer(roomWait)
+			}
+			timeout = timer.C
+		}
+		select {
+		case <-c.room:
+		case <-timeout:
+			refusing = true
+		case <-c.ctx.Done():
+			return false, false
+		}
+	}
+	return true, c.atBound()
 }
 
 func bodyLimit(n int) int {
@@ -86,7 +177,8 @@ func (c *conn) admit() protocol.Status {
 		return protocol.StatusShuttingDown
 	case c.overLimit,
 		s.opts.maxPerServer > 0 && server > int64(s.opts.maxPerServer),
-		s.opts.maxPerConn > 0 && perConn > int64(s.opts.maxPerConn):
+		s.opts.maxPerConn > 0 && perConn > int64(s.opts.maxPerConn),
+		c.refusing:
 		return protocol.StatusOverloaded
 	}
 	return protocol.StatusOK
@@ -114,6 +206,9 @@ func (c *conn) serve() {
 			return
 		}
 	}
+	if c.overLimit || s.shuttingDown.Load() {
+		c.goAway() // clients go elsewhere; requests already sent are refused
+	}
 	r := protocol.NewReader(c.nc, s.opts.maxBody)
 	r.OnWait = func(started bool) {
 		timeout := s.opts.idleTimeout
@@ -128,7 +223,20 @@ func (c *conn) serve() {
 	}
 	var m protocol.Message
 	for {
+		if c.atBound() {
+			var open bool
+			if open, c.refusing = c.awaitRoom(c.refusing); !open {
+				return
+			}
+		} else {
+			c.refusing = false
+		}
 		if err := r.Read(&m); err != nil {
+			var tooLarge *protocol.TooLargeError
+			if errors.As(err, &tooLarge) && tooLarge.Header.Kind == protocol.KindRequest {
+				c.refuseTooLarge(&m, tooLarge) // the body was skipped: the stream is in step
+				continue
+			}
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
 				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
 				cause = err
@@ -165,6 +273,18 @@ func (c *conn) handshake(tc *tls.Conn) error {
 		defer cancel()
 	}
 	return tc.HandshakeContext(ctx)
+}
+
+// refuseTooLarge answers a request whose body was over the limit, and was
+// skipped (m holds its header), with StatusTooLarge: not executed, and the
+// connection's other calls carry on. It counts in flight like any request
+// until its answer is flushed.
+func (c *conn) refuseTooLarge(m *protocol.Message, e *protocol.TooLargeError) {
+	h := e.Header
+	st := c.beginRequest(m)
+	c.admit()
+	c.refuse(st, h.Seq, h.Flags&protocol.FlagOneWay != 0, protocol.StatusTooLarge,
+		fmt.Sprintf("request body of %d bytes is over the server's limit of %d bytes; not executed", h.BodyLen, e.Limit))
 }
 
 // handle admits one request, decodes its arguments while m's payload is
@@ -205,6 +325,13 @@ func (c *conn) handle(m *protocol.Message) {
 		deadline = time.Now().Add(m.Timeout)
 	}
 	ctx := newRequestContext(deadline, m.Metadata, c)
+	// Reserve what the request will hold until its reply is queued: its
+	// frame, and a reply the size of the method's recent ones.
+	cost := protocol.HeaderSize + int(m.BodyLen)
+	if !oneWay {
+		cost += mt.expectedReply()
+	}
+	c.reserved.Add(int64(cost))
 	c.mu.Lock()
 	if c.running == nil { // closed while this request was decoded
 		c.mu.Unlock()
@@ -213,7 +340,7 @@ func (c *conn) handle(m *protocol.Message) {
 		c.running[m.Seq] = ctx
 		c.mu.Unlock()
 	}
-	s.dispatch(task{c: c, ctx: ctx, mt: mt, argPtr: ptr, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay, stats: st})
+	s.dispatch(task{c: c, ctx: ctx, mt: mt, argPtr: ptr, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay, stats: st, cost: cost})
 }
 
 // task is an admitted request, decoded and ready to run.
@@ -227,10 +354,12 @@ type task struct {
 	codec  protocol.Codec
 	oneWay bool
 	stats  *requestStats // nil without stats handlers
+	cost   int           // what the request reserves of its connection until answered (conn.reserved)
 }
 
 // run calls the method, through the interceptors if there are any, and
-// sends its reply. This is where interceptors run.
+// sends its reply. This is where interceptors run. The request's
+// reservation ends once its answer is queued (and counted there).
 func (t *task) run() {
 	c, seq, oneWay := t.c, t.seq, t.oneWay
 	var ctx context.Context = t.ctx
@@ -259,17 +388,27 @@ func (t *task) run() {
 		c.srv.opts.logger.Error("provider: method panicked", "method", t.mt.name, "remote", c.nc.RemoteAddr(), "err", err, "stack", string(panicStack(err)))
 		status = protocol.StatusInternal
 		sent = c.fail(seq, oneWay, status, err.Error())
+		t.mt.replied(sent)
 	case err != nil:
 		status = protocol.StatusServiceError
 		sent = c.fail(seq, oneWay, status, err.Error())
+		t.mt.replied(sent)
 	case oneWay:
 		c.release(1)
 	default:
 		status, sent = c.reply(seq, t.codec, reply)
+		t.mt.replied(sent)
 	}
+	c.unreserve(t.cost)
 	if t.stats != nil {
 		t.stats.end(c.srv.opts.stats, status, err, sent)
 	}
+}
+
+// unreserve ends a request's reservation, once its answer is queued.
+func (c *conn) unreserve(cost int) {
+	c.reserved.Add(-int64(cost))
+	c.wakeReader()
 }
 
 // intercepted runs the method inside the interceptor chain. ran says whether
@@ -380,7 +519,9 @@ func (c *conn) send(m *protocol.Message, counted bool) int {
 	return n
 }
 
+// write queues frame; it counts in c.queued until connWriter has written it.
 func (c *conn) write(frame []byte, counted bool) {
+	c.queued.Add(int64(len(frame)))
 	if err := c.w.Write(frame, counted); err != nil {
 		c.close()
 	}

@@ -74,8 +74,16 @@ func WithRegisterAttempts(n int, perAttempt time.Duration) Option {
 }
 
 // WithMaxBodySize limits the body of a frame the server reads or writes
-// (default protocol.DefaultMaxBodySize, 8 MiB). A request past it closes its
-// connection; a reply past it is answered with an internal error.
+// (default protocol.DefaultMaxBodySize, 8 MiB). A request past it is
+// answered "too large" (protocol.StatusTooLarge, naming its size and the
+// limit) without running, its body read and discarded as it arrives, and the
+// connection's other calls carry on; a header announcing more than
+// protocol.SkipFactor times the limit closes the connection at once, and a
+// body that stalls is cut by the read timeout. A reply past the limit is
+// answered with an internal error.
+//
+// The limit also bounds what one connection may hold, at twice it (see
+// WithTimeouts).
 func WithMaxBodySize(n int) Option {
 	return func(o *options) {
 		if n < 0 {
@@ -127,10 +135,24 @@ func WithDrainGrace(d time.Duration) Option {
 
 // WithTimeouts sets how long a frame may take to arrive once its first byte
 // has (read, default 30 s: a peer that sends part of a frame and stalls is
-// disconnected), and how long a write to a peer may block (write, default
-// 30 s: a peer that stops reading its replies is disconnected, and the
-// replies queued for it meanwhile are bounded by twice the body limit).
-// Zero turns one off.
+// disconnected; the deadline is set once per frame, so a frame never gets
+// longer), and how long a write to a peer may block (write, default 30 s: a
+// peer that stops reading its replies is disconnected).
+//
+// What one connection holds is bounded by twice the body limit: the frames
+// queued for it and not yet written, and for each request running its frame
+// and a reply the size of its method's recent ones (64 KiB before the
+// method has replied once). At the bound, while its peer has not taken
+// what is queued, the server reads nothing more from the connection, so a
+// peer that never reads costs about that much memory until the write
+// timeout cuts it; while requests running alone hold the bound, new ones
+// are answered "overloaded", not run, after a wait of 50 ms for room
+// (cancel frames and heartbeats are still read). A method whose reply size
+// swings with its arguments may overshoot the bound by the replies of the
+// calls already running when it does; WithMaxConcurrent bounds those.
+//
+// Zero turns a timeout off; with no write timeout, a connection whose peer
+// never reads waits, holding its bound, until the peer reads or goes.
 func WithTimeouts(read, write time.Duration) Option {
 	return func(o *options) {
 		if read < 0 || write < 0 {
@@ -142,8 +164,11 @@ func WithTimeouts(read, write time.Duration) Option {
 }
 
 // WithMaxConns limits the open connections (default 0: no limit). A
-// connection past the limit is told to go away at once and its requests are
-// answered "overloaded" without running, so clients go elsewhere.
+// connection past the limit is told to go away at once, the requests it
+// sends are answered "overloaded" without running, so clients go elsewhere,
+// and it is closed 1 s after it arrived (sooner if the client closes it, as
+// shoal clients do once answered). Refused connections do not count against
+// the limit.
 func WithMaxConns(n int) Option {
 	return func(o *options) {
 		if n < 0 {

@@ -44,6 +44,7 @@ type Server struct {
 	loops       sync.WaitGroup                // Start's accept loops
 	loopErr     error                         // what ended one of Start's loops
 	conns       map[*conn]struct{}
+	open        int                // conns not refused by WithMaxConns: what the limit counts
 	published   bool               // the instance was (or is being) registered
 	publishDone chan struct{}      // closed when the registration attempt is over
 	withdrawn   bool               // Shutdown or Close withdrew the instance
@@ -251,11 +252,7 @@ func (s *Server) accept(ln net.Listener) error {
 		}
 		delay = 0
 		c := newConn(s, nc)
-		c.overLimit = s.opts.maxConns > 0 && s.connCount() >= s.opts.maxConns
 		s.trackConn(c)
-		if c.overLimit {
-			c.goAway() // clients go elsewhere; requests already sent are refused
-		}
 		go c.serve()
 	}
 }
@@ -321,21 +318,35 @@ func (s *Server) publish(ln net.Listener) error {
 	return fmt.Errorf("provider: register %s after %s: %w", in.ID, attempts, err)
 }
 
-// trackConn adds a new connection; one that arrives while shutting down is
-// told to go away at once.
+// trackConn adds a new connection, and refuses it if the open connections
+// are at WithMaxConns: a refused connection is told to go away (by serve,
+// as is one that arrives while shutting down), has what it sends answered
+// "overloaded", and is closed refusedGrace after it arrived, whatever its
+// peer does. It does not count against the limit.
 func (s *Server) trackConn(c *conn) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.conns[c] = struct{}{}
-	late := s.shuttingDown.Load()
-	s.mu.Unlock()
-	if late {
-		c.goAway()
+	if s.opts.maxConns > 0 && s.open >= s.opts.maxConns {
+		c.overLimit = true
+		time.AfterFunc(refusedGrace, c.close) // a no-op if the client closed it first
+		return
 	}
+	s.open++
 }
+
+// refusedGrace is how long a connection refused by WithMaxConns lives: long
+// enough for the requests its client sent before it read the go-away to
+// arrive and be answered "overloaded", short enough that refused
+// connections hold no goroutine or descriptor for long.
+const refusedGrace = time.Second
 
 func (s *Server) untrackConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	if !c.overLimit {
+		s.open--
+	}
 	gone := len(s.conns) == 0 && s.shuttingDown.Load()
 	s.mu.Unlock()
 	if gone {

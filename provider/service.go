@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -25,6 +26,13 @@ type method struct {
 	hasCtx  bool          // takes a leading context.Context
 	argType reflect.Type  // as declared: a value or a pointer type
 	reply   reflect.Type  // the reply's element type (reply is declared as *reply)
+
+	// replySize is the size of a recent reply frame, 0 before the first:
+	// what a call reserves of its connection for its reply (see
+	// conn.awaitRoom). It is stored only when a reply is larger, or much
+	// smaller, so that calls of a method with steady replies share it
+	// read-only.
+	replySize atomic.Int64
 
 	// direct and directNoCtx are the method as a plain Go function, set
 	// when its argument is a pointer (see directCall); call then skips
@@ -70,6 +78,27 @@ func (m *method) newReply() reflect.Value {
 		reply.Elem().Set(reflect.MakeSlice(m.reply, 0, 0))
 	}
 	return reply
+}
+
+// unknownReplySize is what a call reserves for its reply before the method
+// has replied once: a guess, corrected by the first reply.
+const unknownReplySize = 64 << 10
+
+// expectedReply is the reply size a call of m reserves.
+func (m *method) expectedReply() int {
+	if n := m.replySize.Load(); n > 0 {
+		return int(n)
+	}
+	return unknownReplySize
+}
+
+// replied records the size of a reply frame of m (0: none was sent).
+func (m *method) replied(size int) {
+	if n := int64(size); n > 0 {
+		if prev := m.replySize.Load(); n > prev || n < prev/4 {
+			m.replySize.Store(n)
+		}
+	}
 }
 
 // panicError is a panic in a method, turned into an error, with the stack

@@ -189,8 +189,8 @@ func TestDirectCallsMatchReflection(t *testing.T) {
 		if got := m.direct != nil || m.directNoCtx != nil; got != tt.direct {
 			t.Errorf("%s.%s: direct path %v, want %v", tt.service, tt.method, got, tt.direct)
 		}
-		reflected := *m
-		reflected.direct, reflected.directNoCtx = nil, nil
+		// The same method without its direct path.
+		reflected := method{name: m.name, rcvr: m.rcvr, fn: m.fn, hasCtx: m.hasCtx, argType: m.argType, reply: m.reply}
 		for _, mm := range []*method{m, &reflected} {
 			ptr, arg := mm.newArg()
 			*ptr.(*Args) = Args{A: 1, B: 2}

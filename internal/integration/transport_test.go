@@ -374,7 +374,7 @@ func TestBadInputClosesOnlyThatConnection(t *testing.T) {
 	}{
 		{"random bytes", junk, false},
 		{"4 GiB body announced", header(1<<32 - 1), false},
-		{"body past the limit", header(limit + 1), false},
+		{"body far past the limit", header(limit*protocol.SkipFactor + 1), false},
 		{"truncated frame", frame[:len(frame)-3], true},
 		{"response frame from a client", response, false},
 	}
