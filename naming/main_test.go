@@ -26,30 +26,6 @@ func next(t *testing.T, ch <-chan []*Instance, d time.Duration) []*Instance {
 	}
 }
 
-// waitSnapshot reads snapshots from ch until one satisfies ok, failing the
-// test after d. It returns the matching snapshot.
-func waitSnapshot(t *testing.T, ch <-chan []*Instance, d time.Duration, what string, ok func([]*Instance) bool) []*Instance {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	var last []*Instance
-	for {
-		select {
-		case snap, open := <-ch:
-			if !open {
-				t.Fatalf("watch channel closed while waiting for %s (last %s)", what, ids(last))
-			}
-			if ok(snap) {
-				return snap
-			}
-			last = snap
-		case <-deadline.C:
-			t.Fatalf("no snapshot with %s within %v (last %s)", what, d, ids(last))
-			return nil
-		}
-	}
-}
-
 // ids renders a snapshot compactly for failure messages.
 func ids(list []*Instance) string {
 	s := "["
