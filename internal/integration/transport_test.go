@@ -170,6 +170,18 @@ func TestGracefulShutdownLosesNoCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer raw.Close()
+	r := protocol.NewReader(raw, 0)
+	var m protocol.Message
+	// A heartbeat round trip: the server has accepted the raw connection
+	// before Shutdown closes the listener (a connection still in the accept
+	// queue would be reset instead).
+	hb, _ := protocol.AppendFrame(nil, &protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat}}, 0)
+	if _, err := raw.Write(hb); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Read(&m); err != nil || m.Kind != protocol.KindHeartbeat {
+		t.Fatalf("raw connection's heartbeat answered %v, %v", m.Kind, err)
+	}
 
 	const n = 100
 	s.arith.track.Store(true)
@@ -192,8 +204,6 @@ func TestGracefulShutdownLosesNoCall(t *testing.T) {
 
 	// The raw connection receives go-away; a request sent after it is
 	// answered "shutting down" and not run.
-	r := protocol.NewReader(raw, 0)
-	var m protocol.Message
 	if err := r.Read(&m); err != nil || m.Kind != protocol.KindGoAway {
 		t.Fatalf("raw connection read %v, %v; want go-away", m.Kind, err)
 	}
