@@ -157,4 +157,3 @@ func TestProxyFollowsChangingRecordsUnderLoad(t *testing.T) {
 }
 
 var _ naming.Registry = (*Registry)(nil)
-
