@@ -1,6 +1,6 @@
 # shoal: the two commands a newcomer needs are `make quickstart` and `make test`.
 
-.PHONY: quickstart test consul bench
+.PHONY: quickstart test consul etcd bench
 
 # Run the one-process demo: providers, a registry and a client in one process.
 quickstart:
@@ -13,6 +13,10 @@ test:
 # Print the path of the Consul binary the tests use, building it if missing.
 consul:
 	scripts/consul.sh build
+
+# Print the path of the etcd binary the tests use, building it if missing.
+etcd:
+	scripts/etcd.sh build
 
 # Peer benchmark: shoal against net/rpc, rpcx, gRPC and a raw-TCP ceiling (about 2 minutes).
 bench:

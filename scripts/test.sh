@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Every check and test of shoal, as CI runs them. `make test` calls this.
 #
-#   1. find or build the Consul agent the registry tests run against (cached:
-#      the first build takes about 4 minutes, later runs reuse it);
+#   1. find or build the Consul agent and the etcd server the registry tests run
+#      against (cached: the first builds take about 4 and 2-4 minutes, later
+#      runs reuse them);
 #   2. gofmt, go vet and staticcheck;
-#   3. go test -race over the module, Consul tests included, then the bench
+#   3. go test -race over the module, Consul and etcd tests included, then the bench
 #      module's vet and tests (its peers come from the module proxy);
 #   4. short fuzz runs of the frame decoder, the msgpack payload check and the
 #      provider's connection handler.
@@ -23,6 +24,11 @@ step "consul agent binary"
 SHOAL_CONSUL=$(scripts/consul.sh build)
 export SHOAL_CONSUL
 echo "using $SHOAL_CONSUL"
+
+step "etcd server binary"
+SHOAL_ETCD=$(scripts/etcd.sh build)
+export SHOAL_ETCD
+echo "using $SHOAL_ETCD"
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bench/*'))
