@@ -28,6 +28,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/shoalrpc/shoal/naming"
 )
@@ -183,6 +185,18 @@ func New(endpoints []string, opts ...Option) (*Registry, error) {
 		// watches move on quickly.
 		DialKeepAliveTime:    5 * time.Second,
 		DialKeepAliveTimeout: 3 * time.Second,
+		// gRPC's reconnect backoff grows to 2 minutes by default; after an
+		// etcd restart, keep-alives, re-registrations and watches would
+		// wait on it. Reconnect within the registry's own backoff bounds.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  o.backoffMin,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   o.backoffMax,
+			},
+			MinConnectTimeout: o.dialTimeout,
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("naming/etcd: client for %s: %w", strings.Join(endpoints, ","), describe(err, &o))
