@@ -227,3 +227,53 @@ func TestEtcdDownKeepsTheLastList(t *testing.T) {
 	defer c2()
 	waitSnapshot(t, ch, 20*time.Second, "a and b", hasIDs("a", "b"))
 }
+
+// TestEtcdLosingItsDataIsNoticed: etcd comes back empty (a fresh data dir)
+// and its revisions start again below the ones the watch has seen, so the
+// client's resumed watch would never deliver the new cluster's keys. The
+// resync check notices the revision going backwards and reads again.
+func TestEtcdLosingItsDataIsNoticed(t *testing.T) {
+	t.Parallel()
+	srv := startEtcd(t)
+	// A long TTL: a stays in the old etcd until it stops.
+	provider := newTestRegistry(t, srv.Endpoint(), WithTTL(time.Minute))
+	// The consumer reaches etcd through a proxy, cut while etcd changes.
+	proxy := startCutProxy(t, srv.Endpoint())
+	var logs syncBuffer
+	consumer := newTestRegistry(t, proxy.addr(), WithDialTimeout(time.Second),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	for range 10 { // revisions the fresh etcd will not reach soon
+		cancel, err := provider.Register(t.Context(), &naming.Instance{Service: "churn", Addr: "tcp@127.0.0.1:1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	if _, err := provider.Register(t.Context(), &naming.Instance{Service: "svc", ID: "a", Addr: "tcp@127.0.0.1:9501"}); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := consumer.Watch(t.Context(), "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+
+	// a's provider dies with etcd's data; b registers in the new etcd
+	// before the consumer reaches it. The number of keys is the same (1);
+	// only the revision tells.
+	proxy.partition()
+	provider.kill(provider.serviceKey("svc") + "a")
+	srv.Stop()
+	srv.ResumeFresh()
+	other := newTestRegistry(t, srv.Endpoint())
+	cancelB, err := other.Register(t.Context(), &naming.Instance{Service: "svc", ID: "b", Addr: "tcp@127.0.0.1:9502"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancelB()
+	proxy.mend()
+	waitSnapshot(t, ch, 20*time.Second, "b only", hasIDs("b"))
+	if !strings.Contains(logs.String(), "went backwards") {
+		t.Fatalf("the watch did not notice the revision going backwards; log:\n%s", logs.String())
+	}
+}
