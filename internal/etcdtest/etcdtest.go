@@ -9,6 +9,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoalrpc/shoal/internal/testcert"
 )
 
 // Version is the etcd version scripts/etcd.sh builds (tools/etcd/go.mod).
@@ -44,6 +47,7 @@ type Server struct {
 	client  int // client port
 	peer    int // peer port
 	http    *http.Client
+	tls     *testcert.Files // serve clients TLS and require their certificates
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -90,6 +94,23 @@ func CachePath() string {
 // log is written to the test output.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return start(t, nil)
+}
+
+// StartTLS starts etcd like Start, serving clients over TLS with the server
+// certificate in files and requiring client certificates signed by its CA.
+func StartTLS(t testing.TB, files testcert.Files, clientConfig *tls.Config) *Server {
+	t.Helper()
+	return start(t, &tlsSetup{files: files, client: clientConfig})
+}
+
+type tlsSetup struct {
+	files  testcert.Files
+	client *tls.Config // for the health probe
+}
+
+func start(t testing.TB, ts *tlsSetup) *Server {
+	t.Helper()
 	bin, err := Binary()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -109,6 +130,10 @@ func Start(t testing.TB) *Server {
 			Transport: &http.Transport{DisableKeepAlives: true},
 		},
 	}
+	if ts != nil {
+		s.tls = &ts.files
+		s.http.Transport = &http.Transport{DisableKeepAlives: true, TLSClientConfig: ts.client}
+	}
 	t.Cleanup(s.cleanup)
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
@@ -127,6 +152,13 @@ func Start(t testing.TB) *Server {
 
 // Endpoint returns the host:port clients connect to.
 func (s *Server) Endpoint() string { return "127.0.0.1:" + strconv.Itoa(s.client) }
+
+func (s *Server) scheme() string {
+	if s.tls != nil {
+		return "https"
+	}
+	return "http"
+}
 
 // Stop terminates etcd (SIGTERM, then SIGKILL after 10 s) and waits for it to
 // exit. The data dir stays. Stopping a stopped server does nothing.
@@ -183,21 +215,30 @@ func (s *Server) start() error {
 	}
 	defer logf.Close() // the child has its own descriptor
 	fmt.Fprintf(logf, "==== etcdtest: run %d of %s, client port %d, data %s ====\n", s.runs, s.bin, s.client, s.dataDir)
-	clientURL := "http://127.0.0.1:" + strconv.Itoa(s.client)
+	clientURL := s.scheme() + "://127.0.0.1:" + strconv.Itoa(s.client)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(s.peer)
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--name=shoal-test",
-		"--data-dir="+s.dataDir,
-		"--listen-client-urls="+clientURL,
-		"--advertise-client-urls="+clientURL,
-		"--listen-peer-urls="+peerURL,
-		"--initial-advertise-peer-urls="+peerURL,
-		"--initial-cluster=shoal-test="+peerURL,
+		"--data-dir=" + s.dataDir,
+		"--listen-client-urls=" + clientURL,
+		"--advertise-client-urls=" + clientURL,
+		"--listen-peer-urls=" + peerURL,
+		"--initial-advertise-peer-urls=" + peerURL,
+		"--initial-cluster=shoal-test=" + peerURL,
 		"--log-level=warn",
 		// A test server: a lost write after a crash does not matter, and
 		// fsync on a loaded CI machine takes seconds.
 		"--unsafe-no-fsync",
-	)
+	}
+	if s.tls != nil {
+		args = append(args,
+			"--cert-file="+s.tls.ServerCert,
+			"--key-file="+s.tls.ServerKey,
+			"--client-cert-auth",
+			"--trusted-ca-file="+s.tls.CA,
+		)
+	}
+	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = s.root
 	cmd.SysProcAttr = procAttr()
@@ -222,7 +263,7 @@ func (s *Server) waitHealthy(exited <-chan struct{}) error {
 	defer cancel()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	url := "http://" + s.Endpoint() + "/health"
+	url := s.scheme() + "://" + s.Endpoint() + "/health"
 	var last error
 	for {
 		body, err := s.get(ctx, url)

@@ -30,6 +30,8 @@ import (
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	grpcbackoff "google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/shoalrpc/shoal/naming"
 )
@@ -74,6 +76,7 @@ type options struct {
 	user, pass  string
 	authSource  string // where the credentials came from, for errors (never the password)
 	logger      *slog.Logger
+	endpoints   []string // for errors
 }
 
 // WithPrefix sets the key prefix (default DefaultPrefix).
@@ -157,6 +160,7 @@ func New(endpoints []string, opts ...Option) (*Registry, error) {
 		opt(&o)
 	}
 	o.prefix = "/" + strings.Trim(o.prefix, "/")
+	o.endpoints = endpoints
 	switch {
 	case len(endpoints) == 0:
 		return nil, errors.New("naming/etcd: no endpoints")
@@ -235,12 +239,18 @@ func describe(err error, o *options) error {
 	case errors.Is(err, rpctypes.ErrAuthNotEnabled):
 		return fmt.Errorf("%w (user %q from %s given, but etcd's auth is off)", err, o.user, o.authSource)
 	}
+	tlsNote := "TLS off: set ETCDCTL_CACERT, ?cacert= or ?tls=true for a TLS endpoint"
+	if o.tls != nil {
+		tlsNote = "TLS settings from " + o.tlsSource
+	}
 	msg := err.Error()
-	if strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate") {
-		if o.tls == nil {
-			return fmt.Errorf("%w (TLS is off: set ETCDCTL_CACERT or ?cacert= for an https endpoint)", err)
-		}
-		return fmt.Errorf("%w (TLS settings from %s)", err, o.tlsSource)
+	switch {
+	case strings.Contains(msg, "tls:") || strings.Contains(msg, "x509:") || strings.Contains(msg, "certificate"):
+		return fmt.Errorf("%w (%s)", err, tlsNote)
+	case errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded:
+		// gRPC keeps the reason a connection failed to itself (a refused
+		// TLS handshake looks like a silent etcd): say what was used.
+		return fmt.Errorf("%w (no answer from etcd at %s; %s)", err, strings.Join(o.endpoints, ","), tlsNote)
 	}
 	return err
 }
