@@ -1,6 +1,9 @@
 package integration
 
 import (
+	"context"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -8,6 +11,7 @@ import (
 	"github.com/shoalrpc/shoal/internal/etcdtest"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/naming/etcd"
+	"github.com/shoalrpc/shoal/provider"
 )
 
 // etcdRegistry returns a registry on a real etcd server (internal/etcdtest),
@@ -120,3 +124,65 @@ func testEtcdRestart(t *testing.T, fresh bool) {
 }
 
 var _ naming.Registry = (*etcd.Registry)(nil)
+
+// fetchOnClose is a listener that, when the server closes it, reads which
+// instances etcd lists at that moment.
+type fetchOnClose struct {
+	net.Listener
+	probe  naming.Registry
+	once   sync.Once
+	listed chan []*naming.Instance
+}
+
+func (l *fetchOnClose) Close() error {
+	l.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		list, err := l.probe.Fetch(ctx, "arith")
+		if err != nil {
+			list = []*naming.Instance{{ID: "fetch failed: " + err.Error()}}
+		}
+		l.listed <- list
+	})
+	return l.Listener.Close()
+}
+
+// TestEtcdProviderLeavesBeforeItStopsListening: Shutdown deregisters (the
+// lease is revoked) before the listener closes, so no consumer is sent to a
+// closed port by a stale entry.
+func TestEtcdProviderLeavesBeforeItStopsListening(t *testing.T) {
+	srv := etcdtest.Start(t)
+	reg := etcdRegistry(t, srv)
+	probe := etcdRegistry(t, srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := &fetchOnClose{Listener: ln, probe: probe, listed: make(chan []*naming.Instance, 1)}
+	s := provider.NewServer(provider.WithRegistry(reg, naming.Instance{Service: "arith", ID: "leaver"}))
+	if err := s.Register(newArith()); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(fl) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		list, err := probe.Fetch(t.Context(), "arith")
+		if err == nil && len(list) == 1 && list[0].ID == "leaver" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the provider is not listed 10s after Serve (last %v, %v)", list, err)
+		}
+		time.Sleep(10 * time.Millisecond) // polling etcd, an outside process
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-served
+	if list := <-fl.listed; len(list) != 0 {
+		t.Fatalf("when the listener closed, etcd still listed %v", list[0].ID)
+	}
+}
