@@ -121,6 +121,11 @@ func testEtcdRestart(t *testing.T, fresh bool) {
 	if relisted > 15*time.Second {
 		t.Fatalf("providers listed again only %v after the restart", relisted)
 	}
+	// The etcd registry itself kept the list through the outage and the
+	// reset: the proxy never had to fall back on its last instances.
+	if n := p.Fallbacks(); n != 0 {
+		t.Fatalf("the proxy fell back on its last instances %d times: the registry delivered an empty list", n)
+	}
 }
 
 var _ naming.Registry = (*etcd.Registry)(nil)
