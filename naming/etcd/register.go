@@ -162,23 +162,23 @@ func (g *reg) keepAlive(ka <-chan *clientv3.LeaseKeepAliveResponse) {
 			return
 		}
 		r.leaseLosses.Add(1)
-		old := g.lease
 		// Jitter, so that many instances do not all grant at once after
 		// an etcd restart.
 		d := rand.N(r.o.ttl/3) + time.Millisecond
-		log.Info("etcd lease lost; registering again", "lease", int64(old), "in", d)
+		log.Info("etcd lease lost; registering again", "lease", int64(g.lease), "in", d)
 		for {
 			if !sleepCtx(g.ctx, d) {
 				return
 			}
 			next, err := g.put(g.ctx)
 			if err == nil {
+				// The key is bound to the new lease now. The old one,
+				// if etcd still has it, holds nothing and expires; it is
+				// not revoked, since after an etcd reset its ID may
+				// belong to someone else.
 				ka = next
 				r.reregistrations.Add(1)
 				bo.reset()
-				// The key is bound to the new lease now; the old one,
-				// if etcd still has it, only holds nothing.
-				go g.revoke(old)
 				break
 			}
 			if g.ctx.Err() != nil {
