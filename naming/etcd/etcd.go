@@ -124,6 +124,7 @@ type Stats struct {
 	LeaseLosses     uint64 // keep-alive streams that ended while registered
 	WatchRestarts   uint64 // watches re-read from scratch (compaction, broken watch, etcd reset)
 	WatchErrors     uint64 // failed reads of a watch
+	WatchChecks     uint64 // resync checks made by watches (see WithResync)
 }
 
 // Registry is a naming.Registry on etcd.
@@ -140,7 +141,7 @@ type Registry struct {
 	closed bool
 	regs   map[string]*reg // by key
 
-	registrations, reregistrations, leaseLosses, watchRestarts, watchErrors atomic.Uint64
+	registrations, reregistrations, leaseLosses, watchRestarts, watchErrors, watchChecks atomic.Uint64
 }
 
 // New returns a registry on the etcd cluster at endpoints ("host:port" or
@@ -217,6 +218,7 @@ func (r *Registry) Stats() Stats {
 		LeaseLosses:     r.leaseLosses.Load(),
 		WatchRestarts:   r.watchRestarts.Load(),
 		WatchErrors:     r.watchErrors.Load(),
+		WatchChecks:     r.watchChecks.Load(),
 	}
 }
 

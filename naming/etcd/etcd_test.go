@@ -155,6 +155,7 @@ func TestCompactionDuringAWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+	waitWatching(t, consumer)
 
 	// While the consumer is cut off, a leaves, b joins and etcd compacts
 	// its history past both changes: the resumed watch cannot replay them.
@@ -200,6 +201,7 @@ func TestEtcdDownKeepsTheLastList(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+	waitWatching(t, consumer)
 
 	srv.Stop()
 	errs := consumer.Stats().WatchErrors
@@ -257,6 +259,7 @@ func TestEtcdLosingItsDataIsNoticed(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+	waitWatching(t, consumer)
 
 	// a's provider dies with etcd's data; b registers in the new etcd
 	// before the consumer reaches it. The number of keys is the same (1);
@@ -275,5 +278,18 @@ func TestEtcdLosingItsDataIsNoticed(t *testing.T) {
 	waitSnapshot(t, ch, 20*time.Second, "b only", hasIDs("b"))
 	if !strings.Contains(logs.String(), "went backwards") {
 		t.Fatalf("the watch did not notice the revision going backwards; log:\n%s", logs.String())
+	}
+}
+
+// waitWatching waits until r's watch has made a resync check, so its watch
+// stream is established: cutting etcd off earlier would leave the watch
+// waiting for the stream rather than following it.
+func waitWatching(t *testing.T, r *Registry) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); r.Stats().WatchChecks == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the watch made no resync check within 10s")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the counter
 	}
 }

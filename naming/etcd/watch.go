@@ -154,6 +154,7 @@ func (w *watcher) follow(ctx context.Context, bo *backoff) error {
 // client's watch resumes by itself when etcd is back); a mismatch is.
 func (w *watcher) check(ctx context.Context) error {
 	r := w.r
+	r.watchChecks.Add(1)
 	ctx, cancel := context.WithTimeout(ctx, r.o.reqTimeout)
 	defer cancel()
 	resp, err := r.cli.Get(ctx, w.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
