@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -155,6 +154,13 @@ func New(name string, opts ...Option) (*Registry, error) {
 	return &Registry{host: host, port: port, o: o, res: res, ctx: ctx, cancel: cancel, watches: map[*watch]struct{}{}}, nil
 }
 
+// Backend lets naming.Open open dns:// URLs (see Open for their form):
+//
+//	reg, err := naming.Open("dns:///arith.default.svc.cluster.local:9001", dns.Backend())
+func Backend() naming.Backend {
+	return naming.Backend{Scheme: Scheme, Open: Open, PublicParams: []string{"refresh", "timeout", "min_resolve"}}
+}
+
 // Open returns the registry a dns:// URL names:
 //
 //	dns:///arith.default.svc.cluster.local:9001   A/AAAA records, port 9001, system resolver
@@ -164,44 +170,45 @@ func New(name string, opts ...Option) (*Registry, error) {
 //
 // Query parameters, as Go durations: refresh (WithRefresh), timeout
 // (WithTimeout), min_resolve (WithMinResolveInterval), e.g.
-// "dns:///arith.example:9001?refresh=10s".
+// "dns:///arith.example:9001?refresh=10s". Errors do not repeat the URL
+// (naming.Open quotes it).
 func Open(rawURL string) (naming.Registry, error) {
 	name, opts, err := parseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	r, err := New(name, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("naming/dns: registry URL %q: %w", rawURL, err)
-	}
-	return r, nil
+	return New(name, opts...)
 }
 
 func parseURL(rawURL string) (string, []Option, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return "", nil, fmt.Errorf("naming/dns: registry URL %q: %w", rawURL, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL
+		}
+		return "", nil, fmt.Errorf("naming/dns: %w", err)
 	}
 	if !strings.EqualFold(u.Scheme, Scheme) {
-		return "", nil, fmt.Errorf("naming/dns: registry URL %q: scheme %q, want %s://", rawURL, u.Scheme, Scheme)
+		return "", nil, fmt.Errorf("naming/dns: scheme %q, want %s://", u.Scheme, Scheme)
 	}
 	if u.User != nil || u.Fragment != "" {
-		return "", nil, fmt.Errorf("naming/dns: registry URL %q: want dns://[resolver:port]/name[:port], without user or fragment", rawURL)
+		return "", nil, fmt.Errorf("naming/dns: want dns://[resolver:port]/name[:port], without user or fragment")
 	}
 	name := strings.TrimPrefix(u.Path, "/")
 	if name == "" || strings.Contains(name, "/") {
-		return "", nil, fmt.Errorf("naming/dns: registry URL %q: want dns:///name:port or dns://resolver:53/name:port (one name after the slash)", rawURL)
+		return "", nil, fmt.Errorf("naming/dns: want dns:///name:port or dns://resolver:53/name:port (one name after the slash)")
 	}
 	var opts []Option
 	if u.Host != "" {
 		if _, p, err := net.SplitHostPort(u.Host); err != nil || p == "" {
-			return "", nil, fmt.Errorf("naming/dns: registry URL %q: resolver %q: want host:port, e.g. 10.0.0.10:53", rawURL, u.Host)
+			return "", nil, fmt.Errorf("naming/dns: resolver %q: want host:port, e.g. 10.0.0.10:53", u.Host)
 		}
 		opts = append(opts, WithServer(u.Host))
 	}
 	for key, vals := range u.Query() {
 		if len(vals) != 1 {
-			return "", nil, fmt.Errorf("naming/dns: registry URL %q: parameter %q given %d times", rawURL, key, len(vals))
+			return "", nil, fmt.Errorf("naming/dns: parameter %q given %d times", key, len(vals))
 		}
 		var opt func(time.Duration) Option
 		switch key {
@@ -212,11 +219,11 @@ func parseURL(rawURL string) (string, []Option, error) {
 		case "min_resolve":
 			opt = WithMinResolveInterval
 		default:
-			return "", nil, fmt.Errorf("naming/dns: registry URL %q: unknown parameter %q (want refresh, timeout or min_resolve)", rawURL, key)
+			return "", nil, fmt.Errorf("naming/dns: unknown parameter %q (want refresh, timeout or min_resolve)", key)
 		}
 		d, err := time.ParseDuration(vals[0])
 		if err != nil {
-			return "", nil, fmt.Errorf("naming/dns: registry URL %q: parameter %s: %w", rawURL, key, err)
+			return "", nil, fmt.Errorf("naming/dns: parameter %s: %w", key, err)
 		}
 		opts = append(opts, opt(d))
 	}
@@ -300,7 +307,7 @@ func (r *Registry) resolve(ctx context.Context, service string) ([]*naming.Insta
 		r.resolveErrors.Add(1)
 		return nil, err
 	}
-	sortInstances(list)
+	naming.SortInstances(list)
 	return list, nil
 }
 
@@ -366,16 +373,6 @@ func (r *Registry) lookupSRV(ctx context.Context, service, name string) ([]*nami
 func isNotFound(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &de) && de.IsNotFound
-}
-
-// sortInstances orders a snapshot by ID, then address.
-func sortInstances(list []*naming.Instance) {
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].ID != list[j].ID {
-			return list[i].ID < list[j].ID
-		}
-		return list[i].Addr < list[j].Addr
-	})
 }
 
 // dedup drops instances at an address already listed (two SRV records

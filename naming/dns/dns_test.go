@@ -67,6 +67,21 @@ func TestOpenURLs(t *testing.T) {
 	}
 }
 
+func TestNamingOpenWithTheBackend(t *testing.T) {
+	reg, err := naming.Open("dns:///arith.example:9001?refresh=5s", Backend())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.(*Registry); !ok {
+		t.Fatalf("naming.Open gave a %T", reg)
+	}
+	reg.Close()
+	_, err = naming.Open("dns:///arith.example:9001?refresh=soon", Backend())
+	if err == nil || !strings.Contains(err.Error(), `"dns:///arith.example:9001?refresh=soon"`) || strings.Count(err.Error(), "arith.example") != 1 {
+		t.Fatalf("naming.Open with a bad refresh: %v; want the URL quoted once", err)
+	}
+}
+
 func TestRegisterSaysThePlatformPublishesRecords(t *testing.T) {
 	r, err := New("arith.example:9001")
 	if err != nil {

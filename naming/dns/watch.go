@@ -37,17 +37,17 @@ func (r *Registry) Watch(ctx context.Context, service string) (<-chan []*naming.
 	r.watches[w] = struct{}{}
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(r.ctx, cancel)
-	out := make(chan []*naming.Instance, 1)
+	out := naming.NewSnapshots()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer close(out)
+		defer out.Close()
 		defer stop()
 		defer cancel()
 		defer r.forget(w)
 		r.watch(wctx, service, w, out)
 	}()
-	return out, nil
+	return out.C(), nil
 }
 
 func (r *Registry) forget(w *watch) {
@@ -57,7 +57,7 @@ func (r *Registry) forget(w *watch) {
 }
 
 // watch is the resolve loop of one Watch.
-func (r *Registry) watch(ctx context.Context, service string, w *watch, out chan []*naming.Instance) {
+func (r *Registry) watch(ctx context.Context, service string, w *watch, out *naming.Snapshots) {
 	log := r.o.logger.With("service", service, "name", r.name(service))
 	var last []*naming.Instance
 	sent := false
@@ -90,9 +90,9 @@ func (r *Registry) watch(ctx context.Context, service string, w *watch, out chan
 			log.Warn("DNS resolution failed; keeping the last list", "err", err, "retry_in", next, "instances", len(last))
 		default:
 			retry = time.Second
-			if !sent || !sameSnapshot(last, list) {
+			if !sent || !naming.SameInstances(last, list) {
 				last, sent = list, true
-				sendLatest(out, clone(list))
+				out.Send(naming.CloneInstances(list))
 			}
 		}
 		if !timer.Stop() {
@@ -103,44 +103,6 @@ func (r *Registry) watch(ctx context.Context, service string, w *watch, out chan
 		}
 		timer.Reset(next)
 	}
-}
-
-// sendLatest puts snap in out (buffer of one, one sender), replacing a
-// snapshot the reader has not taken yet.
-func sendLatest(out chan []*naming.Instance, snap []*naming.Instance) {
-	for {
-		select {
-		case out <- snap:
-			return
-		default:
-		}
-		select {
-		case <-out:
-		default:
-		}
-	}
-}
-
-// sameSnapshot reports whether two sorted snapshots list the same instances.
-func sameSnapshot(a, b []*naming.Instance) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].ID != b[i].ID || a[i].Addr != b[i].Addr || a[i].Weight != b[i].Weight {
-			return false
-		}
-	}
-	return true
-}
-
-func clone(list []*naming.Instance) []*naming.Instance {
-	out := make([]*naming.Instance, len(list))
-	for i, in := range list {
-		c := *in
-		out[i] = &c
-	}
-	return out
 }
 
 // sleepCtx waits for d or until ctx ends; it reports whether d elapsed.

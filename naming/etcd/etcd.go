@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,11 +284,12 @@ func (r *Registry) decode(service string, key, value []byte) *naming.Instance {
 	if rec.ID == "" {
 		rec.ID = string(key[strings.LastIndexByte(string(key), '/')+1:])
 	}
-	if _, _, err := naming.SplitAddr(rec.Addr); err != nil {
+	addr, err := naming.CanonicalAddr(rec.Addr)
+	if err != nil {
 		r.o.logger.Warn("etcd: skipping an instance with a bad address", "key", string(key), "err", err)
 		return nil
 	}
-	in := &naming.Instance{ID: rec.ID, Service: service, Addr: rec.Addr, Weight: max(rec.Weight, 1)}
+	in := &naming.Instance{ID: rec.ID, Service: service, Addr: addr, Weight: max(rec.Weight, 1)}
 	if len(rec.Tags) > 0 {
 		in.Tags = rec.Tags
 	}
@@ -316,7 +316,7 @@ func (r *Registry) Fetch(ctx context.Context, service string) ([]*naming.Instanc
 			out = append(out, in)
 		}
 	}
-	sortInstances(out)
+	naming.SortInstances(out)
 	return out, nil
 }
 
@@ -350,16 +350,6 @@ func (r *Registry) isClosed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.closed
-}
-
-// sortInstances orders a snapshot by ID, then address.
-func sortInstances(list []*naming.Instance) {
-	sort.Slice(list, func(i, j int) bool {
-		if list[i].ID != list[j].ID {
-			return list[i].ID < list[j].ID
-		}
-		return list[i].Addr < list[j].Addr
-	})
 }
 
 // backoff is exponential backoff with jitter: the n-th delay is drawn from

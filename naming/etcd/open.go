@@ -15,6 +15,17 @@ import (
 	"github.com/shoalrpc/shoal/naming"
 )
 
+// Backend lets naming.Open open etcd:// URLs (see Open for their form):
+//
+//	reg, err := naming.Open("etcd://127.0.0.1:2379/shoal?ttl=5s", etcd.Backend())
+func Backend() naming.Backend {
+	return naming.Backend{Scheme: Scheme, Open: Open, PublicParams: publicParams}
+}
+
+// publicParams are the query parameters whose values are never secret, so
+// errors may show them.
+var publicParams = []string{"ttl", "timeout", "dial_timeout", "resync", "tls", "cacert", "cert", "key"}
+
 // Open returns the registry an etcd:// URL names:
 //
 //	etcd://127.0.0.1:2379/shoal                  one endpoint, keys under /shoal
@@ -32,24 +43,21 @@ import (
 // "user:password"), ETCDCTL_PASSWORD, ETCDCTL_CACERT, ETCDCTL_CERT,
 // ETCDCTL_KEY and ETCDCTL_INSECURE_SKIP_TLS_VERIFY. A password is never
 // taken from the URL (URLs end up in logs and process listings). Errors say
-// which setting, and where it came from, is wrong.
+// which setting, and where it came from, is wrong; they do not repeat the
+// URL (naming.Open quotes it, secrets hidden).
 func Open(rawURL string) (naming.Registry, error) {
 	eps, opts, err := parseURL(rawURL, os.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	r, err := New(eps, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("naming/etcd: registry URL %q: %w", redact(rawURL), err)
-	}
-	return r, nil
+	return New(eps, opts...)
 }
 
 // parseURL turns an etcd:// URL plus the environment into endpoints and
 // options.
 func parseURL(rawURL string, getenv func(string) string) ([]string, []Option, error) {
 	fail := func(format string, a ...any) ([]string, []Option, error) {
-		return nil, nil, fmt.Errorf("naming/etcd: registry URL %q: "+format, append([]any{redact(rawURL)}, a...)...)
+		return nil, nil, fmt.Errorf("naming/etcd: "+format, a...)
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -226,26 +234,4 @@ func tlsConfig(files, source map[string]string, insecure bool) (*tls.Config, str
 		srcs = append(srcs, "the system's root CAs")
 	}
 	return cfg, strings.Join(srcs, ", "), nil
-}
-
-// redact returns rawURL fit for an error message: user information and
-// query values are replaced by "redacted".
-func redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return Scheme + "://(unparsable, not shown)"
-	}
-	if u.User != nil {
-		u.User = url.User("redacted")
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		for k := range q {
-			if k != "ttl" && k != "timeout" && k != "dial_timeout" && k != "resync" && k != "tls" {
-				q[k] = []string{"redacted"}
-			}
-		}
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }

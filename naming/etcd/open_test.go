@@ -83,6 +83,21 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
+func TestNamingOpenWithTheBackend(t *testing.T) {
+	_, err := naming.Open("etcd://app:secret@127.0.0.1:2379/shoal?ttl=5s", Backend())
+	if err == nil || !strings.Contains(err.Error(), "no password in URLs") || strings.Contains(err.Error(), "secret") {
+		t.Fatalf("naming.Open with a password in the URL: %v; want a refusal that hides it", err)
+	}
+	reg, err := naming.Open("etcd://127.0.0.1:2379/shoal?ttl=5s", Backend())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.(*Registry); !ok {
+		t.Fatalf("naming.Open gave a %T", reg)
+	}
+	reg.Close()
+}
+
 // TestTLSFromTheEnvironment: etcd serves clients over TLS and requires
 // client certificates; Open takes the CA and the client pair from
 // ETCDCTL_CACERT, ETCDCTL_CERT and ETCDCTL_KEY, and says where the TLS

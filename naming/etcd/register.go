@@ -88,37 +88,17 @@ func (r *Registry) Register(ctx context.Context, in *naming.Instance) (context.C
 	return g.cancel, nil
 }
 
-// normalize validates in and returns the copy the registry stores, as the
-// naming package's registries do.
+// normalize is naming.Normalize, plus what keys need: no '/' in the
+// service name or the ID.
 func normalize(in *naming.Instance) (*naming.Instance, error) {
-	if in == nil {
-		return nil, fmt.Errorf("%w: nil instance", naming.ErrInvalidInstance)
+	out, err := naming.Normalize(in)
+	if err != nil {
+		return nil, err
 	}
-	if in.Service == "" || strings.Contains(in.Service, "/") {
-		return nil, fmt.Errorf("%w: service name %q: want a non-empty name without '/'", naming.ErrInvalidInstance, in.Service)
+	if strings.Contains(out.Service, "/") || strings.Contains(out.ID, "/") {
+		return nil, fmt.Errorf("%w: service %q, ID %q: etcd keys need names without '/'", naming.ErrInvalidInstance, out.Service, out.ID)
 	}
-	if _, _, err := naming.SplitAddr(in.Addr); err != nil {
-		return nil, fmt.Errorf("%w: service %q: %w", naming.ErrInvalidInstance, in.Service, err)
-	}
-	out := *in
-	if out.ID == "" {
-		out.ID = naming.DefaultID(out.Service, out.Addr)
-	}
-	if strings.Contains(out.ID, "/") {
-		return nil, fmt.Errorf("%w: instance ID %q contains '/'", naming.ErrInvalidInstance, out.ID)
-	}
-	out.Weight = in.EffectiveWeight()
-	out.Tags, out.Meta = nil, nil
-	if len(in.Tags) > 0 {
-		out.Tags = append([]string(nil), in.Tags...)
-	}
-	if len(in.Meta) > 0 {
-		out.Meta = make(map[string]string, len(in.Meta))
-		for k, v := range in.Meta {
-			out.Meta[k] = v
-		}
-	}
-	return &out, nil
+	return out, nil
 }
 
 // put grants a lease, puts the instance bound to it and starts keeping the

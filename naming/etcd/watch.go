@@ -38,17 +38,17 @@ func (r *Registry) Watch(ctx context.Context, service string) (<-chan []*naming.
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(r.ctx, cancel)
-	out := make(chan []*naming.Instance, 1)
+	out := naming.NewSnapshots()
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		defer close(out)
+		defer out.Close()
 		defer stop()
 		defer cancel()
 		w := &watcher{r: r, service: service, prefix: r.serviceKey(service), out: out}
 		w.run(wctx)
 	}()
-	return out, nil
+	return out.C(), nil
 }
 
 // watcher is the state of one Watch.
@@ -56,7 +56,7 @@ type watcher struct {
 	r       *Registry
 	service string
 	prefix  string
-	out     chan []*naming.Instance
+	out     *naming.Snapshots
 
 	keys map[string]*naming.Instance // every key under prefix; nil for values that are not instances
 	rev  int64                       // the highest revision seen
@@ -179,69 +179,10 @@ func (w *watcher) deliver() {
 			snap = append(snap, in)
 		}
 	}
-	sortInstances(snap)
-	if w.sent && sameSnapshot(w.last, snap) {
+	naming.SortInstances(snap)
+	if w.sent && naming.SameInstances(w.last, snap) {
 		return
 	}
 	w.last, w.sent = snap, true
-	sendLatest(w.out, clone(snap))
-}
-
-// sendLatest puts snap in out (buffer of one, one sender), replacing a
-// snapshot the reader has not taken yet.
-func sendLatest(out chan []*naming.Instance, snap []*naming.Instance) {
-	for {
-		select {
-		case out <- snap:
-			return
-		default:
-		}
-		select {
-		case <-out:
-		default:
-		}
-	}
-}
-
-// sameSnapshot reports whether two sorted snapshots hold equal instances.
-func sameSnapshot(a, b []*naming.Instance) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		x, y := a[i], b[i]
-		if x.ID != y.ID || x.Addr != y.Addr || x.Weight != y.Weight || len(x.Tags) != len(y.Tags) || len(x.Meta) != len(y.Meta) {
-			return false
-		}
-		for j := range x.Tags {
-			if x.Tags[j] != y.Tags[j] {
-				return false
-			}
-		}
-		for k, v := range x.Meta {
-			if u, ok := y.Meta[k]; !ok || u != v {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// clone deep-copies a snapshot so every reader owns its instances.
-func clone(list []*naming.Instance) []*naming.Instance {
-	out := make([]*naming.Instance, len(list))
-	for i, in := range list {
-		c := *in
-		if in.Tags != nil {
-			c.Tags = append([]string(nil), in.Tags...)
-		}
-		if in.Meta != nil {
-			c.Meta = make(map[string]string, len(in.Meta))
-			for k, v := range in.Meta {
-				c.Meta[k] = v
-			}
-		}
-		out[i] = &c
-	}
-	return out
+	w.out.Send(naming.CloneInstances(snap))
 }
