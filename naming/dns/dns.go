@@ -136,20 +136,12 @@ func New(name string, opts ...Option) (*Registry, error) {
 	if host == "" {
 		return nil, fmt.Errorf("naming/dns: empty name in %q", name)
 	}
-	res := net.DefaultResolver
 	if o.server != "" {
 		if _, _, err := net.SplitHostPort(o.server); err != nil {
 			return nil, fmt.Errorf("naming/dns: resolver %q: want host:port: %w", o.server, err)
 		}
-		server := o.server
-		var d net.Dialer
-		res = &net.Resolver{
-			PreferGo: true,
-			Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return d.DialContext(ctx, network, server)
-			},
-		}
 	}
+	res := &net.Resolver{PreferGo: true, Dial: dialer(o.server, o.timeout)}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Registry{host: host, port: port, o: o, res: res, ctx: ctx, cancel: cancel, watches: map[*watch]struct{}{}}, nil
 }
@@ -388,3 +380,70 @@ func dedup(list []*naming.Instance) []*naming.Instance {
 	}
 	return out
 }
+
+// dialer returns the resolver's Dial: to server when given (else to the
+// address the resolver picked from the system's configuration), with every
+// exchange bounded by timeout and connections closed when their context
+// ends. Go's resolver runs an address lookup on a context of its own, which
+// callers that time out may leave running (one lookup is shared by all
+// callers asking for the same name at once); it reads until a deadline from
+// the system's resolver timeout (5 s, several attempts). A lookup left
+// running so would keep later resolutions, which join it, failing long after
+// the resolver answers again, and its goroutines would outlive Close.
+func dialer(server string, timeout time.Duration) func(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		if server != "" {
+			address = server
+		}
+		c, err := d.DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		b := bounds{max: time.Now().Add(timeout), stop: context.AfterFunc(ctx, func() { c.Close() })}
+		_ = c.SetDeadline(b.max)
+		if uc, ok := c.(*net.UDPConn); ok {
+			// The resolver frames messages by whether the connection
+			// is a net.PacketConn: keep it one.
+			return &boundedUDPConn{UDPConn: uc, bounds: b}, nil
+		}
+		return &boundedConn{Conn: c, bounds: b}, nil
+	}
+}
+
+// bounds caps a connection's deadlines and holds its close-on-cancel hook.
+type bounds struct {
+	max  time.Time
+	stop func() bool
+}
+
+func (b bounds) cap(t time.Time) time.Time {
+	if t.IsZero() || t.After(b.max) {
+		return b.max
+	}
+	return t
+}
+
+type boundedConn struct {
+	net.Conn
+	bounds
+}
+
+func (c *boundedConn) SetDeadline(t time.Time) error      { return c.Conn.SetDeadline(c.cap(t)) }
+func (c *boundedConn) SetReadDeadline(t time.Time) error  { return c.Conn.SetReadDeadline(c.cap(t)) }
+func (c *boundedConn) SetWriteDeadline(t time.Time) error { return c.Conn.SetWriteDeadline(c.cap(t)) }
+func (c *boundedConn) Close() error                       { c.stop(); return c.Conn.Close() }
+
+type boundedUDPConn struct {
+	*net.UDPConn
+	bounds
+}
+
+func (c *boundedUDPConn) SetDeadline(t time.Time) error { return c.UDPConn.SetDeadline(c.cap(t)) }
+func (c *boundedUDPConn) SetReadDeadline(t time.Time) error {
+	return c.UDPConn.SetReadDeadline(c.cap(t))
+}
+func (c *boundedUDPConn) SetWriteDeadline(t time.Time) error {
+	return c.UDPConn.SetWriteDeadline(c.cap(t))
+}
+func (c *boundedUDPConn) Close() error { c.stop(); return c.UDPConn.Close() }
