@@ -50,7 +50,8 @@ type ClientProxy struct {
 	inFallback atomic.Bool  // calling the last known instances: the registry lists none
 	fallbacks  atomic.Int64 // registry fallbacks entered
 
-	budgetLogged atomic.Int64 // when the budget's refusal was last logged (Unix ns): once per 10 s at most
+	refresher    naming.Refresher // the registry, when it can look again on demand (DNS); nil otherwise
+	budgetLogged atomic.Int64     // when the budget's refusal was last logged (Unix ns): once per 10 s at most
 
 	closed     atomic.Bool
 	stopWatch  context.CancelFunc
@@ -92,6 +93,7 @@ func NewClientProxy(service string, reg naming.Registry, opts ...ProxyOption) (*
 		log:              o.logger.With("service", service),
 		epoch:            time.Now(),
 	}
+	p.refresher, _ = reg.(naming.Refresher)
 	p.invoke = p.logical
 	empty := []*naming.Instance{}
 	p.listed.Store(&empty)
@@ -422,6 +424,9 @@ func (p *ClientProxy) observe(ctx context.Context, in *naming.Instance, done fun
 	if p.outliers.record(in.ID, fault, now) {
 		p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceEjected, Instance: in.ID, Addr: in.Addr, Time: now})
 		p.refresh()
+	}
+	if fault != nil && p.refresher != nil {
+		p.refresher.ResolveNow() // the registry may know better addresses by now
 	}
 	switch {
 	case err == nil, kind == kindFinal && contextEnded(ctx) == nil:

@@ -21,6 +21,15 @@ type Backend struct {
 	PublicParams []string
 }
 
+// Refresher is implemented by a registry that can be asked to look again
+// at once rather than at its next poll: the DNS registry re-resolves. A
+// ClientProxy asks it when a connection to an instance fails, so an address
+// a rolling update took away is replaced without waiting for the poll. The
+// registry rate-limits the requests itself.
+type Refresher interface {
+	ResolveNow()
+}
+
 // Normalize checks in and returns a copy fit to store: the address in the
 // "network@address" form (CanonicalAddr), the ID filled with DefaultID when
 // empty, the weight and maps copied. An instance without a service or with

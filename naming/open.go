@@ -67,6 +67,8 @@ func Open(rawURL string, backends ...Backend) (Registry, error) {
 // when a program did not give one to Open.
 var backendPackages = map[string]string{
 	"consul": "github.com/shoalrpc/shoal/naming/consul",
+	"etcd":   "github.com/shoalrpc/shoal/naming/etcd",
+	"dns":    "github.com/shoalrpc/shoal/naming/dns",
 }
 
 // schemeList lists the schemes Open knows with these backends.

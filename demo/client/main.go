@@ -31,6 +31,8 @@ import (
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/naming/consul"
+	"github.com/shoalrpc/shoal/naming/dns"
+	"github.com/shoalrpc/shoal/naming/etcd"
 )
 
 // Exit statuses.
@@ -176,7 +178,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "client:", err)
 		return exitUsage
 	}
-	reg, err := naming.Open(cfg.registry, consul.Backend())
+	reg, err := naming.Open(cfg.registry, consul.Backend(), etcd.Backend(), dns.Backend())
 	if err != nil {
 		fmt.Fprintln(stderr, "client:", err)
 		return exitUsage

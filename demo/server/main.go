@@ -30,6 +30,8 @@ import (
 	"github.com/shoalrpc/shoal/demo/tlsflags"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/naming/consul"
+	"github.com/shoalrpc/shoal/naming/dns"
+	"github.com/shoalrpc/shoal/naming/etcd"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -130,7 +132,7 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	}
 	log := newLogger(cfg.logFormat, stderr)
 
-	reg, err := naming.Open(cfg.registry, consul.Backend())
+	reg, err := naming.Open(cfg.registry, consul.Backend(), etcd.Backend(), dns.Backend())
 	if err != nil {
 		log.Error("cannot open the registry", "err", err)
 		return exitUsage

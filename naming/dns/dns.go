@@ -447,3 +447,5 @@ func (c *boundedUDPConn) SetWriteDeadline(t time.Time) error {
 	return c.UDPConn.SetWriteDeadline(c.cap(t))
 }
 func (c *boundedUDPConn) Close() error { c.stop(); return c.UDPConn.Close() }
+
+var _ naming.Refresher = (*Registry)(nil)

@@ -157,3 +157,40 @@ func TestProxyFollowsChangingRecordsUnderLoad(t *testing.T) {
 }
 
 var _ naming.Registry = (*Registry)(nil)
+
+// TestProxyAsksAgainWhenAConnectionFails: with the periodic refresh an hour
+// away, an instance replaced in DNS whose old address refuses connections is
+// found at once: the proxy's failed dial makes the registry re-resolve.
+func TestProxyAsksAgainWhenAConnectionFails(t *testing.T) {
+	z := startZone(t)
+	const name = "_shoal._tcp.counter.shoal.test"
+	z.setHosts("n.shoal.test", "127.0.0.1")
+	old, replacement := startBackend(t), startBackend(t)
+	// A port nothing listens on stands for the instance a rolling update took away.
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gonePort := uint16(gone.Addr().(*net.TCPAddr).Port)
+	gone.Close()
+	z.setSRV(name, srv{"n.shoal.test", gonePort, 1, 0}, srv{"n.shoal.test", old.port, 1, 0})
+
+	reg := newTestRegistry(t, z, name, WithRefresh(time.Hour))
+	p, err := consumer.NewClientProxy("Counter", reg, consumer.WithFailMode(consumer.Failover))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitInstances(t, p, 2)
+	z.setSRV(name, srv{"n.shoal.test", replacement.port, 1, 0}, srv{"n.shoal.test", old.port, 1, 0})
+	deadline := time.Now().Add(10 * time.Second)
+	for replacement.counter.ran.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the replacement got no call within 10 s (%d DNS questions)", z.queries.Load())
+		}
+		var reply int
+		if err := p.Call(context.Background(), "Counter.Hit", 0, &reply); err != nil {
+			t.Fatalf("a call failed: %v", err) // the refused dial is not executed: Failover moves it on
+		}
+	}
+}
