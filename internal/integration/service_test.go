@@ -23,6 +23,7 @@ type Arith struct {
 	stallMS  atomic.Int64   // extra delay Who adds on this instance
 	whos     atomic.Int64   // Who calls that ran
 	executed atomic.Int64   // Sleep calls that ran
+	echoes   atomic.Int64   // Echo calls that ran
 	entered  sync.WaitGroup // Sleep calls that have started, when a test Adds to it
 	track    atomic.Bool    // Sleep calls Done entered
 	canceled chan error     // Block reports its context's error here
@@ -69,6 +70,7 @@ func (a *Arith) Block(ctx context.Context, _ int, reply *int) error {
 
 // Echo returns its argument followed by the caller's "who" metadata.
 func (a *Arith) Echo(ctx context.Context, s string, reply *string) error {
+	a.echoes.Add(1)
 	*reply = s + provider.Metadata(ctx)["who"]
 	return nil
 }
