@@ -19,10 +19,10 @@ type Args struct{ A, B int }
 
 // Arith is the test service. Its counters let tests see what ran.
 type Arith struct {
-	id       string         // the instance ID, reported by Who
-	stallMS  atomic.Int64   // extra delay Who adds on this instance
-	whos     atomic.Int64   // Who calls that ran
-	firstWho chan struct{}  // closed when the first Who call starts
+	id       string        // the instance ID, reported by Who
+	stallMS  atomic.Int64  // extra delay Who adds on this instance
+	whos     atomic.Int64  // Who calls that ran
+	firstWho chan struct{} // closed when the first Who call starts
 	whoOnce  sync.Once
 	executed atomic.Int64   // Sleep calls that ran
 	echoes   atomic.Int64   // Echo calls that ran
