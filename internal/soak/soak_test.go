@@ -131,8 +131,8 @@ type callRec struct {
 	id         uint64
 	start, end time.Duration
 	px         uint8
-	kind       callKind
-	o          outcome
+	kind       uint8  // a callKind
+	o          uint8  // an outcome
 	from       int8   // the provider whose reply or service error ended the call; -1: none
 	gen        uint16 // and its generation
 }
@@ -554,7 +554,7 @@ func caller(px int, p *consumer.ClientProxy, seed uint64, stop *atomic.Bool, l *
 		}
 		l.record(px, kind, o, err, span{start, end})
 		if args.ID != 0 {
-			r := callRec{id: args.ID, start: start.Sub(l.begin), end: end.Sub(l.begin), px: uint8(px), kind: kind, o: o, from: -1}
+			r := callRec{id: args.ID, start: start.Sub(l.begin), end: end.Sub(l.begin), px: uint8(px), kind: uint8(kind), o: uint8(o), from: -1}
 			var idx int
 			if _, err := fmt.Sscanf(from, "soak-%d", &idx); err == nil && (o == oOK || o == oService) {
 				r.from, r.gen = int8(idx), uint16(gen)
@@ -872,7 +872,7 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 		e := execs[i:j]
 		i = j
 
-		if c.kind == kBroadcast {
+		if callKind(c.kind) == kBroadcast {
 			for a := range e {
 				for b := range a {
 					if e[a].node == e[b].node && e[a].gen == e[b].gen {
@@ -880,7 +880,7 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 					}
 				}
 			}
-			if c.o == oOK && len(e) == 0 {
+			if outcome(c.o) == oOK && len(e) == 0 {
 				bad(c, e, "a broadcast answered without running anywhere")
 			}
 			continue
@@ -900,7 +900,7 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 				continue
 			}
 		}
-		cutAllowed := c.o == oDeadline // the attempt its deadline cut may have run anywhere
+		cutAllowed := outcome(c.o) == oDeadline // the attempt its deadline cut may have run anywhere
 		unexplained := 0
 		for k, x := range e {
 			if k != answer && !killedDuring(x, c) {
@@ -922,7 +922,7 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 		case c.px == pFailover && others > retries:
 			bad(c, e, "ran %d times besides its answer, more than %d retries", others, retries)
 		}
-		if c.px == pFailfast && c.o == oConnClosed && !brokenByKill(c) {
+		if c.px == pFailfast && outcome(c.o) == oConnClosed && !brokenByKill(c) {
 			bad(c, e, "ErrConnClosed, but no connection it could have been sent on was broken by a kill")
 		}
 		switch {
@@ -930,7 +930,7 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 			answered[c.px]++
 		case answer >= 0:
 			rerun++
-		case c.o == oConnClosed || c.o == oDeadline:
+		case outcome(c.o) == oConnClosed || outcome(c.o) == oDeadline:
 			maybe[min(len(e), 2)]++
 		}
 	}
