@@ -825,22 +825,40 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 				k.start.Sub(begin) <= c.end && k.end.Sub(begin) >= c.start
 		})
 	}
-	// brokenByKill: the call started before the client closed a connection,
-	// dialed before a kill, to the provider killed while the call ran.
-	brokenByKill := func(c callRec) bool {
+	// brokenByKill: the call ended after a kill began, and started before
+	// the client closed a connection to the killed provider that was dialed
+	// before the kill ended (a dial can still succeed while Close is under
+	// way) and closed after it began. The call may start after the kill has
+	// ended: until the client's reader sees the connection close, a call can
+	// still be written on it. It returns, for a failure message, the kills
+	// and the connections closed around the call's end.
+	brokenByKill := func(c callRec) (bool, []string) {
+		var near []string
 		for _, k := range kills {
-			if k.start.Sub(begin) > c.end || k.end.Sub(begin) < c.start {
+			if k.start.Sub(begin) > c.end {
 				continue
 			}
 			addr := h.nodes[k.node].addr
 			for _, cn := range conns {
-				if cn.addr == addr && cn.dialed.Before(k.start) && !cn.closed.IsZero() &&
-					!cn.closed.Before(k.start) && c.start < cn.closed.Sub(begin) {
-					return true
+				if cn.addr != addr || !cn.dialed.Before(k.end) || (!cn.closed.IsZero() && cn.closed.Before(k.start)) {
+					continue
+				}
+				if !cn.closed.IsZero() && c.start < cn.closed.Sub(begin) {
+					return true, nil
 				}
 			}
 		}
-		return false
+		for _, k := range kills {
+			if (k.start.Sub(begin) - c.end).Abs() < time.Second {
+				near = append(near, fmt.Sprintf("kill of %s %.4fs–%.4fs", h.nodes[k.node].addr, k.start.Sub(begin).Seconds(), k.end.Sub(begin).Seconds()))
+			}
+		}
+		for _, cn := range conns {
+			if !cn.closed.IsZero() && (cn.closed.Sub(begin)-c.end).Abs() < 50*time.Millisecond {
+				near = append(near, fmt.Sprintf("conn to %s dialed %.4fs closed %.4fs", cn.addr, cn.dialed.Sub(begin).Seconds(), cn.closed.Sub(begin).Seconds()))
+			}
+		}
+		return false, near
 	}
 
 	var (
@@ -853,7 +871,7 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 	bad := func(c callRec, e []execRec, format string, args ...any) {
 		nViol++
 		if len(violations) < 20 {
-			violations = append(violations, fmt.Sprintf("call %#x (%s %s → %s, [%.3fs, %.3fs]) executions %v: %s",
+			violations = append(violations, fmt.Sprintf("call %#x (%s %s → %s, [%.4fs, %.4fs]) executions %v: %s",
 				c.id, proxyNames[c.px], kindNames[c.kind], outcomeNames[c.o], c.start.Seconds(), c.end.Seconds(), e,
 				fmt.Sprintf(format, args...)))
 		}
@@ -922,8 +940,10 @@ func (h *harness) reconcile(t *testing.T, l *ledger) {
 		case c.px == pFailover && others > retries:
 			bad(c, e, "ran %d times besides its answer, more than %d retries", others, retries)
 		}
-		if c.px == pFailfast && outcome(c.o) == oConnClosed && !brokenByKill(c) {
-			bad(c, e, "ErrConnClosed, but no connection it could have been sent on was broken by a kill")
+		if c.px == pFailfast && outcome(c.o) == oConnClosed {
+			if ok, near := brokenByKill(c); !ok {
+				bad(c, e, "ErrConnClosed, but no connection it could have been sent on was broken by a kill (nearby: %v)", near)
+			}
 		}
 		switch {
 		case answer >= 0 && others == 0:
