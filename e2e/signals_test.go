@@ -17,7 +17,7 @@ func TestServerDrainsOnEverySignal(t *testing.T) {
 			s := startServer(t, "server", "-registry", "memory://")
 			c := dialServer(t, s)
 			long := longCalls(c, 1, 300)
-			eventually(t, 10*time.Second, "the server runs Sleep(300)", func() bool { return sleeping(t, c, 300) == 1 })
+			eventually(t, 30*time.Second, "the server runs Sleep(300)", func() bool { return sleeping(t, c, 300) == 1 })
 			s.signal(sig)
 			if code := s.wait(10 * time.Second); code != 0 {
 				t.Fatalf("exit status %d after %v, want 0", code, sig)
@@ -25,7 +25,7 @@ func TestServerDrainsOnEverySignal(t *testing.T) {
 			if r := <-long; r.err != nil || r.instance != s.id {
 				t.Errorf("the call in flight returned (%q, %v), want (%q, nil)", r.instance, r.err, s.id)
 			}
-			line, err := s.waitLog(0, time.Second, "shutting down")
+			line, err := s.waitLog(0, 10*time.Second, "shutting down")
 			if err != nil {
 				t.Fatalf("no shutdown log line: %v", err)
 			}
@@ -43,7 +43,7 @@ func TestServerShutdownDeadlineExitsNonZero(t *testing.T) {
 	s := startServer(t, "server", "-registry", "memory://", "-shutdown-timeout", "200ms")
 	c := dialServer(t, s)
 	long := longCalls(c, 1, 30_000)
-	eventually(t, 10*time.Second, "the server runs Sleep(30000)", func() bool { return sleeping(t, c, 30_000) == 1 })
+	eventually(t, 30*time.Second, "the server runs Sleep(30000)", func() bool { return sleeping(t, c, 30_000) == 1 })
 	t0 := time.Now()
 	s.signal(syscall.SIGTERM)
 	if code := s.wait(10 * time.Second); code != 3 {
@@ -55,7 +55,7 @@ func TestServerShutdownDeadlineExitsNonZero(t *testing.T) {
 	if r := <-long; !errors.Is(r.err, consumer.ErrConnClosed) {
 		t.Errorf("the cut call returned (%q, %v), want consumer.ErrConnClosed", r.instance, r.err)
 	}
-	if _, err := s.waitLog(0, time.Second, "shutdown cut short"); err != nil {
+	if _, err := s.waitLog(0, 10*time.Second, "shutdown cut short"); err != nil {
 		t.Errorf("no \"shutdown cut short\" log line: %v", err)
 	}
 }
@@ -66,7 +66,7 @@ func TestServerSecondSignalClosesAtOnce(t *testing.T) {
 	s := startServer(t, "server", "-registry", "memory://", "-shutdown-timeout", "60s")
 	c := dialServer(t, s)
 	long := longCalls(c, 1, 30_000)
-	eventually(t, 10*time.Second, "the server runs Sleep(30000)", func() bool { return sleeping(t, c, 30_000) == 1 })
+	eventually(t, 30*time.Second, "the server runs Sleep(30000)", func() bool { return sleeping(t, c, 30_000) == 1 })
 	s.signal(syscall.SIGTERM)
 	if _, err := s.waitLog(0, 10*time.Second, "shutting down"); err != nil {
 		t.Fatalf("no shutdown log line: %v", err)
@@ -92,7 +92,7 @@ func TestServerBadFlagsAndUnreachableRegistry(t *testing.T) {
 	if code := s.wait(30 * time.Second); code != 1 {
 		t.Errorf("unreachable Consul: exit status %d, want 1", code)
 	}
-	line, err := s.waitLog(0, time.Second, "serving failed")
+	line, err := s.waitLog(0, 10*time.Second, "serving failed")
 	if err != nil {
 		t.Fatalf("no \"serving failed\" log line: %v", err)
 	}

@@ -28,6 +28,8 @@ const (
 	loadSleepMs = 3               // the steady load calls Arith.Sleep(3)
 	callers     = 8               // in-test callers
 	stepCalls   = 300             // successful calls each step waits for
+
+	loadCallTimeout = 10 * time.Second // the deadline of each in-test call
 )
 
 // TestSIGTERMWithConsul is issue 6's scenario: three demo servers in a real
@@ -71,7 +73,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	eventually(t, 10*time.Second, "the proxy knows the three servers", func() bool { return len(p.Instances()) == 3 })
+	eventually(t, 30*time.Second, "the proxy knows the three servers", func() bool { return len(p.Instances()) == 3 })
 	load := startLoad(t, p)
 	client := start(t, "demo/client", clientBin, "-registry", regURL, "-method", "Sleep", "-sleep", strconv.Itoa(loadSleepMs),
 		"-fail", "failover", "-concurrency", "4", "-duration", "0", "-progress", "100ms", "-json")
@@ -94,7 +96,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 	// deregisters, drains, answers them and exits 0; no call fails.
 	direct := dialServer(t, a)
 	long := longCalls(direct, 3, 1000)
-	eventually(t, 10*time.Second, "A runs the three Sleep(1000) calls", func() bool { return sleeping(t, direct, 1000) == 3 })
+	eventually(t, 30*time.Second, "A runs the three Sleep(1000) calls", func() bool { return sleeping(t, direct, 1000) == 3 })
 	s0 = load.Snapshot()
 	t0 := time.Now()
 	a.signal(syscall.SIGTERM)
@@ -107,20 +109,20 @@ func TestSIGTERMWithConsul(t *testing.T) {
 			t.Errorf("step 3: a Sleep(1000) accepted by A before SIGTERM returned (%q, %v), want (%q, nil)", r.instance, r.err, a.id)
 		}
 	}
-	shutLine, err := a.waitLog(0, time.Second, "shutting down")
+	shutLine, err := a.waitLog(0, 10*time.Second, "shutting down")
 	if err != nil {
 		t.Fatalf("step 3: A logged no shutdown: %v", err)
 	}
 	if n := shutLine.num("in_flight"); n < 3 {
 		t.Errorf("step 3: A had %v calls in flight at SIGTERM, want at least the 3 long ones", n)
 	}
-	if _, err := a.waitLog(0, time.Second, "drained"); err != nil {
+	if _, err := a.waitLog(0, 10*time.Second, "drained"); err != nil {
 		t.Errorf("step 3: A did not log a clean drain: %v", err)
 	}
 	if services := agentServices(t, cc); services[a.id] {
 		t.Errorf("step 3: A is still registered in Consul after its exit; it should have deregistered")
 	}
-	eventually(t, 5*time.Second, "the proxy drops A", func() bool { return !knows(p, a.id) })
+	eventually(t, 30*time.Second, "the proxy drops A", func() bool { return !knows(p, a.id) })
 	load.waitOK(t, load.Snapshot(), 100) // every caller is past its calls to A
 	mid := load.Snapshot()
 	load.waitOK(t, mid, stepCalls)
@@ -142,7 +144,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 	s0 = load.Snapshot()
 	t0 = time.Now()
 	eventually(t, 20*time.Second, "Consul lists A again", func() bool { return slices.Equal(passing(t, cc), all) })
-	eventually(t, 10*time.Second, "the restarted A receives calls", func() bool { return load.Snapshot().Sub(s0).Instances[a.id] >= 50 })
+	eventually(t, 30*time.Second, "the restarted A receives calls", func() bool { return load.Snapshot().Sub(s0).Instances[a.id] >= 50 })
 	back := time.Since(t0)
 	load.waitOK(t, load.Snapshot(), stepCalls)
 	step = load.Snapshot().Sub(s0)
@@ -156,7 +158,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 	t0 = time.Now()
 	b.signal(syscall.SIGKILL)
 	b.wait(10 * time.Second)
-	eventually(t, ttl+10*time.Second, "B leaves Consul's passing list", func() bool { return !slices.Contains(passing(t, cc), b.id) })
+	eventually(t, ttl+30*time.Second, "B leaves Consul's passing list", func() bool { return !slices.Contains(passing(t, cc), b.id) })
 	gone := time.Since(t0)
 	window := load.Snapshot().Sub(s0) // while B was dead but listed
 	// The last heartbeat was at most ttl/3 before the kill, so the check
@@ -167,7 +169,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 	if services := agentServices(t, cc); !services[b.id] {
 		t.Errorf("step 5: B is no longer registered at all; a killed instance cannot deregister, only fail its check")
 	}
-	eventually(t, 5*time.Second, "the proxy drops B", func() bool { return !knows(p, b.id) })
+	eventually(t, 30*time.Second, "the proxy drops B", func() bool { return !knows(p, b.id) })
 	load.waitOK(t, load.Snapshot(), 100)
 	mid = load.Snapshot()
 	load.waitOK(t, mid, stepCalls)
@@ -209,7 +211,7 @@ func TestSIGTERMWithConsul(t *testing.T) {
 	for _, s := range live {
 		d := dialServer(t, s)
 		longs = append(longs, longCalls(d, 2, 1500))
-		eventually(t, 10*time.Second, s.name+" runs two Sleep(1500) calls", func() bool { return sleeping(t, d, 1500) == 2 })
+		eventually(t, 30*time.Second, s.name+" runs two Sleep(1500) calls", func() bool { return sleeping(t, d, 1500) == 2 })
 	}
 	s0 = load.Snapshot()
 	t0 = time.Now()
@@ -227,12 +229,12 @@ func TestSIGTERMWithConsul(t *testing.T) {
 		}
 	}
 	down := time.Since(t0)
-	eventually(t, 5*time.Second, "the proxy has no instance left", func() bool { return len(p.Instances()) == 0 })
+	eventually(t, 30*time.Second, "the proxy has no instance left", func() bool { return len(p.Instances()) == 0 })
 	if ids := passing(t, cc); len(ids) != 0 {
 		t.Errorf("step 6: Consul still lists %v as passing", ids)
 	}
 	mark, markTime := load.Snapshot(), time.Now()
-	eventually(t, 10*time.Second, "50 more calls", func() bool { return load.Snapshot().Sub(mark).Calls >= 50 })
+	eventually(t, 30*time.Second, "50 more calls", func() bool { return load.Snapshot().Sub(mark).Calls >= 50 })
 	final := load.stop()
 	step = final.Sub(s0)
 	tail := final.Sub(mark)
@@ -244,9 +246,13 @@ func TestSIGTERMWithConsul(t *testing.T) {
 	if tail.Count(loadgen.NoInstances) != tail.Calls {
 		t.Errorf("step 6: with no instance left, %d of %d calls failed with the no-instances error, want all: %v", tail.Count(loadgen.NoInstances), tail.Calls, tail.LastErrors)
 	}
+	// A call that waited for an instance would end with its deadline (a
+	// failure of another kind, checked above) or near it; one that fails at
+	// once takes microseconds. Half the deadline tells them apart on any
+	// machine; how long it took is logged.
 	slowest := load.slowestFailureSince(markTime)
-	if slowest > 500*time.Millisecond {
-		t.Errorf("step 6: a call with no instance left took %v to fail, want it at once", slowest)
+	if slowest > loadCallTimeout/2 {
+		t.Errorf("step 6: a call with no instance left took %v to fail (its deadline %v), want it at once", slowest, loadCallTimeout)
 	}
 	t.Logf("step 6: SIGTERM to A and C; both drained their 2 Sleep(1500) calls and exited 0 within %v; during the shutdown %d calls: %d ok, by kind %v; "+
 		"afterwards %d calls, all %q, the slowest in %v",
@@ -295,7 +301,7 @@ func startLoad(t *testing.T, p *consumer.ClientProxy) *testLoad {
 	l := &testLoad{}
 	r, err := loadgen.Start(loadgen.Config{
 		Concurrency:     callers,
-		Timeout:         10 * time.Second,
+		Timeout:         loadCallTimeout,
 		PauseAfterError: 5 * time.Millisecond,
 	}, func(ctx context.Context) (string, error) {
 		start := time.Now()

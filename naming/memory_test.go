@@ -145,12 +145,51 @@ func TestMemorySlowReaderGetsLatest(t *testing.T) {
 	}
 }
 
+// TestMemoryCloseDropsInstances: Close ends every watch, drops every
+// instance and refuses every later use; an instance's cancel stays safe.
 func TestMemoryCloseDropsInstances(t *testing.T) {
 	m := NewMemory()
 	cancel, err := m.Register(t.Context(), &Instance{Service: "s", Addr: "tcp@h:1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Close()
+	ch, err := m.Watch(t.Context(), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap := next(t, ch, 10*time.Second); len(snap) != 1 {
+		t.Fatalf("watch before Close: %d instances, want 1", len(snap))
+	}
+	if err := m.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// The watch ends: its channel closes, with no snapshot still showing
+	// the instance in between.
+	select {
+	case snap, ok := <-ch:
+		if ok {
+			t.Fatalf("watch got a snapshot of %d after Close, want its channel closed", len(snap))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch channel was not closed within 10s of Close")
+	}
+	if list, err := m.Fetch(t.Context(), "s"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Fetch after Close = %d instances, %v; want ErrClosed", len(list), err)
+	}
+	if _, err := m.Watch(t.Context(), "s"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Watch after Close: %v, want ErrClosed", err)
+	}
+	if _, err := m.Register(t.Context(), &Instance{Service: "s", Addr: "tcp@h:2"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Register after Close: %v, want ErrClosed", err)
+	}
+	m.mu.Lock()
+	held := len(m.services)
+	m.mu.Unlock()
+	if held != 0 {
+		t.Fatalf("the closed registry still holds %d services", held)
+	}
 	cancel() // safe after Close
+	if err := m.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 }

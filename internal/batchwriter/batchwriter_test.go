@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -71,9 +72,100 @@ func TestConcurrentFramesArriveWholeAndCounted(t *testing.T) {
 			t.Fatalf("frame at %d was interleaved", i)
 		}
 	}
-	if rec.writes >= goroutines*frames {
-		t.Logf("no coalescing happened: %d writes", rec.writes)
+}
+
+// gateWriter records every Write; the first one blocks until release is
+// closed, after telling entered, as a connection whose kernel buffer is full.
+type gateWriter struct {
+	entered chan struct{}
+	release chan struct{}
+
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (g *gateWriter) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	first := len(g.writes) == 0
+	g.writes = append(g.writes, bytes.Clone(p))
+	g.mu.Unlock()
+	if first {
+		close(g.entered)
+		<-g.release
 	}
+	return len(p), nil
+}
+
+// TestFramesQueuedBehindAWriteAreCoalesced: while one write is in the
+// kernel, frames from other goroutines queue, and once it returns they go
+// out together, in fewer writes than frames. What the test sees is only
+// what the writer underneath sees: the number of writes and their bytes.
+func TestFramesQueuedBehindAWriteAreCoalesced(t *testing.T) {
+	const frames, size = 16, 32
+	g := &gateWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	var reported atomic.Int64
+	allReported := make(chan struct{})
+	w := New(g, func(n int) {
+		if reported.Add(int64(n)) == frames+1 {
+			close(allReported)
+		}
+	}, 0)
+	first := make(chan error, 1)
+	go func() { first <- w.Write(bytes.Repeat([]byte{'0'}, size), true) }()
+	select {
+	case <-g.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first frame was not written within 10s")
+	}
+	// The first write is blocked: every other frame must queue behind it.
+	var wg sync.WaitGroup
+	for i := range frames {
+		wg.Go(func() {
+			if err := w.Write(bytes.Repeat([]byte{byte('a' + i)}, size), true); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	queued := make(chan struct{})
+	go func() { wg.Wait(); close(queued) }()
+	select {
+	case <-queued:
+	case <-time.After(10 * time.Second):
+		close(g.release)
+		t.Fatal("writers were still blocked 10s after a write to the connection stalled: a caller waits on the network")
+	}
+	close(g.release)
+	select {
+	case <-allReported:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%d of %d frames reported written 10s after the stalled write returned", reported.Load(), frames+1)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var data []byte
+	for _, p := range g.writes {
+		data = append(data, p...)
+	}
+	if len(data) != (frames+1)*size {
+		t.Fatalf("%d bytes written, want %d", len(data), (frames+1)*size)
+	}
+	seen := map[byte]bool{}
+	for i := 0; i < len(data); i += size {
+		if !bytes.Equal(data[i:i+size], bytes.Repeat(data[i:i+1], size)) {
+			t.Fatalf("frame at %d was interleaved", i)
+		}
+		seen[data[i]] = true
+	}
+	if len(seen) != frames+1 {
+		t.Fatalf("%d distinct frames written, want %d", len(seen), frames+1)
+	}
+	if later := len(g.writes) - 1; later >= frames {
+		t.Fatalf("%d frames queued behind a stalled write went out in %d writes: not coalesced", frames, later)
+	}
+	t.Logf("%d frames queued behind a stalled write went out in %d write(s)", frames, len(g.writes)-1)
 }
 
 func TestFailedWriterReportsEveryCountedFrameOnce(t *testing.T) {

@@ -24,7 +24,8 @@ func TestProxyJoinAndLeaveUnderLoad(t *testing.T) {
 }
 
 // testJoinAndLeave: 16 callers; a third instance joins and must get calls
-// within a second; one leaves gracefully; no call fails.
+// (within a generous bound: the time it takes is logged, not asserted); one
+// leaves gracefully; no call fails.
 func testJoinAndLeave(t *testing.T, reg naming.Registry) {
 	c := newCluster(t, reg, 2)
 	p := newProxy(t, reg, consumer.WithWaitForInstances(10*time.Second))
@@ -34,11 +35,10 @@ func testJoinAndLeave(t *testing.T, reg naming.Registry) {
 
 	joined := time.Now()
 	n3 := c.add("")
-	for n3.arith.whos.Load() == 0 {
-		if time.Since(joined) > time.Second {
-			t.Fatalf("the new instance got no call within a second of joining")
-		}
-		time.Sleep(time.Millisecond) // polling the load's progress
+	select {
+	case <-n3.arith.firstWho:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the new instance got no call within 30s of joining")
 	}
 	t.Logf("new instance served its first call %v after joining", time.Since(joined).Round(time.Millisecond))
 	l.until(t, 200)
@@ -171,6 +171,10 @@ func TestProxyHedgingCutsTheTailOfAStalledInstance(t *testing.T) {
 	c.nodes[0].arith.stallMS.Store(1000)
 	p := newProxy(t, reg, consumer.WithFailMode(consumer.Failbackup), consumer.WithIdempotent("Arith.Who"),
 		consumer.WithHedging(20*time.Millisecond), consumer.WithLoadBalance(loadbalance.RoundRobin))
+	// Round robin sends every other call's first attempt to the stalled
+	// instance; each must be answered by the other one, which only a hedge
+	// can do before the stall ends. How long that takes is logged (a
+	// latency bound would flake on a loaded machine).
 	var lat []time.Duration
 	for range 40 {
 		start := time.Now()
@@ -179,16 +183,16 @@ func TestProxyHedgingCutsTheTailOfAStalledInstance(t *testing.T) {
 			t.Fatal(err)
 		}
 		if out != c.nodes[1].id {
-			t.Fatalf("answered by the stalled instance")
+			t.Fatalf("answered by the stalled instance: not hedged")
 		}
 		lat = append(lat, time.Since(start))
 	}
-	slices.Sort(lat)
-	p99 := lat[len(lat)*99/100]
-	t.Logf("p50 %v, p99 %v with one instance stalled 1 s and a 20 ms hedging delay", lat[len(lat)/2], p99)
-	if p99 > 400*time.Millisecond {
-		t.Fatalf("p99 %v: hedging did not cut the stalled instance's tail", p99)
+	if stalled := c.nodes[0].arith.whos.Load(); stalled < 10 {
+		t.Fatalf("only %d of 40 first attempts reached the stalled instance: the hedge was not exercised", stalled)
 	}
+	slices.Sort(lat)
+	t.Logf("%d of 40 first attempts went to the stalled instance and were hedged; p50 %v, p99 %v with one instance stalled 1 s and a 20 ms hedging delay",
+		c.nodes[0].arith.whos.Load(), lat[len(lat)/2], lat[len(lat)*99/100])
 	// Methods not marked idempotent are never hedged.
 	start := time.Now()
 	p2 := newProxy(t, reg, consumer.WithFailMode(consumer.Failbackup), consumer.WithHedging(20*time.Millisecond),
@@ -374,15 +378,30 @@ func TestProxyEjectsAnInstanceThatKeepsFailing(t *testing.T) {
 	t.Logf("ejected after 3 refusals, probed %v later", probe.Sub(ejected).Round(time.Millisecond))
 }
 
+// fetchSignal is a registry that tells fetched what each Fetch returned.
+type fetchSignal struct {
+	naming.Registry
+	fetched chan []*naming.Instance
+}
+
+func (f fetchSignal) Fetch(ctx context.Context, service string) ([]*naming.Instance, error) {
+	list, err := f.Registry.Fetch(ctx, service)
+	f.fetched <- list
+	return list, err
+}
+
 func TestNewClientProxyWithoutInstances(t *testing.T) {
 	reg := naming.NewMemory()
 	defer reg.Close()
 	if _, err := consumer.NewClientProxy("arith", reg); !errors.Is(err, loadbalance.ErrNoInstances) {
 		t.Fatalf("NewClientProxy: %v, want ErrNoInstances", err)
 	}
+	// The instance appears only once the proxy has found none: it must
+	// wait for the watch to deliver one.
+	sig := fetchSignal{Registry: reg, fetched: make(chan []*naming.Instance, 1)}
 	got := make(chan error, 1)
 	go func() {
-		p, err := consumer.NewClientProxy("arith", reg, consumer.WithWaitForInstances(10*time.Second))
+		p, err := consumer.NewClientProxy("arith", sig, consumer.WithWaitForInstances(30*time.Second))
 		if err == nil {
 			var out string
 			err = p.Call(context.Background(), "Arith.Who", WhoArgs{}, &out)
@@ -390,9 +409,29 @@ func TestNewClientProxyWithoutInstances(t *testing.T) {
 		}
 		got <- err
 	}()
+	select {
+	case list := <-sig.fetched:
+		if len(list) != 0 {
+			t.Fatalf("the proxy fetched %d instances before any was started", len(list))
+		}
+	case err := <-got:
+		t.Fatalf("NewClientProxy returned (%v) without fetching", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("NewClientProxy did not fetch within 30s")
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("NewClientProxy with no instance returned at once (%v); want it to wait", err)
+	default:
+	}
 	newCluster(t, reg, 1)
-	if err := <-got; err != nil {
-		t.Fatalf("waiting proxy: %v", err)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("waiting proxy: %v", err)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("the waiting proxy neither called nor failed within 40s of the instance appearing")
 	}
 
 	p := newProxy(t, reg)

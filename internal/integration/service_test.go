@@ -19,16 +19,19 @@ type Args struct{ A, B int }
 
 // Arith is the test service. Its counters let tests see what ran.
 type Arith struct {
-	id       string         // the instance ID, reported by Who
-	stallMS  atomic.Int64   // extra delay Who adds on this instance
-	whos     atomic.Int64   // Who calls that ran
+	id       string        // the instance ID, reported by Who
+	stallMS  atomic.Int64  // extra delay Who adds on this instance
+	whos     atomic.Int64  // Who calls that ran
+	firstWho chan struct{} // closed when the first Who call starts
+	whoOnce  sync.Once
 	executed atomic.Int64   // Sleep calls that ran
+	echoes   atomic.Int64   // Echo calls that ran
 	entered  sync.WaitGroup // Sleep calls that have started, when a test Adds to it
 	track    atomic.Bool    // Sleep calls Done entered
 	canceled chan error     // Block reports its context's error here
 }
 
-func newArith() *Arith { return &Arith{canceled: make(chan error, 16)} }
+func newArith() *Arith { return &Arith{canceled: make(chan error, 16), firstWho: make(chan struct{})} }
 
 // Add returns A+B.
 func (a *Arith) Add(ctx context.Context, args Args, reply *int) error {
@@ -69,6 +72,7 @@ func (a *Arith) Block(ctx context.Context, _ int, reply *int) error {
 
 // Echo returns its argument followed by the caller's "who" metadata.
 func (a *Arith) Echo(ctx context.Context, s string, reply *string) error {
+	a.echoes.Add(1)
 	*reply = s + provider.Metadata(ctx)["who"]
 	return nil
 }
@@ -83,6 +87,7 @@ type WhoArgs struct {
 // Who waits SleepMS (plus the instance's stall) and returns the instance ID.
 func (a *Arith) Who(ctx context.Context, args WhoArgs, reply *string) error {
 	a.whos.Add(1)
+	a.whoOnce.Do(func() { close(a.firstWho) })
 	if args.FailOn == a.id {
 		return errors.New("failed on " + a.id)
 	}

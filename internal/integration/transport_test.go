@@ -310,28 +310,40 @@ func TestServerCloseFailsPendingCalls(t *testing.T) {
 	}
 }
 
+// TestHeartbeatsKeepAnIdleConnectionOpen: the server closes a connection
+// silent for its idle timeout, and keeps one whose client heartbeats. The
+// heartbeat interval is a small fraction of the idle timeout, so a loaded
+// machine that delays a heartbeat by most of a second does not fail the test;
+// the idle timeouts that pass are counted by quiet connections the server
+// closes, not by sleeping.
 func TestHeartbeatsKeepAnIdleConnectionOpen(t *testing.T) {
-	s := serve(t, provider.WithIdleTimeout(150*time.Millisecond))
-	quiet := dial(t, s.addr, consumer.WithHeartbeat(0, 0))
-	chatty := dial(t, s.addr, consumer.WithHeartbeat(30*time.Millisecond, time.Second))
+	const idle = time.Second
+	s := serve(t, provider.WithIdleTimeout(idle))
+	chatty := dial(t, s.addr, consumer.WithHeartbeat(20*time.Millisecond, time.Minute))
 	var out int
-	for _, c := range []*consumer.Client{quiet, chatty} {
-		if err := c.Call(context.Background(), "Arith.Add", Args{}, &out); err != nil {
+	if err := chatty.Call(context.Background(), "Arith.Add", Args{}, &out); err != nil {
+		t.Fatal(err)
+	}
+	// Three idle timeouts, one after the other: each quiet connection, opened
+	// after the previous one was closed, is closed only once a whole idle
+	// timeout has passed on the server.
+	for i := range 3 {
+		quiet := dial(t, s.addr, consumer.WithHeartbeat(0, 0))
+		if err := quiet.Call(context.Background(), "Arith.Add", Args{}, &out); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// Three idle timeouts pass: the server closes the quiet connection and
-	// keeps the one that sends heartbeats.
-	deadline := time.Now().Add(5 * time.Second)
-	for quiet.Usable() {
-		if time.Now().After(deadline) {
-			t.Fatal("the server never closed the idle connection")
+		opened := time.Now()
+		deadline := opened.Add(30 * time.Second)
+		for quiet.Usable() {
+			if time.Now().After(deadline) {
+				t.Fatalf("quiet connection %d: the server did not close it within 30s (idle timeout %v)", i, idle)
+			}
+			time.Sleep(10 * time.Millisecond) // polling an outside event: the server's idle timer
 		}
-		time.Sleep(10 * time.Millisecond) // polling an outside event: the server's idle timer
-	}
-	time.Sleep(450 * time.Millisecond) // three idle timeouts, the point of the test
-	if !chatty.Usable() {
-		t.Fatal("the heartbeating connection was closed")
+		if !chatty.Usable() {
+			t.Fatalf("the heartbeating connection was closed during idle timeout %d", i+1)
+		}
+		t.Logf("quiet connection %d closed by the server after %v", i, time.Since(opened).Round(time.Millisecond))
 	}
 	if err := chatty.Call(context.Background(), "Arith.Add", Args{A: 1}, &out); err != nil || out != 1 {
 		t.Fatal(out, err)

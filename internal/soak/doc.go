@@ -2,9 +2,10 @@
 //
 // TestSoak runs mixed calls at high concurrency through a Failover and a
 // Failfast ClientProxy while a deterministic schedule shuts providers down
-// gracefully, kills them and restarts them on their old addresses; every
-// call is accounted for by the kind of its outcome, and goroutines and heap
-// must return to their baseline. It runs for 60 s, 5 s with -short, or as
+// gracefully, kills them and restarts them on their old addresses. Every
+// call is accounted for twice, independently: by the outcome its caller saw
+// and by the providers' own record of the calls they ran, reconciled per call
+// ID; goroutines and heap must return to their baseline. It runs for 60 s, 5 s with -short, or as
 // long as SHOAL_SOAK says (e.g. SHOAL_SOAK=10s).
 //
 // TestIdleConnections opens 10,000 idle connections (1,000 with -short) to a

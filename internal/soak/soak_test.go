@@ -1,6 +1,7 @@
 package soak
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 
@@ -34,10 +36,12 @@ const (
 	// the warm-up did: far above noise, far below what 100,000 leaked
 	// calls would hold.
 	heapMargin = 8 << 20
-	// killGrace is how long after a kill a Failfast call may still fail
-	// with ErrConnClosed: a call can be written on the dead connection
-	// before the client's reader has seen it close.
-	killGrace = time.Second
+	// retries is both proxies' WithRetries: a Failover call may run at most
+	// this many more times than once, each after a maybe-executed attempt.
+	retries = 3
+	// settleWait bounds the wait for goroutines to return to their baseline
+	// once the load has stopped: generous, for a loaded machine.
+	settleWait = 30 * time.Second
 	// hangLimit bounds every call that has no deadline of its own: one that
 	// takes longer is reported as unexpected.
 	hangLimit = 30 * time.Second
@@ -121,15 +125,36 @@ func expected(px int, kind callKind, o outcome) bool {
 // span is a call's start and end.
 type span struct{ start, end time.Time }
 
-// ledger accounts for every call.
+// callRec is what a caller saw of one recorded call. Times are since the
+// soak began.
+type callRec struct {
+	id         uint64
+	start, end time.Duration
+	px         uint8
+	kind       uint8  // a callKind
+	o          uint8  // an outcome
+	from       int8   // the provider whose reply or service error ended the call; -1: none
+	gen        uint16 // and its generation
+}
+
+var (
+	callRecSize = int(unsafe.Sizeof(callRec{}))
+	execRecSize = int(unsafe.Sizeof(execRec{}))
+)
+
+// ledger holds what the callers saw: counts by outcome for the table, and
+// with record set, one callRec per call, reconciled at the end against the
+// providers' own records of what they ran.
 type ledger struct {
+	begin  time.Time // when set, calls are recorded, their times relative to it
 	made   [nProxies][nKinds]atomic.Int64
 	counts [nProxies][nKinds][nOutcomes]atomic.Int64
 
 	mu         sync.Mutex
 	unexpected []string // the first few, with their errors
 	nUnexp     int
-	ffClosed   []span // Failfast calls that failed with ErrConnClosed
+	ffClosed   int         // Failfast calls that failed with ErrConnClosed
+	recs       [][]callRec // one slice per caller that has returned
 }
 
 func (l *ledger) record(px int, kind callKind, o outcome, err error, sp span) {
@@ -141,7 +166,7 @@ func (l *ledger) record(px int, kind callKind, o outcome, err error, sp span) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ok {
-		l.ffClosed = append(l.ffClosed, sp)
+		l.ffClosed++
 		return
 	}
 	l.nUnexp++
@@ -151,16 +176,40 @@ func (l *ledger) record(px int, kind callKind, o outcome, err error, sp span) {
 	}
 }
 
-func (l *ledger) totals() (made, accounted int64) {
+// calls returns every call record, sorted by ID, and the bytes the records
+// hold.
+func (l *ledger) calls() ([]callRec, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var all []callRec
+	size := 0
+	for _, r := range l.recs {
+		all = append(all, r...)
+		size += cap(r) * callRecSize
+	}
+	slices.SortFunc(all, func(a, b callRec) int { return cmp.Compare(a.id, b.id) })
+	return all, size
+}
+
+// recordBytes is the memory the call records hold.
+func (l *ledger) recordBytes() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	size := 0
+	for _, r := range l.recs {
+		size += cap(r) * callRecSize
+	}
+	return size
+}
+
+func (l *ledger) made64() int64 {
+	var made int64
 	for px := range nProxies {
 		for k := range nKinds {
 			made += l.made[px][k].Load()
-			for o := range nOutcomes {
-				accounted += l.counts[px][k][o].Load()
-			}
 		}
 	}
-	return made, accounted
+	return made
 }
 
 func (l *ledger) table() string {
@@ -183,30 +232,34 @@ func (l *ledger) table() string {
 	return b.String()
 }
 
-// classify sorts a call's error. The order matters: a Failover call whose
-// deadline ended during a retry carries the earlier attempt's error too, and
-// a call whose deadline fired on both sides carries the handler's
-// ctx.Err() as a *ServiceError besides context.DeadlineExceeded.
-func classify(kind callKind, n int, err error) outcome {
+// classify sorts a call's error; for a service error it also returns the
+// provider and generation that ran the call. The order matters: a Failover
+// call whose deadline ended during a retry carries the earlier attempt's
+// error too, and a call whose deadline fired on both sides carries the
+// handler's ctx.Err() as a *ServiceError besides context.DeadlineExceeded.
+func classify(kind callKind, n int, err error) (o outcome, from string, gen int) {
 	var se *consumer.ServiceError
 	switch {
 	case err == nil:
-		return oOK
+		return oOK, "", 0
 	case errors.Is(err, context.DeadlineExceeded):
-		return oDeadline
+		return oDeadline, "", 0
 	case errors.As(err, &se):
-		if kind == kFail && se.Message == fmt.Sprintf("soak failure %d", n) {
-			return oService
+		var got int
+		if kind == kFail {
+			if k, _ := fmt.Sscanf(se.Message, "soak failure %d from %s gen %d", &got, &from, &gen); k == 3 && got == n {
+				return oService, from, gen
+			}
 		}
-		return oOther
+		return oOther, "", 0
 	case errors.Is(err, loadbalance.ErrNoInstances):
-		return oNoInstances
+		return oNoInstances, "", 0
 	case errors.Is(err, consumer.ErrConnClosed):
-		return oConnClosed
+		return oConnClosed, "", 0
 	case kind == kBroadcast && isRefusal(err):
-		return oTransient
+		return oTransient, "", 0
 	}
-	return oOther
+	return oOther, "", 0
 }
 
 // isRefusal reports whether err says the call was not executed: no
@@ -219,10 +272,59 @@ func isRefusal(err error) bool {
 // same across restarts.
 type node struct {
 	id     string
+	index  int
 	addr   string // host:port, fixed by the first start
+	gen    int    // how many times it was started
 	srv    *provider.Server
 	served chan error // Serve's result
 	up     bool
+}
+
+// killRec is one provider life ended by Close.
+type killRec struct {
+	node, gen int
+	span
+}
+
+// connRec is one connection the proxies dialed: to where, and when the
+// client closed it. A client closes its connection only after it has
+// stopped accepting calls on it, so a call that starts after closed cannot
+// have been sent on it.
+type connRec struct {
+	addr           string
+	dialed, closed time.Time // closed is zero while open
+}
+
+// trackedConn records when the client closes it.
+type trackedConn struct {
+	net.Conn
+	h    *harness
+	rec  *connRec
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.h.mu.Lock()
+		c.rec.closed = time.Now()
+		c.h.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// dial is the proxies' dialer: a net.Dialer whose connections record when
+// they were dialed and closed.
+func (h *harness) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	rec := &connRec{addr: address, dialed: time.Now()}
+	h.mu.Lock()
+	h.conns = append(h.conns, rec)
+	h.mu.Unlock()
+	return &trackedConn{Conn: nc, h: h, rec: rec}, nil
 }
 
 // harness holds the registry, the providers and what the schedule did.
@@ -233,8 +335,10 @@ type harness struct {
 	nodes []*node // touched only by the test goroutine and then the scheduler, never both at once
 
 	mu    sync.Mutex
-	kills []span   // when each Close ran
-	log   []string // what the schedule did
+	soaks []*Soak    // every provider life's service, with its record of executions
+	kills []killRec  // when each Close ran
+	conns []*connRec // every connection the proxies dialed
+	log   []string   // what the schedule did
 }
 
 // start serves a provider on n.addr (a free port the first time), retrying
@@ -261,10 +365,15 @@ func (h *harness) start(n *node) error {
 		provider.WithRegistry(h.reg, naming.Instance{Service: soakService, ID: n.id}),
 		provider.WithLogger(slog.New(h.logs)),
 	)
-	if err := srv.RegisterName("Soak", &Soak{id: n.id}); err != nil {
+	n.gen++
+	svc := &Soak{id: n.id, node: n.index, gen: n.gen}
+	if err := srv.RegisterName("Soak", svc); err != nil {
 		ln.Close()
 		return err
 	}
+	h.mu.Lock()
+	h.soaks = append(h.soaks, svc)
+	h.mu.Unlock()
 	n.srv, n.served, n.up = srv, make(chan error, 1), true
 	go func() { n.served <- srv.Serve(ln) }()
 	// Registration happens inside Serve; wait until the registry has it.
@@ -290,7 +399,7 @@ func (h *harness) stop(n *node, kill bool) error {
 	if kill {
 		n.srv.Close()
 		h.mu.Lock()
-		h.kills = append(h.kills, span{start, time.Now()})
+		h.kills = append(h.kills, killRec{n.index, n.gen, span{start, time.Now()}})
 		h.mu.Unlock()
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -387,9 +496,11 @@ func (h *harness) schedule(begin time.Time, tick time.Duration, stop <-chan stru
 	}
 }
 
-// caller makes calls until stop is set.
+// caller makes calls until stop is set. With l.begin set, each call has an
+// ID the providers record and a callRec in l.
 func caller(px int, p *consumer.ClientProxy, seed uint64, stop *atomic.Bool, l *ledger) {
 	rng := rand.New(rand.NewPCG(seed, 0x50a450a4))
+	var recs []callRec
 	for n := 0; !stop.Load(); n++ {
 		var kind callKind
 		switch r := rng.IntN(100); {
@@ -407,6 +518,9 @@ func caller(px int, p *consumer.ClientProxy, seed uint64, stop *atomic.Bool, l *
 			kind = kFast
 		}
 		args := Args{N: n, Payload: fmt.Sprintf("%s-%d-%d", proxyNames[px], seed, n)}
+		if !l.begin.IsZero() {
+			args.ID = seed<<32 | uint64(n+1)
+		}
 		method, timeout := "Soak.Fast", hangLimit
 		switch kind {
 		case kSleep:
@@ -427,15 +541,30 @@ func caller(px int, p *consumer.ClientProxy, seed uint64, stop *atomic.Bool, l *
 			err = p.Call(ctx, method, args, &reply)
 		}
 		cancel()
-		o := classify(kind, n, err)
-		if o == oOK && (reply.N != n+1 || reply.Payload != args.Payload || !strings.HasPrefix(reply.From, "soak-")) {
-			o, err = oWrongReply, fmt.Errorf("reply %+v to args %+v", reply, args)
+		end := time.Now()
+		o, from, gen := classify(kind, n, err)
+		if o == oOK {
+			from, gen = reply.From, reply.Gen
+			if reply.N != n+1 || reply.Payload != args.Payload || !strings.HasPrefix(reply.From, "soak-") {
+				o, err = oWrongReply, fmt.Errorf("reply %+v to args %+v", reply, args)
+			}
 		}
 		if o == oDeadline && timeout == hangLimit {
 			err = fmt.Errorf("no answer within %v: %w", hangLimit, err)
 		}
-		l.record(px, kind, o, err, span{start, time.Now()})
+		l.record(px, kind, o, err, span{start, end})
+		if args.ID != 0 {
+			r := callRec{id: args.ID, start: start.Sub(l.begin), end: end.Sub(l.begin), px: uint8(px), kind: uint8(kind), o: uint8(o), from: -1}
+			var idx int
+			if _, err := fmt.Sscanf(from, "soak-%d", &idx); err == nil && (o == oOK || o == oService) {
+				r.from, r.gen = int8(idx), uint16(gen)
+			}
+			recs = append(recs, r)
+		}
 	}
+	l.mu.Lock()
+	l.recs = append(l.recs, recs)
+	l.mu.Unlock()
 }
 
 // runCallers runs the callers on both proxies until stop is set, and
@@ -470,8 +599,7 @@ func waitCallers(t *testing.T, wg *sync.WaitGroup, l *ledger) {
 	select {
 	case <-done:
 	case <-time.After(hangLimit + 10*time.Second):
-		made, accounted := l.totals()
-		t.Fatalf("callers still running %v after stop: %d calls made, %d accounted for", hangLimit+10*time.Second, made, accounted)
+		t.Fatalf("callers still running %v after stop: %d calls made", hangLimit+10*time.Second, l.made64())
 	}
 }
 
@@ -503,7 +631,7 @@ func TestSoak(t *testing.T) {
 	tick := min(max(d/24, 250*time.Millisecond), 2500*time.Millisecond)
 	h := &harness{reg: naming.NewMemory(), logs: &levelCounter{}}
 	for i := range nProviders {
-		n := &node{id: fmt.Sprintf("soak-%d", i)}
+		n := &node{id: fmt.Sprintf("soak-%d", i), index: i}
 		h.nodes = append(h.nodes, n)
 		if err := h.start(n); err != nil {
 			t.Fatal(err)
@@ -512,8 +640,8 @@ func TestSoak(t *testing.T) {
 	var proxies [nProxies]*consumer.ClientProxy
 	for px, mode := range [nProxies]consumer.FailMode{consumer.Failover, consumer.Failfast} {
 		p, err := consumer.NewClientProxy(soakService, h.reg,
-			consumer.WithFailMode(mode), consumer.WithRetries(3),
-			consumer.WithLoadBalance(loadbalance.RoundRobin))
+			consumer.WithFailMode(mode), consumer.WithRetries(retries),
+			consumer.WithLoadBalance(loadbalance.RoundRobin), consumer.WithDialer(h.dial))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -524,23 +652,23 @@ func TestSoak(t *testing.T) {
 	// that connections, worker goroutines and buffers exist before the
 	// baseline. Nothing may fail here, not even a Failfast call.
 	var warmStop atomic.Bool
-	var warmLedger ledger
-	wg := runCallers(proxies, &warmStop, &warmLedger)
+	warmLedger := &ledger{}
+	wg := runCallers(proxies, &warmStop, warmLedger)
 	time.Sleep(time.Second) // the warm-up's length, not a synchronisation
 	warmStop.Store(true)
-	waitCallers(t, wg, &warmLedger)
-	if n := warmLedger.ffClosed; len(n) > 0 || warmLedger.nUnexp > 0 {
+	waitCallers(t, wg, warmLedger)
+	if warmLedger.ffClosed > 0 || warmLedger.nUnexp > 0 {
 		t.Fatalf("warm-up with every provider up: %d unexpected outcomes, %d Failfast ErrConnClosed:\n%s\n%s",
-			warmLedger.nUnexp, len(n), strings.Join(warmLedger.unexpected, "\n"), warmLedger.table())
+			warmLedger.nUnexp, warmLedger.ffClosed, strings.Join(warmLedger.unexpected, "\n"), warmLedger.table())
 	}
+	warmLedger = nil
 	for _, p := range proxies {
 		warm(t, p)
 	}
 	heapBefore := heapAlloc()
-	goroutinesBefore := runtime.NumGoroutine()
+	goroutinesBefore := goroutines()
 
 	// The soak.
-	var l ledger
 	var stop atomic.Bool
 	schedStop := make(chan struct{})
 	type schedResult struct {
@@ -549,7 +677,8 @@ func TestSoak(t *testing.T) {
 	}
 	schedDone := make(chan schedResult, 1)
 	begin := time.Now()
-	wg = runCallers(proxies, &stop, &l)
+	l := &ledger{begin: begin}
+	wg = runCallers(proxies, &stop, l)
 	go func() {
 		var r schedResult
 		r.shutdowns, r.kills, r.restarts, r.err = h.schedule(begin, tick, schedStop)
@@ -559,31 +688,21 @@ func TestSoak(t *testing.T) {
 	close(schedStop)
 	sr := <-schedDone // every provider is up again
 	stop.Store(true)
-	waitCallers(t, wg, &l)
+	waitCallers(t, wg, l)
 	elapsed := time.Since(begin)
 	if sr.err != nil {
 		t.Fatalf("schedule: %v\n%s", sr.err, strings.Join(h.log, "\n"))
 	}
 
-	// Account for every call.
-	made, accounted := l.totals()
+	made := l.made64()
 	t.Logf("%d calls in %v (%.0f calls/s), %d callers; schedule every %v: %d graceful shutdowns, %d kills, %d restarts\n%s",
 		made, elapsed.Round(time.Millisecond), float64(made)/elapsed.Seconds(), failoverCallers+failfastCallers,
 		tick, sr.shutdowns, sr.kills, sr.restarts, l.table())
 	t.Logf("schedule:\n%s", strings.Join(h.log, "\n"))
-	if made != accounted {
-		t.Errorf("%d calls made, %d accounted for", made, accounted)
-	}
 	if l.nUnexp > 0 {
 		t.Errorf("%d calls ended unexpectedly; the first ones:\n%s", l.nUnexp, strings.Join(l.unexpected, "\n"))
 	}
 	for px := range nProxies {
-		failMade := l.made[px][kFail].Load()
-		failed := l.counts[px][kFail][oService].Load() + l.counts[px][kFail][oConnClosed].Load()
-		if failMade != failed || (px == pFailover && l.counts[px][kFail][oConnClosed].Load() != 0) {
-			t.Errorf("%s: %d error calls made, %d service errors, %d connections closed", proxyNames[px],
-				failMade, l.counts[px][kFail][oService].Load(), l.counts[px][kFail][oConnClosed].Load())
-		}
 		for k := range nKinds {
 			if k == kBroadcast && px == pFailfast {
 				continue
@@ -597,37 +716,30 @@ func TestSoak(t *testing.T) {
 	if sr.shutdowns == 0 || sr.kills == 0 || sr.restarts == 0 {
 		t.Errorf("the schedule did not run every action: %+v", sr)
 	}
-	// A Failfast call may fail with ErrConnClosed only if it was in flight
-	// when a provider was killed.
-	var outside []string
-	for _, c := range l.ffClosed {
-		if !slices.ContainsFunc(h.kills, func(k span) bool {
-			return !c.start.After(k.end.Add(killGrace)) && !c.end.Before(k.start)
-		}) {
-			outside = append(outside, fmt.Sprintf("[%.3fs, %.3fs]", c.start.Sub(begin).Seconds(), c.end.Sub(begin).Seconds()))
-		}
-	}
-	if len(outside) > 0 {
-		t.Errorf("%d of %d Failfast ErrConnClosed calls were not in flight during a kill: %v (kills: %v)",
-			len(outside), len(l.ffClosed), outside[:min(len(outside), 10)], h.killTimes(begin))
-	}
 	if n := h.logs.count(slog.LevelWarn); n > 0 {
 		t.Errorf("providers logged %d warnings or errors: %s", n, h.logs.first())
 	}
 	t.Logf("providers logged %d info records (connections closing)", h.logs.count(slog.LevelInfo))
 
-	// Back to the baseline: every provider up, connections to each.
+	// Back to the baseline: every provider up, connections to each, no
+	// call running.
 	for _, p := range proxies {
 		warm(t, p)
 	}
 	heapAfter := heapAlloc()
-	goroutinesAfter := runtime.NumGoroutine()
-	t.Logf("live heap %.2f MiB before, %.2f MiB after (%+.2f MiB); goroutines %d before, %d after",
-		mib(heapBefore), mib(heapAfter), mib(heapAfter)-mib(heapBefore), goroutinesBefore, goroutinesAfter)
-	if heapAfter > heapBefore+heapMargin {
-		t.Errorf("live heap grew from %.2f to %.2f MiB over %d calls: leak of per-call state?",
-			mib(heapBefore), mib(heapAfter), made)
+	// The records of the soak's calls are live; they are not a leak.
+	records := l.recordBytes() + h.execBytes()
+	t.Logf("live heap %.2f MiB before, %.2f MiB after less %.2f MiB of call records (%+.2f MiB)",
+		mib(heapBefore), mib(heapAfter-uint64(records)), mib(uint64(records)), mib(heapAfter-uint64(records))-mib(heapBefore))
+	if heapAfter-uint64(records) > heapBefore+heapMargin {
+		t.Errorf("live heap grew from %.2f to %.2f MiB (call records excluded) over %d calls: leak of per-call state?",
+			mib(heapBefore), mib(heapAfter-uint64(records)), made)
 	}
+	settleGoroutines(t, goroutinesBefore)
+
+	// Every call accounted for: what the callers saw against what the
+	// providers ran.
+	h.reconcile(t, l)
 
 	for _, p := range proxies {
 		if err := p.Close(); err != nil {
@@ -643,6 +755,294 @@ func TestSoak(t *testing.T) {
 		t.Error(err)
 	}
 	goleak.VerifyNone(t)
+}
+
+// execBytes is the memory the providers' records of executions hold.
+func (h *harness) execBytes() int {
+	h.mu.Lock()
+	soaks := slices.Clone(h.soaks)
+	h.mu.Unlock()
+	size := 0
+	for _, s := range soaks {
+		s.mu.Lock()
+		size += cap(s.execs) * execRecSize
+		s.mu.Unlock()
+	}
+	return size
+}
+
+// executions returns every execution the providers recorded, sorted by
+// call ID.
+func (h *harness) executions() []execRec {
+	h.mu.Lock()
+	soaks := slices.Clone(h.soaks)
+	h.mu.Unlock()
+	var all []execRec
+	for _, s := range soaks {
+		r, _ := s.records()
+		all = append(all, r...)
+	}
+	slices.SortFunc(all, func(a, b execRec) int { return cmp.Compare(a.id, b.id) })
+	return all
+}
+
+// reconcile checks every recorded call against the providers' records of
+// what they ran. The providers record a call when its method starts, so
+// these are two independent counts: the callers' outcomes and the servers'
+// executions. The rules:
+//   - a call answered by a provider (a reply, or the method's own error) ran
+//     exactly once on the provider life that answered;
+//   - any other execution of it must be explained by a maybe-executed
+//     attempt: a Failover call may run again elsewhere (at most retries
+//     times) only after an attempt on a provider killed while the call was
+//     in flight; a refusal ("shutting down", go-away, dial refused) is
+//     never an execution;
+//   - a Failfast call runs at most once, and never after a maybe-executed
+//     error;
+//   - a call that ended with ErrConnClosed or its deadline may have run
+//     once where it was cut (the deadline) or on a killed provider;
+//   - a Failfast ErrConnClosed call started before the client closed a
+//     connection to a provider killed while the call was in flight: after
+//     that, the client refuses calls on the connection (not executed);
+//   - a Broadcast runs at most once on each provider life;
+//   - nothing runs that no caller made.
+func (h *harness) reconcile(t *testing.T, l *ledger) {
+	t.Helper()
+	calls, _ := l.calls()
+	execs := h.executions()
+	h.mu.Lock()
+	kills := slices.Clone(h.kills)
+	var conns []connRec
+	for _, c := range h.conns {
+		conns = append(conns, *c)
+	}
+	h.mu.Unlock()
+	begin := l.begin
+
+	killedDuring := func(e execRec, c callRec) bool {
+		return slices.ContainsFunc(kills, func(k killRec) bool {
+			return k.node == int(e.node) && k.gen == int(e.gen) &&
+				k.start.Sub(begin) <= c.end && k.end.Sub(begin) >= c.start
+		})
+	}
+	// brokenByKill: the call ended after a kill began, and started before
+	// the client closed a connection to the killed provider that was dialed
+	// before the kill ended (a dial can still succeed while Close is under
+	// way) and closed after it began. The call may start after the kill has
+	// ended: until the client's reader sees the connection close, a call can
+	// still be written on it. It returns, for a failure message, the kills
+	// and the connections closed around the call's end.
+	brokenByKill := func(c callRec) (bool, []string) {
+		var near []string
+		for _, k := range kills {
+			if k.start.Sub(begin) > c.end {
+				continue
+			}
+			addr := h.nodes[k.node].addr
+			for _, cn := range conns {
+				if cn.addr != addr || !cn.dialed.Before(k.end) || (!cn.closed.IsZero() && cn.closed.Before(k.start)) {
+					continue
+				}
+				if !cn.closed.IsZero() && c.start < cn.closed.Sub(begin) {
+					return true, nil
+				}
+			}
+		}
+		for _, k := range kills {
+			if (k.start.Sub(begin) - c.end).Abs() < time.Second {
+				near = append(near, fmt.Sprintf("kill of %s %.4fs–%.4fs", h.nodes[k.node].addr, k.start.Sub(begin).Seconds(), k.end.Sub(begin).Seconds()))
+			}
+		}
+		for _, cn := range conns {
+			if !cn.closed.IsZero() && (cn.closed.Sub(begin)-c.end).Abs() < 50*time.Millisecond {
+				near = append(near, fmt.Sprintf("conn to %s dialed %.4fs closed %.4fs", cn.addr, cn.dialed.Sub(begin).Seconds(), cn.closed.Sub(begin).Seconds()))
+			}
+		}
+		return false, near
+	}
+
+	var (
+		violations []string
+		nViol      int
+		answered   [nProxies]int64 // answered calls that ran once
+		rerun      int64           // Failover calls that ran again after a kill
+		maybe      [3]int64        // maybe-executed calls that ran 0, 1, 2+ times
+	)
+	bad := func(c callRec, e []execRec, format string, args ...any) {
+		nViol++
+		if len(violations) < 20 {
+			violations = append(violations, fmt.Sprintf("call %#x (%s %s → %s, [%.4fs, %.4fs]) executions %v: %s",
+				c.id, proxyNames[c.px], kindNames[c.kind], outcomeNames[c.o], c.start.Seconds(), c.end.Seconds(), e,
+				fmt.Sprintf(format, args...)))
+		}
+	}
+	i := 0
+	for _, c := range calls {
+		j := i
+		for j < len(execs) && execs[j].id < c.id {
+			bad(c, nil, "provider %d gen %d ran call %#x, which no caller made", execs[j].node, execs[j].gen, execs[j].id)
+			j++
+		}
+		i = j
+		for j < len(execs) && execs[j].id == c.id {
+			j++
+		}
+		e := execs[i:j]
+		i = j
+
+		if callKind(c.kind) == kBroadcast {
+			for a := range e {
+				for b := range a {
+					if e[a].node == e[b].node && e[a].gen == e[b].gen {
+						bad(c, e, "a broadcast ran twice on one provider life")
+					}
+				}
+			}
+			if outcome(c.o) == oOK && len(e) == 0 {
+				bad(c, e, "a broadcast answered without running anywhere")
+			}
+			continue
+		}
+		answer := -1
+		if c.from >= 0 {
+			for k, x := range e {
+				if int8(x.node) == c.from && x.gen == c.gen {
+					if answer >= 0 {
+						bad(c, e, "ran twice on the provider life that answered")
+					}
+					answer = k
+				}
+			}
+			if answer < 0 {
+				bad(c, e, "answered by provider %d gen %d, which did not run it", c.from, c.gen)
+				continue
+			}
+		}
+		cutAllowed := outcome(c.o) == oDeadline // the attempt its deadline cut may have run anywhere
+		unexplained := 0
+		for k, x := range e {
+			if k != answer && !killedDuring(x, c) {
+				unexplained++
+			}
+		}
+		if cutAllowed {
+			unexplained = max(unexplained-1, 0)
+		}
+		others := len(e)
+		if answer >= 0 {
+			others--
+		}
+		switch {
+		case unexplained > 0:
+			bad(c, e, "ran on a provider that was not killed while the call was in flight: a refusal that ran, or a duplicate")
+		case c.px == pFailfast && len(e) > 1:
+			bad(c, e, "a Failfast call ran more than once")
+		case c.px == pFailover && others > retries:
+			bad(c, e, "ran %d times besides its answer, more than %d retries", others, retries)
+		}
+		if c.px == pFailfast && outcome(c.o) == oConnClosed {
+			if ok, near := brokenByKill(c); !ok {
+				bad(c, e, "ErrConnClosed, but no connection it could have been sent on was broken by a kill (nearby: %v)", near)
+			}
+		}
+		switch {
+		case answer >= 0 && others == 0:
+			answered[c.px]++
+		case answer >= 0:
+			rerun++
+		case outcome(c.o) == oConnClosed || outcome(c.o) == oDeadline:
+			maybe[min(len(e), 2)]++
+		}
+	}
+	for ; i < len(execs); i++ {
+		nViol++
+		if len(violations) < 20 {
+			violations = append(violations, fmt.Sprintf("provider %d gen %d ran call %#x, which no caller made", execs[i].node, execs[i].gen, execs[i].id))
+		}
+	}
+	t.Logf("reconciled %d calls with %d executions: answered and ran once: %d failover, %d failfast; answered after running on a killed provider too: %d; "+
+		"ErrConnClosed or deadline, ran 0 / 1 / 2+ times: %d / %d / %d; %d Failfast ErrConnClosed",
+		len(calls), len(execs), answered[pFailover], answered[pFailfast], rerun, maybe[0], maybe[1], maybe[2], l.ffClosed)
+	if nViol > 0 {
+		t.Errorf("%d calls not accounted for by the providers' executions; the first ones:\n%s\nkills: %v",
+			nViol, strings.Join(violations, "\n"), h.killTimes(begin))
+	}
+}
+
+// goroutineCounts counts this process's goroutines by what created them,
+// leaving out the providers' idle workers: a provider keeps up to 1024 of
+// them for reuse, as many as its busiest moment needed, so their number
+// follows the load rather than leaks (and they end with the provider).
+func goroutineCounts() (byCreator map[string]int, others, workers int) {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	byCreator = map[string]int{}
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "provider.(*Server).work(") {
+			workers++
+			continue
+		}
+		others++
+		creator := "(main)"
+		if i := strings.Index(g, "created by "); i >= 0 {
+			creator = strings.SplitN(g[i+len("created by "):], "\n", 2)[0]
+			creator = strings.SplitN(creator, " in goroutine", 2)[0]
+		}
+		byCreator[creator]++
+	}
+	return byCreator, others, workers
+}
+
+// baseline is the goroutines counted before the soak.
+type baseline struct {
+	byCreator       map[string]int
+	others, workers int
+}
+
+func goroutines() baseline {
+	b, o, w := goroutineCounts()
+	return baseline{b, o, w}
+}
+
+// settleGoroutines waits, up to settleWait, for the goroutines other than
+// idle workers to return to the baseline, and fails the test with the
+// difference by creator if they do not.
+func settleGoroutines(t *testing.T, before baseline) {
+	t.Helper()
+	deadline := time.Now().Add(settleWait)
+	for {
+		now, others, workers := goroutineCounts()
+		if others <= before.others {
+			t.Logf("goroutines: %d before, %d after (idle provider workers: %d before, %d after)",
+				before.others, others, before.workers, workers)
+			return
+		}
+		if time.Now().After(deadline) {
+			var diff []string
+			for c, n := range now {
+				if n != before.byCreator[c] {
+					diff = append(diff, fmt.Sprintf("%+d created by %s", n-before.byCreator[c], c))
+				}
+			}
+			for c, n := range before.byCreator {
+				if _, ok := now[c]; !ok {
+					diff = append(diff, fmt.Sprintf("%+d created by %s", -n, c))
+				}
+			}
+			slices.Sort(diff)
+			t.Errorf("goroutines (idle provider workers aside) did not return to their baseline within %v: %d before, %d after:\n%s",
+				settleWait, before.others, others, strings.Join(diff, "\n"))
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // polling the goroutine count, an outcome of other goroutines ending
+	}
 }
 
 func (h *harness) killTimes(begin time.Time) []string {
