@@ -1,21 +1,30 @@
 // Package batchwriter coalesces frames written by many goroutines into few
 // write syscalls on one connection.
 //
-// There is no writer goroutine: the goroutine that finds the queue idle
-// becomes the flusher. It first yields the processor once, so that goroutines
+// A Writer made by New has no goroutine of its own: the goroutine that finds
+// the queue idle becomes the flusher. It first yields the processor once, so that goroutines
 // already runnable (handlers about to reply, callers about to send) can queue
 // their frames behind its own; then it writes everything queued, including
 // what others append while its write is in the kernel. With nothing else
 // runnable the yield returns at once. A flusher that has written many rounds
 // hands the rest to a short-lived goroutine, so no caller is held writing for
 // others for long.
+//
+// A Writer made by NewAsync never writes on the caller's goroutine: Run, on a
+// goroutine of the owner's, is the only flusher, so Write returns at once
+// whatever the peer does. A frame queued with Queue can be withdrawn until
+// the flusher takes it, and Taken says which frames were handed to the
+// connection: what a client needs to tell a call that was never sent from
+// one that may have reached the server.
 package batchwriter
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 )
 
@@ -41,9 +50,26 @@ type Writer struct {
 	queue    []byte // frames waiting to be written
 	spare    []byte // the last written batch, reused as the next queue
 	counted  int    // counted frames in queue
-	flushing bool   // a goroutine is writing
+	flushing bool   // a goroutine is writing (async: Run has been woken or is writing)
 	err      error  // sticky: set by the first failed write or by Fail
+
+	// Positions count every byte ever queued, withdrawn ones included.
+	base      int64  // the position of queue[0]
+	taken     int64  // bytes before this position were handed to w (or withdrawn)
+	withdrawn []Mark // frames withdrawn from the queue, in queue order
+
+	async       bool
+	try         func([]byte) (int, error) // async: a caller's write that returns ErrWouldBlock rather than wait
+	rest        []byte                    // async: what a TryWrite left of its batch, for Run to write first
+	restCounted int                       // counted frames in rest
+	handedOff   bool                      // async: Run is the flusher
+	wake        chan struct{}             // async: tells Run it is the flusher, or that the writer failed
+	onError     func(error)               // async: told once when a write fails
 }
+
+// Mark is where a frame queued by Queue lies in the stream of every byte the
+// writer was given.
+type Mark struct{ start, end int64 }
 
 // New returns a Writer to w. After every write, failed or not, onWritten (if
 // not nil) is told how many counted frames it carried; frames dropped because
@@ -58,11 +84,51 @@ func New(w io.Writer, onWritten func(counted int), limit int) *Writer {
 	return &Writer{w: w, onWritten: onWritten, limit: limit}
 }
 
+// ErrWouldBlock is what an Async.TryWrite returns when it could not write all
+// of its bytes promptly: the rest waits for Run.
+var ErrWouldBlock = errors.New("batchwriter: write would block")
+
+// Async configures a Writer made by NewAsync.
+type Async struct {
+	// OnError, if not nil, is told once when a write fails, after the
+	// writer has failed.
+	OnError func(error)
+	// TryWrite, if not nil, lets the callers of Write flush as a New
+	// Writer's do, batching with no goroutine switch, as long as their
+	// writes complete promptly: it writes p, or as much of it as it can
+	// without waiting long, and returns ErrWouldBlock with the count when
+	// it stopped short; Run then writes the rest. Any other error fails the
+	// writer. Without it, Run writes everything.
+	TryWrite func(p []byte) (int, error)
+}
+
+// NewAsync is New for a Writer whose Write and Queue never wait on w: the
+// blocking writes are Run's, which the owner must run on a goroutine of its
+// own. Run returns once the writer has failed, by a write error or by Fail;
+// a write in progress then must be ended by closing the connection under w.
+func NewAsync(w io.Writer, onWritten func(counted int), limit int, a Async) *Writer {
+	bw := New(w, onWritten, limit)
+	bw.async, bw.onError, bw.try, bw.wake = true, a.OnError, a.TryWrite, make(chan struct{}, 1)
+	return bw
+}
+
 // Write queues a copy of frame; frame may be reused when Write returns. The
 // frame is written by this goroutine or by one already writing. Write returns
 // the writer's error once it has failed; a counted frame refused that way is
 // reported to onWritten before Write returns.
 func (w *Writer) Write(frame []byte, counted bool) error {
+	return w.queueFrame(frame, counted, nil)
+}
+
+// Queue is Write for an uncounted frame that also stores where the frame lies
+// in *mark, for Withdraw. *mark is set while the writer's lock is held, so
+// whoever later calls Fail or Taken sees it; it is left untouched when Queue
+// fails (the frame was not queued).
+func (w *Writer) Queue(frame []byte, mark *Mark) error {
+	return w.queueFrame(frame, false, mark)
+}
+
+func (w *Writer) queueFrame(frame []byte, counted bool, mark *Mark) error {
 	w.mu.Lock()
 	if w.err != nil {
 		err := w.err
@@ -77,9 +143,10 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 		err := w.err
 		dropped := 0
 		if !w.flushing {
-			dropped, w.queue, w.counted = w.counted, nil, 0
+			dropped = w.drop()
 		}
 		w.mu.Unlock()
+		w.signal()
 		if counted {
 			dropped++
 		}
@@ -87,6 +154,10 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 			w.onWritten(dropped)
 		}
 		return err
+	}
+	if mark != nil {
+		start := w.base + int64(len(w.queue))
+		*mark = Mark{start, start + int64(len(frame))}
 	}
 	w.queue = append(w.queue, frame...)
 	if counted {
@@ -97,31 +168,156 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 		return nil
 	}
 	w.flushing = true
+	if w.async && w.try == nil {
+		w.handedOff = true
+		w.mu.Unlock()
+		w.signal()
+		return nil
+	}
 	w.mu.Unlock()
 	runtime.Gosched() // let runnable writers join this batch
 	w.mu.Lock()
-	return w.flush(maxRounds)
+	return w.flush(maxRounds, false)
+}
+
+// signal wakes Run, if the writer is async and Run is not already due to wake.
+func (w *Writer) signal() {
+	if w.async {
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// drop empties the queue of a failed writer and returns how many counted
+// frames it held. w.mu must be held.
+func (w *Writer) drop() int {
+	dropped := w.counted + w.restCounted
+	w.base += int64(len(w.queue))
+	w.queue, w.counted, w.withdrawn = nil, 0, nil
+	w.rest, w.restCounted = nil, 0
+	return dropped
+}
+
+// Withdraw takes a frame queued by Queue out of the queue, if the flusher has
+// not taken it yet, and reports whether no byte of it was or will be handed
+// to the connection (true also when the writer failed before taking it).
+func (w *Writer) Withdraw(m Mark) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m.start < w.taken || m.end <= m.start {
+		return false
+	}
+	if w.err == nil && m.start >= w.base {
+		w.withdrawn = append(w.withdrawn, m)
+	}
+	return true
+}
+
+// Taken reports the position before which every queued byte was handed to
+// the connection (or withdrawn): a frame whose Mark starts at or after it
+// has not begun to be written.
+func (w *Writer) Taken() int64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.taken
+}
+
+// End is the position just past the frame: Taken reaches it once the frame
+// was handed to the connection.
+func (m Mark) End() int64 { return m.end }
+
+// NotTaken reports whether none of the frame at m was handed to the
+// connection, given a position returned by Taken.
+func (m Mark) NotTaken(taken int64) bool { return m.end > m.start && m.start >= taken }
+
+// Run is an async writer's flusher: it writes what is queued, in batches,
+// until the writer fails. See NewAsync.
+func (w *Writer) Run() {
+	for range w.wake {
+		w.mu.Lock()
+		if w.err != nil {
+			break
+		}
+		if !w.handedOff { // a wake-up for Fail, already seen through
+			w.mu.Unlock()
+			continue
+		}
+		w.handedOff = false
+		if err := w.flush(-1, true); err != nil {
+			return
+		}
+	}
+	dropped := w.drop()
+	w.flushing = false
+	w.mu.Unlock()
+	if dropped > 0 {
+		w.onWritten(dropped)
+	}
+}
+
+// take hands the queue to the flusher as the next batch, without the frames
+// withdrawn from it. w.mu must be held.
+func (w *Writer) take() (batch []byte, counted int) {
+	batch, counted = w.queue, w.counted
+	w.base += int64(len(batch))
+	w.taken = w.base
+	w.queue, w.spare, w.counted = w.spare[:0], nil, 0
+	if len(w.withdrawn) > 0 {
+		// Withdrawals come in any order; the batch is cut in queue order.
+		slices.SortFunc(w.withdrawn, func(a, b Mark) int { return cmp.Compare(a.start, b.start) })
+		start := w.base - int64(len(batch))
+		kept := batch[:0]
+		from := int64(0)
+		for _, m := range w.withdrawn {
+			if m.start-start < from {
+				continue // withdrawn twice
+			}
+			kept = append(kept, batch[from:m.start-start]...)
+			from = m.end - start
+		}
+		batch = append(kept, batch[from:]...)
+		w.withdrawn = w.withdrawn[:0]
+	}
+	return batch, counted
 }
 
 // flush writes queued batches until the queue is empty, or hands the rest to
-// a new goroutine after rounds batches (rounds < 0: no limit). It is called
-// with w.mu held and flushing set, and returns with w.mu released.
-func (w *Writer) flush(rounds int) error {
-	for len(w.queue) > 0 && w.err == nil {
+// another flusher after rounds batches (rounds < 0: no limit). It is called
+// with w.mu held and flushing set, and returns with w.mu released. byRun says
+// Run called it: its writes may block. An async writer's other flushers (the
+// callers of Write, when it has a TryWrite) write with TryWrite, and hand
+// what it could not write promptly to Run.
+func (w *Writer) flush(rounds int, byRun bool) error {
+	var failed error // this flush's write error
+	for (len(w.rest) > 0 || len(w.queue) > 0) && w.err == nil {
 		if rounds == 0 {
-			w.mu.Unlock()
-			go func() {
-				w.mu.Lock()
-				_ = w.flush(-1)
-			}()
+			w.handOff()
 			return nil
 		}
 		rounds--
-		batch, n := w.queue, w.counted
-		w.queue, w.spare, w.counted = w.spare[:0], nil, 0
+		var batch []byte
+		var n int
+		if len(w.rest) > 0 {
+			batch, n, w.rest, w.restCounted = w.rest, w.restCounted, nil, 0
+		} else {
+			batch, n = w.take()
+		}
 		w.mu.Unlock()
 
-		_, err := w.w.Write(batch)
+		var err error
+		if w.try != nil && !byRun {
+			var written int
+			if written, err = w.try(batch); errors.Is(err, ErrWouldBlock) {
+				w.mu.Lock()
+				w.rest, w.restCounted = batch[written:], n
+				w.handOff()
+				return nil
+			}
+		} else {
+			_, err = w.w.Write(batch)
+		}
 		w.onWritten(n)
 
 		w.mu.Lock()
@@ -130,12 +326,12 @@ func (w *Writer) flush(rounds int) error {
 		}
 		if err != nil && w.err == nil {
 			w.err = err
+			failed = err
 		}
 	}
 	dropped := 0
 	if w.err != nil {
-		dropped = w.counted
-		w.queue, w.counted = w.queue[:0], 0
+		dropped = w.drop()
 	}
 	err := w.err
 	w.flushing = false
@@ -143,25 +339,49 @@ func (w *Writer) flush(rounds int) error {
 	if dropped > 0 {
 		w.onWritten(dropped)
 	}
+	if failed != nil && w.onError != nil {
+		w.onError(failed)
+	}
 	return err
+}
+
+// handOff makes another goroutine the flusher: Run for an async writer, a
+// new goroutine otherwise. It is called with w.mu held and flushing set, and
+// releases w.mu.
+func (w *Writer) handOff() {
+	if w.async {
+		w.handedOff = true
+		w.mu.Unlock()
+		w.signal()
+		return
+	}
+	w.mu.Unlock()
+	go func() {
+		w.mu.Lock()
+		_ = w.flush(-1, false)
+	}()
 }
 
 // Fail makes every later Write fail with err and drops the frames still
 // queued, reporting the counted ones. A flush in progress finishes its
-// current write.
-func (w *Writer) Fail(err error) {
+// current write; an async writer's Run returns after it. Fail returns Taken
+// as it was when the writer failed: no frame at or after that position will
+// be handed to the connection.
+func (w *Writer) Fail(err error) (taken int64) {
 	w.mu.Lock()
 	if w.err == nil {
 		w.err = err
 	}
 	dropped := 0
 	if !w.flushing {
-		dropped = w.counted
-		w.queue, w.counted = nil, 0
+		dropped = w.drop()
 		w.spare = nil
 	}
+	taken = w.taken
 	w.mu.Unlock()
+	w.signal()
 	if dropped > 0 {
 		w.onWritten(dropped)
 	}
+	return taken
 }

@@ -3,6 +3,7 @@ package batchwriter
 import (
 	"bytes"
 	"errors"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -236,5 +237,126 @@ func TestQueueLimitBoundsWhatAStalledPeerHolds(t *testing.T) {
 	<-flusher
 	if got := reported.Load(); got != int64(frames)+1 {
 		t.Fatalf("reported %d counted frames, want %d", got, frames+1)
+	}
+}
+
+func TestWithdrawnFramesAreNeverWritten(t *testing.T) {
+	bw := blockedWriter{release: make(chan struct{})}
+	rec := &recorder{}
+	w := NewAsync(io.MultiWriter(bw, rec), nil, 0, Async{})
+	ran := make(chan struct{})
+	go func() { defer close(ran); w.Run() }()
+	var first, a, b, c Mark
+	if err := w.Queue([]byte("first"), &first); err != nil {
+		t.Fatal(err)
+	}
+	for w.Taken() < first.End() { // the flusher is blocked writing "first"
+		runtime.Gosched()
+	}
+	for _, f := range []struct {
+		data string
+		mark *Mark
+	}{{"aaa", &a}, {"bbb", &b}, {"ccc", &c}} {
+		if err := w.Queue([]byte(f.data), f.mark); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.Withdraw(first) {
+		t.Error("Withdraw took back a frame the flusher was writing")
+	}
+	// Out of queue order, and twice: both must be handled.
+	if !w.Withdraw(c) || !w.Withdraw(a) || !w.Withdraw(a) {
+		t.Fatal("Withdraw refused a frame still queued")
+	}
+	if !a.NotTaken(w.Taken()) {
+		t.Error("a withdrawn frame counts as taken")
+	}
+	close(bw.release)
+	for w.Taken() < c.End() {
+		runtime.Gosched()
+	}
+	w.Fail(errors.New("done"))
+	<-ran
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if got := rec.buf.String(); got != "firstbbb" {
+		t.Fatalf("wrote %q, want %q", got, "firstbbb")
+	}
+}
+
+func TestAsyncWriteNeverBlocksAndAFailedWriteIsReported(t *testing.T) {
+	bw := blockedWriter{release: make(chan struct{})}
+	boom := errors.New("boom")
+	failing := writerFunc(func(p []byte) (int, error) { <-bw.release; return 0, boom })
+	reported := make(chan error, 1)
+	w := NewAsync(failing, nil, 0, Async{OnError: func(err error) { reported <- err }})
+	ran := make(chan struct{})
+	go func() { defer close(ran); w.Run() }()
+	for range 100 { // the writer is stuck: Write still returns at once
+		if err := w.Write([]byte("x"), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(bw.release)
+	if err := <-reported; !errors.Is(err, boom) {
+		t.Fatalf("onError got %v", err)
+	}
+	<-ran // Run returns once the writer failed
+	if err := w.Write([]byte("y"), false); !errors.Is(err, boom) {
+		t.Fatalf("write after the failure: %v", err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func TestATryWriteCutShortIsFinishedByRun(t *testing.T) {
+	rec := &recorder{}
+	var tries, partial atomic.Int64
+	try := func(p []byte) (int, error) {
+		tries.Add(1)
+		if partial.Load() == 0 && len(p) > 4 { // the first big batch: half now, the rest would block
+			partial.Add(1)
+			n, _ := rec.Write(p[:len(p)/2])
+			return n, ErrWouldBlock
+		}
+		return rec.Write(p)
+	}
+	w := NewAsync(rec, nil, 0, Async{TryWrite: try})
+	ran := make(chan struct{})
+	go func() { defer close(ran); w.Run() }()
+	var m Mark
+	if err := w.Queue([]byte("0123456789"), &m); err != nil {
+		t.Fatal(err)
+	}
+	for w.Taken() < m.End() {
+		runtime.Gosched()
+	}
+	for i := range 50 {
+		if err := w.Write([]byte{byte('a' + i%26)}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "0123456789" + "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwx"
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if time.Now().After(deadline) {
+			t.Fatal("Run never finished the batch TryWrite cut short")
+		}
+		rec.mu.Lock()
+		got := rec.buf.String()
+		rec.mu.Unlock()
+		if got == want {
+			break
+		}
+		if len(got) >= len(want) {
+			t.Fatalf("wrote %q, want %q", got, want)
+		}
+		runtime.Gosched()
+	}
+	w.Fail(errors.New("done"))
+	<-ran
+	if tries.Load() == 0 || partial.Load() != 1 {
+		t.Fatalf("TryWrite ran %d times, cut short %d times", tries.Load(), partial.Load())
 	}
 }
