@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +28,9 @@ type Call struct {
 	Done   chan *Call // receives the call when it completes
 
 	seq   uint64
-	stop  func() bool // stops watching the caller's context (Go only)
-	sizes *wireSizes  // where send and complete count bytes; nil without stats
+	stop  func() bool      // stops watching the caller's context (Go only)
+	sizes *wireSizes       // where send and complete count bytes; nil without stats
+	mark  batchwriter.Mark // where the request lies in the write queue; set once queued
 }
 
 func (call *Call) finish() {
@@ -64,8 +66,12 @@ type Client struct {
 	closed atomic.Bool
 
 	framesRead atomic.Uint64  // for heartbeats: did anything arrive lately?
+	probing    atomic.Bool    // a probe is out and nothing has arrived since it was sent
+	deadAt     atomic.Int64   // 1 + the writer's Taken when the reader found the connection dead; 0: not found
+	idle       atomic.Bool    // the keepalive sleeps until nudged: no call was pending
+	nudge      chan struct{}  // wakes the keepalive when calls start while it is idle
 	closing    chan struct{}  // closed when the client stops
-	goroutines sync.WaitGroup // the reader and the keepalive
+	goroutines sync.WaitGroup // the reader, the writer and the keepalive
 }
 
 // Dial connects to addr ("tcp@host:port", "unix@/path", or plain "host:port"
@@ -108,21 +114,93 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 		opts:    o,
 		nc:      nc,
 		pending: make(map[uint64]*Call),
+		nudge:   make(chan struct{}, 1),
 		closing: make(chan struct{}),
 	}
 	if !o.underProxy {
 		c.intercept = chain(o.interceptors)
 	}
 	c.invoke = c.call
-	// A server that stops reading can make us queue at most twice the body
+	// No caller waits on the network. A caller that finds the writer idle
+	// writes the batch itself, as long as the write completes promptly (no
+	// goroutine switch: the common case costs what it did when callers
+	// always flushed); what it cannot write within promptWrite, a goroutine
+	// of the connection's own writes, under the write timeout, after which
+	// the connection is declared dead. A TLS connection cannot resume a write
+	// cut by a deadline, so its frames are all written by that goroutine. A
+	// server that stops reading can make us queue at most twice the body
 	// limit before the connection fails; the pending table is bounded too.
-	c.w = batchwriter.New(nc, nil, 2*bodyLimit(o.maxBody))
+	async := batchwriter.Async{OnError: c.writeFailed}
+	if _, isTLS := nc.(*tls.Conn); !isTLS {
+		async.TryWrite = c.tryWrite
+	}
+	c.w = batchwriter.NewAsync(deadlineWriter{nc, o.writeTimeout}, nil, 2*bodyLimit(o.maxBody), async)
 	c.connEvent(true, nil)
+	c.goroutines.Go(c.w.Run)
 	c.goroutines.Go(c.read)
-	if o.heartbeatInterval > 0 {
+	if o.heartbeatInterval > 0 || o.probeAfter > 0 {
+		c.idle.Store(o.probeAfter > 0)
 		c.goroutines.Go(c.keepalive)
 	}
 	return c, nil
+}
+
+// promptWrite is how long a caller may spend writing a batch before the
+// connection's writer goroutine takes over the rest.
+const promptWrite = time.Millisecond
+
+// tryWrite is a caller's write: it stops with batchwriter.ErrWouldBlock when
+// the connection does not take the bytes within promptWrite.
+func (c *Client) tryWrite(p []byte) (int, error) {
+	c.nc.SetWriteDeadline(time.Now().Add(promptWrite))
+	n, err := c.nc.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, batchwriter.ErrWouldBlock
+	}
+	return n, err
+}
+
+// deadlineWriter is the writer goroutine's: every write must make progress
+// within the timeout (0: no limit). A TLS connection cannot resume a write a
+// deadline cut, but then the connection is dead anyway.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+// Write writes p in chunks, each with a deadline of its own, so the timeout
+// measures a peer that takes nothing, not a large batch on a slow link.
+func (d deadlineWriter) Write(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		chunk := p[:min(len(p), writeChunk)]
+		var deadline time.Time
+		if d.timeout > 0 {
+			deadline = time.Now().Add(d.timeout)
+		}
+		d.nc.SetWriteDeadline(deadline)
+		n, err := d.nc.Write(chunk)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
+}
+
+// writeChunk is the most the writer goroutine writes under one deadline.
+const writeChunk = 256 << 10
+
+// writeFailed is told by the writer that a write failed: the connection is
+// dead, and its pending calls fail at once.
+func (c *Client) writeFailed(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("write: the server took no bytes for %s (write timeout): %w", c.opts.writeTimeout, err)
+	} else {
+		err = fmt.Errorf("write: %w", err)
+	}
+	c.stop(err)
 }
 
 // splitAddr accepts the address forms of naming.SplitAddr.
@@ -193,8 +271,7 @@ func (c *Client) wait(ctx context.Context, call *Call) error {
 	case <-call.Done:
 	case <-ctx.Done():
 		if c.forget(call.seq) {
-			c.cancelRemote(ctx, call.seq)
-			return fmt.Errorf("call %s: %w", call.Method, ctx.Err())
+			return c.abandon(ctx, call)
 		}
 		<-call.Done // the reader is completing it: take its outcome
 	}
@@ -208,6 +285,24 @@ func (c *Client) wait(ctx context.Context, call *Call) error {
 		}
 	}
 	return err
+}
+
+// abandon is the outcome of a call whose context ended while it was pending
+// (and that the caller has just taken out of the pending table): a request
+// still in the write queue is withdrawn and was never sent (ErrNotSent, not
+// executed); one already handed to the connection may have run, and the
+// server is told to cancel it. A call that timed out while a probe of its
+// connection was unanswered is marked so, for outlier ejection.
+func (c *Client) abandon(ctx context.Context, call *Call) error {
+	cerr := ctx.Err()
+	if c.w.Withdraw(call.mark) {
+		return fmt.Errorf("call %s: %w: %w", call.Method, ErrNotSent, cerr)
+	}
+	c.cancelRemote(ctx, call.seq)
+	if errors.Is(cerr, context.DeadlineExceeded) && c.probing.Load() {
+		return fmt.Errorf("call %s: %w (%w)", call.Method, cerr, errSilentConn)
+	}
+	return fmt.Errorf("call %s: %w", call.Method, cerr)
 }
 
 // Go starts a call and returns at once; the Call is sent on done when it
@@ -231,7 +326,8 @@ func (c *Client) Go(ctx context.Context, method string, args, reply any, done ch
 }
 
 // Notify sends a one-way call: the server runs it and sends no reply. It
-// returns once the call is queued for writing.
+// returns once the call is queued for writing, without waiting on the
+// network.
 func (c *Client) Notify(ctx context.Context, method string, args any) error {
 	return c.send(ctx, &Call{Method: method, Args: args}, false, protocol.FlagOneWay)
 }
@@ -261,6 +357,9 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, c.opts.codec, call.Args, c.opts.maxBody)
 	*buf = frame
 	if err != nil {
+		if errors.Is(err, protocol.ErrTooLarge) {
+			return fmt.Errorf("%w: %w: call %s: %w", ErrRequestTooLarge, ErrBadRequest, call.Method, err)
+		}
 		return fmt.Errorf("%w: call %s: %w", ErrBadRequest, call.Method, err)
 	}
 	oneWay := flags&protocol.FlagOneWay != 0
@@ -278,15 +377,6 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	call.seq = c.seq
 	if !oneWay {
 		c.pending[call.seq] = call
-		if watch && ctx.Done() != nil {
-			call.stop = context.AfterFunc(ctx, func() {
-				if c.forget(call.seq) {
-					c.cancelRemote(ctx, call.seq)
-					call.Error = fmt.Errorf("call %s: %w", call.Method, ctx.Err())
-					call.finish()
-				}
-			})
-		}
 	}
 	c.mu.Unlock()
 
@@ -294,10 +384,33 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	if call.sizes != nil {
 		call.sizes.out = len(frame)
 	}
-	if err := c.w.Write(frame, false); err != nil {
-		c.stop(fmt.Errorf("write: %w", err)) // completes the call if it is pending
+	// The writer sets call.mark under its lock: stop, which fails the writer
+	// first, sees it, and a call without one was never queued.
+	if err := c.w.Queue(frame, &call.mark); err != nil {
+		c.stop(fmt.Errorf("write: %w", err)) // completes the call, not sent, if it is pending
 		if oneWay {
-			return fmt.Errorf("call %s: %w: %w", call.Method, ErrConnClosed, err)
+			return fmt.Errorf("call %s: %w: %w", call.Method, ErrNotSent, err)
+		}
+		return nil
+	}
+	if !oneWay && watch && ctx.Done() != nil {
+		// Watched only now that call.mark is set. A call no longer pending
+		// has completed already, and its finish ran without a stop.
+		c.mu.Lock()
+		if c.pending[call.seq] == call {
+			call.stop = context.AfterFunc(ctx, func() {
+				if c.forget(call.seq) {
+					call.Error = c.abandon(ctx, call)
+					call.finish()
+				}
+			})
+		}
+		c.mu.Unlock()
+	}
+	if !oneWay && c.idle.Load() && c.idle.CompareAndSwap(true, false) {
+		select { // calls are waiting: the keepalive watches for silence
+		case c.nudge <- struct{}{}:
+		default:
 		}
 	}
 	return nil
@@ -435,13 +548,32 @@ func (c *Client) read() {
 	var m protocol.Message
 	for {
 		if err := r.Read(&m); err != nil {
+			var tooLarge *protocol.TooLargeError
+			if errors.As(err, &tooLarge) {
+				// Skipped whole: the stream is in step, and only the call
+				// that frame answered fails.
+				c.heard()
+				if tooLarge.Header.Kind == protocol.KindResponse {
+					c.failOne(tooLarge.Header.Seq, func(method string) error {
+						return fmt.Errorf("call %s: %w: %d bytes, over the client's limit of %d (WithMaxBodySize)",
+							method, ErrReplyTooLarge, tooLarge.Header.BodyLen, tooLarge.Limit)
+					})
+				}
+				continue
+			}
+			// Whatever the writer takes from now on goes to a connection
+			// known to be dead: those calls were not sent.
+			c.deadAt.Store(c.w.Taken() + 1)
+			if c.opts.onDead != nil {
+				c.opts.onDead()
+			}
 			if errors.Is(err, io.EOF) {
 				err = fmt.Errorf("server closed the connection: %w", err)
 			}
 			c.stop(err)
 			return
 		}
-		c.framesRead.Add(1)
+		c.heard()
 		switch m.Kind {
 		case protocol.KindResponse:
 			c.complete(&m)
@@ -454,6 +586,26 @@ func (c *Client) read() {
 			return
 		}
 		c.closeIfDrained()
+	}
+}
+
+// heard notes that a frame arrived: the connection is alive.
+func (c *Client) heard() {
+	c.framesRead.Add(1)
+	if c.probing.Load() {
+		c.probing.Store(false)
+	}
+}
+
+// failOne completes pending call seq with the error errFor gives.
+func (c *Client) failOne(seq uint64, errFor func(method string) error) {
+	c.mu.Lock()
+	call := c.pending[seq]
+	delete(c.pending, seq)
+	c.mu.Unlock()
+	if call != nil {
+		call.Error = errFor(call.Method)
+		call.finish()
 	}
 }
 
@@ -496,39 +648,123 @@ func (c *Client) closeIfDrained() {
 	}
 }
 
-// keepalive sends a heartbeat when nothing has arrived for an interval, and
-// declares the connection dead when nothing has arrived for the timeout.
+// keepalive watches the connection for silence. While calls are pending, a
+// connection that has received nothing for the probe interval is sent a
+// heartbeat (a probe), and is declared dead when nothing arrives within the
+// probe timeout: a peer that vanished without a word is found in seconds,
+// while a server busy with slow methods answers the probe from its reader.
+// While no call is pending, a heartbeat goes out when nothing has arrived
+// for the heartbeat interval, and the connection is declared dead after the
+// heartbeat timeout.
 func (c *Client) keepalive() {
-	interval, timeout := c.opts.heartbeatInterval, c.opts.heartbeatTimeout
-	t := time.NewTicker(interval)
+	o := &c.opts
+	tick := max(min(o.probeAfter, o.probeTimeout)/4, 5*time.Millisecond)
+	// It starts idle (dial set c.idle): the first call nudges it.
+	t := time.NewTimer(o.heartbeatInterval)
+	if o.heartbeatInterval <= 0 {
+		t.Stop()
+	}
 	defer t.Stop()
-	last, silentSince := c.framesRead.Load(), time.Now()
+	last, heardAt := c.framesRead.Load(), time.Now()
+	var busySince, hbSent time.Time
+	// A probe's timeout runs from when the writer took it, not from when it
+	// was queued: behind a large request that a slow link is still taking,
+	// it would otherwise time out with the peer alive and reading.
+	var probe batchwriter.Mark
+	var probeQueued bool
+	var probeSent time.Time // zero until the writer took the probe
 	var frame []byte
+	send := func(mark *batchwriter.Mark) bool {
+		hb := protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat}}
+		frame, _ = protocol.AppendFrame(frame[:0], &hb, 0)
+		if err := c.w.Queue(frame, mark); err != nil {
+			c.stop(fmt.Errorf("write heartbeat: %w", err))
+			return false
+		}
+		return true
+	}
 	for {
 		select {
 		case <-c.closing:
 			return
-		case now := <-t.C:
-			if n := c.framesRead.Load(); n != last {
-				last, silentSince = n, now
-				continue
+		case <-c.nudge:
+		case <-t.C:
+		}
+		now := time.Now()
+		if n := c.framesRead.Load(); n != last {
+			last, heardAt, probeQueued, probeSent = n, now, false, time.Time{}
+			c.probing.Store(false)
+		}
+		busy := o.probeAfter > 0 && c.Pending() > 0
+		switch {
+		case !busy:
+			busySince = time.Time{}
+		case busySince.IsZero():
+			busySince = now // silence counts from when calls began to wait
+		}
+		if busy {
+			from := heardAt // silent since the last frame, or since calls began to wait
+			if busySince.After(from) {
+				from = busySince
 			}
-			if now.Sub(silentSince) >= timeout {
-				c.stop(fmt.Errorf("no frame from the server for %s", now.Sub(silentSince).Round(time.Millisecond)))
+			silent := now.Sub(from)
+			if !probeQueued && silent >= o.probeAfter {
+				if !send(&probe) {
+					return
+				}
+				probeQueued, hbSent = true, now
+			}
+			if probeQueued && probeSent.IsZero() && c.w.Taken() >= probe.End() {
+				probeSent = now
+				c.probing.Store(true)
+				if c.framesRead.Load() != last { // answered already: the next round resets it
+					c.probing.Store(false)
+				}
+			}
+			if !probeSent.IsZero() && now.Sub(probeSent) >= o.probeTimeout {
+				c.stop(fmt.Errorf("no frame from the server for %s with calls pending; a probe went unanswered for %s",
+					now.Sub(heardAt).Round(time.Millisecond), now.Sub(probeSent).Round(time.Millisecond)))
 				return
 			}
-			hb := protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat}}
-			frame, _ = protocol.AppendFrame(frame[:0], &hb, 0)
-			if err := c.w.Write(frame, false); err != nil {
-				c.stop(fmt.Errorf("write heartbeat: %w", err))
+		}
+		if o.heartbeatInterval > 0 {
+			silent := now.Sub(heardAt)
+			if silent >= o.heartbeatTimeout {
+				c.stop(fmt.Errorf("no frame from the server for %s", silent.Round(time.Millisecond)))
 				return
 			}
+			if silent >= o.heartbeatInterval && now.Sub(hbSent) >= o.heartbeatInterval {
+				if !send(nil) {
+					return
+				}
+				hbSent = now
+			}
+		}
+		next := o.heartbeatInterval
+		if busy && (next <= 0 || tick < next) {
+			next = tick
+		}
+		if !busy && o.probeAfter > 0 {
+			// Sleep until the next call starts (it nudges us) or the next
+			// heartbeat is due. The flag is set before the last look at the
+			// pending table, so a call that starts meanwhile is not missed.
+			c.idle.Store(true)
+			if c.Pending() > 0 && c.idle.CompareAndSwap(true, false) {
+				next = time.Nanosecond
+			}
+		}
+		if next > 0 {
+			t.Reset(next)
+		} else {
+			t.Stop()
 		}
 	}
 }
 
-// stop closes the connection once and fails every pending call with
-// ErrConnClosed, at once.
+// stop closes the connection once and fails every pending call at once:
+// with ErrConnClosed (maybe executed) if its request was handed to the
+// connection, with ErrNotSent (not executed) if it never was, or was handed
+// to it only after the reader had found it dead (deadAt).
 func (c *Client) stop(cause error) {
 	c.mu.Lock()
 	if c.err != nil {
@@ -542,7 +778,10 @@ func (c *Client) stop(cause error) {
 	c.mu.Unlock()
 
 	close(c.closing)
-	c.w.Fail(ErrClientClosed)
+	taken := c.w.Fail(ErrClientClosed)
+	if deadAt := c.deadAt.Load(); deadAt > 0 {
+		taken = min(taken, deadAt-1)
+	}
 	c.nc.Close()
 	if errors.Is(cause, ErrClientClosed) {
 		c.connEvent(false, nil)
@@ -550,7 +789,11 @@ func (c *Client) stop(cause error) {
 		c.connEvent(false, cause)
 	}
 	for _, call := range pending {
-		call.Error = fmt.Errorf("call %s: %w: %w", call.Method, ErrConnClosed, cause)
+		if call.mark.NotTaken(taken) || call.mark == (batchwriter.Mark{}) {
+			call.Error = fmt.Errorf("call %s: %w: %w", call.Method, ErrNotSent, cause)
+		} else {
+			call.Error = fmt.Errorf("call %s: %w: %w", call.Method, ErrConnClosed, cause)
+		}
 		call.finish()
 	}
 }

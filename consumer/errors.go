@@ -49,6 +49,22 @@ var (
 	// fit the reply value's type (the error names the field and both
 	// types). Executed; not retried.
 	ErrReplyDecode = errors.New("shoal: reply does not fit its type")
+	// ErrRequestTooLarge: the request's body was over the server's limit
+	// (the error names it), or over the client's own (WithMaxBodySize). Not
+	// executed, and final: no instance with the same limit would take it.
+	// The connection stays up.
+	ErrRequestTooLarge = errors.New("shoal: request too large")
+	// ErrReplyTooLarge: the server ran the call, but its reply was over the
+	// client's body limit (WithMaxBodySize), and was skipped. Final: the call
+	// ran. The connection stays up.
+	ErrReplyTooLarge = errors.New("shoal: reply too large")
+	// ErrNotSent: no byte of the request reached the connection — the call's
+	// context ended while the request waited in the client's write queue
+	// (the context's error is wrapped too), or the connection had failed, or
+	// was known to be dead, before the request was written. Not executed.
+	// errors.Is(err, ErrClientClosed) is true of it as well, so whatever
+	// retries calls that were not sent retries these.
+	ErrNotSent error = notSent{}
 )
 
 // checkReply rejects a reply the call could not decode into, before the call
@@ -66,6 +82,19 @@ func checkReply(method string, reply any) error {
 	}
 	return nil
 }
+
+// notSent is ErrNotSent: its own message, and one of the ErrClientClosed kind.
+type notSent struct{}
+
+func (notSent) Error() string { return "shoal: request not sent" }
+
+// Is makes errors.Is(ErrNotSent, ErrClientClosed) true.
+func (notSent) Is(target error) bool { return target == ErrClientClosed }
+
+// errSilentConn marks a call that timed out while a probe of its connection
+// went unanswered: the instance, not the method, is the likely cause, and
+// the outlier detector counts it (instanceFault).
+var errSilentConn = errors.New("the connection has been silent: a probe went unanswered")
 
 // ServiceError is an error returned by the remote method itself. Message is
 // the method's error text, intact.
@@ -98,6 +127,8 @@ func statusError(method string, status protocol.Status, msg string) error {
 		return fmt.Errorf("%w: %s: %s", ErrRefused, method, msg)
 	case protocol.StatusUnauthenticated:
 		return fmt.Errorf("%w: %s: %s", ErrUnauthenticated, method, msg)
+	case protocol.StatusTooLarge:
+		return fmt.Errorf("%w: %s: %s", ErrRequestTooLarge, method, msg)
 	}
 	return fmt.Errorf("%w (%s): %s", ErrInternal, status, msg)
 }

@@ -91,8 +91,13 @@ func classify(ctx context.Context, err error) errKind {
 
 // instanceFault reports whether err says something about the instance, for
 // the balancer's feedback and outlier ejection: transport failures and
-// timeouts do, the method's own errors and refusals by a draining server do not.
+// timeouts do, the method's own errors and refusals by a draining server do
+// not. A call that timed out on a connection gone silent counts even when
+// the caller's own deadline ended it: the instance did not answer a probe.
 func instanceFault(ctx context.Context, err error) error {
+	if errors.Is(err, errSilentConn) {
+		return err
+	}
 	if err == nil || contextEnded(ctx) != nil {
 		return nil
 	}

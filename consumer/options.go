@@ -73,6 +73,10 @@ type options struct {
 	dialTimeout       time.Duration
 	heartbeatInterval time.Duration
 	heartbeatTimeout  time.Duration
+	writeTimeout      time.Duration
+	probeAfter        time.Duration
+	probeTimeout      time.Duration
+	onDead            func() // tests: runs when the reader finds the connection dead, before it stops
 	connsPerAddr      int
 	dialer            func(ctx context.Context, network, address string) (net.Conn, error)
 	maxPending        int
@@ -91,6 +95,9 @@ func defaultOptions() options {
 		dialTimeout:       5 * time.Second,
 		heartbeatInterval: 10 * time.Second,
 		heartbeatTimeout:  30 * time.Second,
+		writeTimeout:      10 * time.Second,
+		probeAfter:        time.Second,
+		probeTimeout:      time.Second,
 		connsPerAddr:      1,
 		maxPending:        10000,
 		proxyOptions:      defaultProxyOptions(),
@@ -164,10 +171,11 @@ func WithDialTimeout(d time.Duration) DialOption {
 	})
 }
 
-// WithHeartbeat sets how long a connection may stay silent before the client
-// sends a heartbeat (default 10 s), and how long without any frame from the
-// server before the connection is declared dead and its pending calls fail
-// with ErrConnClosed (default 30 s). A zero interval turns heartbeats off.
+// WithHeartbeat sets how long an idle connection (no call pending) may stay
+// silent before the client sends a heartbeat (default 10 s), and how long
+// without any frame from the server before the connection is declared dead
+// (default 30 s). A zero interval turns these heartbeats off. A connection
+// with calls pending is watched more closely: see WithProbe.
 func WithHeartbeat(interval, timeout time.Duration) DialOption {
 	return dialOption(func(o *options) {
 		if interval < 0 || timeout < 0 {
@@ -181,8 +189,50 @@ func WithHeartbeat(interval, timeout time.Duration) DialOption {
 	})
 }
 
+// WithWriteTimeout bounds how long a write to the connection may make no
+// progress (default 10 s): a server that stops reading is declared dead
+// after it, and the connection's pending calls fail at once (ErrConnClosed
+// for those whose requests were written, ErrNotSent for the rest). Calls do
+// not wait for writes either way: a call returns when its context ends. 0
+// turns the timeout off.
+func WithWriteTimeout(d time.Duration) DialOption {
+	return dialOption(func(o *options) {
+		if d < 0 {
+			o.invalid("WithWriteTimeout", d, "negative duration")
+			return
+		}
+		o.writeTimeout = d
+	})
+}
+
+// WithProbe sets how a connection with calls pending is watched for a server
+// that vanished without a word (a crashed host, a pulled cable): when it has
+// received nothing for after (default 1 s), a heartbeat probes it, and when
+// nothing arrives within timeout more (default 1 s), it is declared dead and
+// its pending calls fail with ErrConnClosed, which Failover retries on
+// another instance. A live server answers the probe from its reader however
+// long its methods run. With the defaults a silent server is found within
+// about 2.5 s of its last frame. A zero after turns probing off (the
+// heartbeat timeout of WithHeartbeat then is the only bound).
+func WithProbe(after, timeout time.Duration) DialOption {
+	return dialOption(func(o *options) {
+		if after < 0 || timeout < 0 {
+			o.invalid("WithProbe", fmt.Sprintf("%v, %v", after, timeout), "negative duration")
+			return
+		}
+		o.probeAfter = after
+		if timeout > 0 {
+			o.probeTimeout = timeout
+		}
+	})
+}
+
 // WithDialer makes connections with dial instead of a net.Dialer, e.g. to
-// wrap or instrument them. The dial timeout still bounds ctx.
+// wrap or instrument them. The dial timeout still bounds ctx. The client
+// bounds its writes with write deadlines, and resumes a write a deadline cut
+// short from the count it returned, as net.TCPConn allows: a connection that
+// transforms the bytes it writes (encrypts, compresses) must be a *tls.Conn
+// or honour that too.
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) DialOption {
 	return dialOption(func(o *options) { o.dialer = dial })
 }
