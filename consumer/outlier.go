@@ -33,6 +33,7 @@ type health struct {
 	ejections int       // ejections in a row
 	until     time.Time // ejected until then
 	probing   bool      // let back in; the next outcome decides
+	probeOut  bool      // on probation, with an attempt under way: others go elsewhere
 }
 
 func newOutliers(after int, base, max time.Duration) *outliers {
@@ -66,12 +67,33 @@ func (o *outliers) record(id string, fault error, now time.Time) bool {
 		return false
 	}
 	h.ejections++
-	h.faults, h.probing = 0, false
+	h.faults, h.probing, h.probeOut = 0, false, false
 	period := min(o.base<<min(h.ejections-1, 30), o.max)
 	if period <= 0 {
 		period = o.max
 	}
 	h.until = now.Add(period)
+	return true
+}
+
+// admit reports whether an attempt may go to instance id. An instance on
+// probation takes one attempt at a time until an outcome decides: callers do
+// not pile up behind a probe that waits on a host that vanished (a dial
+// that takes the dial timeout), while the other instances serve them.
+func (o *outliers) admit(id string) bool {
+	if o == nil || o.tracked.Load() == 0 {
+		return true
+	}
+	o.mu.Lock()
+	defer o.unlock()
+	h := o.byID[id]
+	if h == nil || !h.probing {
+		return true
+	}
+	if h.probeOut {
+		return false
+	}
+	h.probeOut = true
 	return true
 }
 

@@ -455,7 +455,7 @@ func (p *ClientProxy) pick(ctx context.Context, plan retryPlan, last *naming.Ins
 		if err != nil {
 			return nil, noDone, fmt.Errorf("consumer: pick an instance of %s: %w", p.service, err)
 		}
-		if !slices.Contains(plan.avoid, in.ID) {
+		if !slices.Contains(plan.avoid, in.ID) && p.outliers.admit(in.ID) {
 			return in, done, nil
 		}
 		done(errPickDiscarded)
