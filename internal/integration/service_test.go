@@ -26,9 +26,11 @@ type Arith struct {
 	whoOnce  sync.Once
 	executed atomic.Int64   // Sleep calls that ran
 	echoes   atomic.Int64   // Echo calls that ran
-	entered  sync.WaitGroup // Sleep calls that have started, when a test Adds to it
-	track    atomic.Bool    // Sleep calls Done entered
+	entered  sync.WaitGroup // Sleep and Block calls that have started, when a test Adds to it
+	track    atomic.Bool    // Sleep and Block calls Done entered
 	canceled chan error     // Block reports its context's error here
+
+	bytesRuns atomic.Int64 // Bytes calls that ran
 }
 
 func newArith() *Arith { return &Arith{canceled: make(chan error, 16), firstWho: make(chan struct{})} }
@@ -65,6 +67,9 @@ func (a *Arith) Sleep(ctx context.Context, ms int, reply *int) error {
 
 // Block waits for its context to end and reports why.
 func (a *Arith) Block(ctx context.Context, _ int, reply *int) error {
+	if a.track.Load() {
+		a.entered.Done()
+	}
 	<-ctx.Done()
 	a.canceled <- ctx.Err()
 	return ctx.Err()
@@ -108,6 +113,13 @@ func (a *Arith) Who(ctx context.Context, args WhoArgs, reply *string) error {
 		}
 	}
 	*reply = a.id
+	return nil
+}
+
+// Bytes returns n bytes, counting that it ran.
+func (a *Arith) Bytes(ctx context.Context, n int, reply *[]byte) error {
+	a.bytesRuns.Add(1)
+	*reply = make([]byte, n)
 	return nil
 }
 

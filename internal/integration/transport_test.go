@@ -117,7 +117,13 @@ func TestCancelledCallCancelsTheHandlerAndLeavesTheConnectionWorking(t *testing.
 	s := serve(t)
 	c := dial(t, s.addr)
 	ctx, cancel := context.WithCancel(context.Background())
+	// Cancel once the handler runs: a call cancelled while its request still
+	// waits in the client's write queue is withdrawn, never sent.
+	s.arith.track.Store(true)
+	s.arith.entered.Add(1)
 	call := c.Go(ctx, "Arith.Block", 0, new(int), nil)
+	s.arith.entered.Wait()
+	s.arith.track.Store(false)
 	cancel()
 	<-call.Done
 	if !errors.Is(call.Error, context.Canceled) {
