@@ -177,10 +177,31 @@ type counting struct {
 	attempts []stats.RPCInfo
 	conns    map[bool]int
 	proxy    []stats.ProxyEventKind
+	ended    chan stats.Kind // told each RPCEnd, for tests that wait for one
 }
 
 func newCounting() *counting {
-	return &counting{begins: map[stats.Kind]int{}, ends: map[stats.Kind][]stats.RPCEnd{}, conns: map[bool]int{}}
+	return &counting{begins: map[stats.Kind]int{}, ends: map[stats.Kind][]stats.RPCEnd{}, conns: map[bool]int{}, ended: make(chan stats.Kind, 1<<16)}
+}
+
+// waitEnded waits until every begun RPC of kind has ended: a server reports
+// a request's end after its reply is written, so after the client has it.
+func (h *counting) waitEnded(t *testing.T, kind stats.Kind) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		h.mu.Lock()
+		done := h.begins[kind] == len(h.ends[kind])
+		h.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-h.ended:
+		case <-timeout:
+			t.Fatalf("%s: not every one that began ended within 10 s", kind)
+		}
+	}
 }
 
 type beganKey struct{}
@@ -201,6 +222,10 @@ func (h *counting) RPCEnd(ctx context.Context, info *stats.RPCInfo, end *stats.R
 	h.ends[info.Kind] = append(h.ends[info.Kind], *end)
 	if info.Kind == stats.Attempt {
 		h.attempts = append(h.attempts, *info)
+	}
+	select {
+	case h.ended <- info.Kind:
+	default:
 	}
 }
 
@@ -263,6 +288,7 @@ func TestStatsShowAFailoverRetryAsOneCallOfTwoAttempts(t *testing.T) {
 	if cliStats.conns[true] < 1 {
 		t.Fatal("no client connection was reported opened")
 	}
+	srvStats.waitEnded(t, stats.Request)
 	srvStats.mu.Lock()
 	defer srvStats.mu.Unlock()
 	if n := srvStats.begins[stats.Request]; n != len(srvStats.ends[stats.Request]) || n == 0 || srvStats.conns[true] == 0 {
