@@ -162,7 +162,21 @@ func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 	return dst, err
 }
 
-func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays alike
+// Decode reads maps and arrays alike. The msgpack library panics on some
+// inputs a peer controls (a map whose key is itself a map, decoded into an
+// interface: "hash of unhashable type"); Decode turns that into an error
+// wrapping ErrMalformed, so a payload can fail its call but never crash the
+// process that decodes it.
+func (c msgpackCodec) Decode(data []byte, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: msgpack payload the decoder cannot hold: %v", ErrMalformed, r)
+		}
+	}()
+	return c.decode(data, v)
+}
+
+func (msgpackCodec) decode(data []byte, v any) error {
 	if err := checkMsgpack(data); err != nil {
 		return err
 	}
@@ -175,7 +189,7 @@ func (msgpackCodec) Decode(data []byte, v any) error { // reads maps and arrays 
 	s := msgpackPool.Get().(*msgpackState)
 	s.r.Reset(data)
 	s.dec.Reset(&s.r) // clears state a failed Decode may have left
-	err := s.dec.Decode(v)
+	err := s.dec.Decode(v) // a panic here leaves s out of the pool
 	s.r.Reset(nil)
 	msgpackPool.Put(s)
 	if err != nil {

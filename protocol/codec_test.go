@@ -79,3 +79,21 @@ func TestCodecsUseGeneratedMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestMsgpackDecodeNeverPanics: the msgpack library panics on a map whose
+// key is a map when it decodes into an interface ("hash of unhashable
+// type"); Decode answers ErrMalformed instead, for an interface target and
+// when describing a mismatch (found by FuzzMsgpackCheck).
+func TestMsgpackDecodeNeverPanics(t *testing.T) {
+	mapKeyedByMap := []byte("\x81\x81\x01\x02\x03")
+	for _, c := range []Codec{Msgpack, MsgpackCompact} {
+		var v any
+		if err := c.Decode(mapKeyedByMap, &v); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: decode into any: %v, want ErrMalformed", c.Name(), err)
+		}
+		var n int // a mismatch, whose description decodes the payload generically
+		if err := c.Decode([]byte("\x8d\x8200000000000000000000000000000"), &n); err == nil {
+			t.Errorf("%s: decode a map into an int succeeded", c.Name())
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"reflect"
 	"runtime"
@@ -442,5 +443,60 @@ func TestCallsHoldingTheBoundStillGetTheirCancels(t *testing.T) {
 			t.Fatalf("a call after the blocked ones were cancelled: %d, %v", out, err)
 		}
 		time.Sleep(5 * time.Millisecond) // until the handlers' answers are queued
+	}
+}
+
+// Anything takes its arguments as an interface, which the msgpack library
+// decodes generically.
+type Anything struct{}
+
+// Echo returns what it was sent.
+func (Anything) Echo(args any, reply *any) error { *reply = args; return nil }
+
+// TestAPayloadThatPanicsTheDecoderFailsOnlyItsCall: a map keyed by a map,
+// sent to a method whose arguments are an interface, made the msgpack
+// library panic on the provider's reader goroutine, which took the whole
+// process down. It is a bad request now, and the connection goes on.
+func TestAPayloadThatPanicsTheDecoderFailsOnlyItsCall(t *testing.T) {
+	srv := provider.NewServer(provider.WithLogger(slog.New(slog.DiscardHandler)))
+	if err := srv.Register(Anything{}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ln); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	c := dial(t, ln.Addr().String())
+	var out any
+	if err := c.Call(context.Background(), "Anything.Echo", map[string]int{"a": 1}, &out); err != nil {
+		t.Fatalf("a plain call: %v", err)
+	}
+	// The frame is written by hand: the client's encoder cannot make this map.
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Codec: protocol.Msgpack.ID(), Seq: 1}, Method: "Anything.Echo", Payload: []byte("\x81\x81\x01\x02\x03")}
+	frame, err := protocol.AppendFrame(nil, &m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := raw.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	raw.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := protocol.NewReader(raw, 0)
+	var resp protocol.Message
+	if err := r.Read(&resp); err != nil || resp.Status != protocol.StatusBadRequest {
+		t.Fatalf("the hostile payload was answered %v (%s), %v; want bad request", resp.Status, resp.Payload, err)
+	}
+	var again any
+	if err := c.Call(context.Background(), "Anything.Echo", "still here", &again); err != nil || again != "still here" {
+		t.Fatalf("a call after the hostile payload: %v, %v", again, err)
 	}
 }
