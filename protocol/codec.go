@@ -188,7 +188,7 @@ func (msgpackCodec) decode(data []byte, v any) error {
 	}
 	s := msgpackPool.Get().(*msgpackState)
 	s.r.Reset(data)
-	s.dec.Reset(&s.r) // clears state a failed Decode may have left
+	s.dec.Reset(&s.r)      // clears state a failed Decode may have left
 	err := s.dec.Decode(v) // a panic here leaves s out of the pool
 	s.r.Reset(nil)
 	msgpackPool.Put(s)
