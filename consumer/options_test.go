@@ -19,9 +19,10 @@ func TestMisusedOptionsDoNotCompile(t *testing.T) {
 		t.Fatal("a proxy option given to Dial compiled")
 	}
 	for _, want := range []string{
-		"misuse.go:10:31: cannot use consumer.WithFailMode(consumer.Failover) (value of interface type consumer.ProxyOption) as consumer.DialOption value",
-		"misuse.go:11:31: cannot use consumer.WithConnsPerAddr(2) (value of interface type consumer.PoolOption) as consumer.DialOption value",
-		"misuse.go:12:19: cannot use consumer.WithRetries(3) (value of interface type consumer.ProxyOption) as consumer.PoolOption value",
+		"misuse.go:14:31: cannot use consumer.WithFailMode(consumer.Failover) (value of interface type consumer.ProxyOption) as consumer.DialOption value",
+		"misuse.go:15:31: cannot use consumer.WithConnsPerAddr(2) (value of interface type consumer.PoolOption) as consumer.DialOption value",
+		"misuse.go:16:19: cannot use consumer.WithRetries(3) (value of interface type consumer.ProxyOption) as consumer.PoolOption value",
+		"misuse.go:17:25: cannot use loadbalance.WithReplicas(3) (value of interface type loadbalance.ConsistentHashOption) as loadbalance.P2COption value",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the compiler did not say %q; it said:\n%s", want, out)

@@ -145,7 +145,7 @@ type Balancer interface {
 // apply to m are ignored). An invalid m does not panic: the balancer's Pick
 // returns an error wrapping ErrUnknownMode that names the mode.
 func New(m Mode, opts ...Option) Balancer {
-	cfg := newConfig(m, opts)
+	cfg := newConfig(m, commonOpts(opts))
 	switch m {
 	case Random:
 		return newRandom(cfg)
@@ -200,8 +200,98 @@ func hashKeyFrom(ctx context.Context) (string, bool) {
 // package-level function so that returning it allocates nothing.
 func noopDone(error) {}
 
-// Option configures New.
-type Option func(*config)
+// Options are typed by the policies they configure, so that an option a
+// policy would ignore is a compile error: an Option (WithRand) configures
+// every policy and is accepted by New and by every policy's constructor; a
+// ConsistentHashOption only by NewConsistentHash, a P2COption only by
+// NewP2CEWMA. New(mode) is the short way; a policy's own constructor, given
+// to consumer.WithBalancer, takes its own options:
+//
+//	consumer.WithBalancer(func() loadbalance.Balancer {
+//		return loadbalance.NewP2CEWMA(loadbalance.WithDecay(5 * time.Second))
+//	})
+
+// Option configures every policy.
+type Option interface {
+	ConsistentHashOption
+	P2COption
+}
+
+// ConsistentHashOption configures ConsistentHash.
+type ConsistentHashOption interface{ applyHash(*config) }
+
+// P2COption configures P2CEWMA.
+type P2COption interface{ applyP2C(*config) }
+
+// commonOption applies to every policy.
+type commonOption func(*config)
+
+func (f commonOption) applyHash(c *config) { f(c) }
+func (f commonOption) applyP2C(c *config)  { f(c) }
+
+type hashOption func(*config)
+
+func (f hashOption) applyHash(c *config) { f(c) }
+
+type p2cOption func(*config)
+
+func (f p2cOption) applyP2C(c *config) { f(c) }
+
+// NewRandom returns a Random balancer.
+func NewRandom(opts ...Option) Balancer { return newRandom(newConfig(Random, commonOpts(opts))) }
+
+// NewRoundRobin returns a RoundRobin balancer.
+func NewRoundRobin(opts ...Option) Balancer {
+	return newRoundRobin(newConfig(RoundRobin, commonOpts(opts)))
+}
+
+// NewWeightedRoundRobin returns a WeightedRoundRobin balancer.
+func NewWeightedRoundRobin(opts ...Option) Balancer {
+	return newWeightedRoundRobin(newConfig(WeightedRoundRobin, commonOpts(opts)))
+}
+
+// NewWeightedRandom returns a WeightedRandom balancer.
+func NewWeightedRandom(opts ...Option) Balancer {
+	return newWeightedRandom(newConfig(WeightedRandom, commonOpts(opts)))
+}
+
+// NewLeastConnections returns a LeastConnections balancer.
+func NewLeastConnections(opts ...Option) Balancer {
+	return newLeastConnections(newConfig(LeastConnections, commonOpts(opts)))
+}
+
+// NewConsistentHash returns a ConsistentHash balancer.
+func NewConsistentHash(opts ...ConsistentHashOption) Balancer {
+	fs := make([]func(*config), 0, len(opts))
+	for _, o := range opts {
+		if o != nil {
+			fs = append(fs, o.applyHash)
+		}
+	}
+	return newConsistentHash(newConfig(ConsistentHash, fs))
+}
+
+// NewP2CEWMA returns a P2CEWMA balancer.
+func NewP2CEWMA(opts ...P2COption) Balancer {
+	fs := make([]func(*config), 0, len(opts))
+	for _, o := range opts {
+		if o != nil {
+			fs = append(fs, o.applyP2C)
+		}
+	}
+	return newP2CEWMA(newConfig(P2CEWMA, fs))
+}
+
+// commonOpts turns Options into what newConfig applies.
+func commonOpts(opts []Option) []func(*config) {
+	fs := make([]func(*config), 0, len(opts))
+	for _, o := range opts {
+		if o != nil {
+			fs = append(fs, o.applyHash) // an Option applies alike through either method
+		}
+	}
+	return fs
+}
 
 // config holds the options of every policy.
 type config struct {
@@ -224,7 +314,7 @@ const (
 	maxReplicas           = 1 << 12               // bound of WithReplicas
 )
 
-func newConfig(m Mode, opts []Option) *config {
+func newConfig(m Mode, opts []func(*config)) *config {
 	start := time.Now()
 	c := &config{
 		rng:      rand.New(runtimeSource{}),
@@ -235,9 +325,7 @@ func newConfig(m Mode, opts []Option) *config {
 		initial:  DefaultInitialLatency,
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(c)
-		}
+		o(c)
 	}
 	if c.identity == "" {
 		c.identity = defaultIdentity()
@@ -251,75 +339,75 @@ func newConfig(m Mode, opts []Option) *config {
 // serialised by a mutex, so src need not be safe for concurrent use. A nil src
 // is ignored.
 func WithRand(src rand.Source) Option {
-	return func(c *config) {
+	return commonOption(func(c *config) {
 		if src != nil {
 			c.rng = rand.New(&lockedSource{src: src})
 		}
-	}
+	})
 }
 
 // WithIdentity sets the key ConsistentHash uses when the context carries none
 // (see WithHashKey). The default is "hostname/pid" of the process, computed
 // once by New, so that one process sticks to one instance as with nginx's
 // ip_hash. An empty id keeps the default.
-func WithIdentity(id string) Option {
-	return func(c *config) { c.identity = id }
+func WithIdentity(id string) ConsistentHashOption {
+	return hashOption(func(c *config) { c.identity = id })
 }
 
 // WithReplicas sets the number of ConsistentHash virtual nodes per unit of
 // weight (default DefaultReplicas, at most 4096). n < 1 keeps the default.
 // Every process routing the same keys must use the same value.
-func WithReplicas(n int) Option {
-	return func(c *config) {
+func WithReplicas(n int) ConsistentHashOption {
+	return hashOption(func(c *config) {
 		if n >= 1 {
 			c.replicas = min(n, maxReplicas)
 		}
-	}
+	})
 }
 
 // WithDecay sets the time constant of the P2CEWMA latency average (default
 // DefaultDecay): an observation's weight falls by e every d. d <= 0 keeps the
 // default.
-func WithDecay(d time.Duration) Option {
-	return func(c *config) {
+func WithDecay(d time.Duration) P2COption {
+	return p2cOption(func(c *config) {
 		if d > 0 {
 			c.decay = d
 		}
-	}
+	})
 }
 
 // WithErrorPenalty sets the latency P2CEWMA records for a call that failed, if
 // it is longer than the observed one (default DefaultErrorPenalty). The
 // penalty decays like any other observation. d < 0 keeps the default; 0
 // disables the penalty.
-func WithErrorPenalty(d time.Duration) Option {
-	return func(c *config) {
+func WithErrorPenalty(d time.Duration) P2COption {
+	return p2cOption(func(c *config) {
 		if d >= 0 {
 			c.penalty = d
 		}
-	}
+	})
 }
 
 // WithInitialLatency sets the latency P2CEWMA assumes for an instance it has not
 // measured yet (default DefaultInitialLatency), so that a new instance is not
 // flooded before its first reply. d <= 0 keeps the default.
-func WithInitialLatency(d time.Duration) Option {
-	return func(c *config) {
+func WithInitialLatency(d time.Duration) P2COption {
+	return p2cOption(func(c *config) {
 		if d > 0 {
 			c.initial = d
 		}
-	}
+	})
 }
 
 // WithClock replaces the clock P2CEWMA measures latency with. now must be
 // monotonic and safe for concurrent use; it returns the time elapsed since
 // any fixed origin. A nil now is ignored.
-func WithClock(now func() time.Duration) Option {
-	return func(c *config) {
+func WithClock(now func() time.Duration) P2COption {
+	return p2cOption(func(c *config) {
 		if now != nil {
 			c.now = now
 		}
-	}
+	})
 }
 
 // runtimeSource draws from math/rand/v2's top-level generator, which is

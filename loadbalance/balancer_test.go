@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding"
 	"errors"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,11 +140,18 @@ func TestNormalize(t *testing.T) {
 
 // TestAllOptionsAndOddInputs: no panic on strange but legal input.
 func TestAllOptionsAndOddInputs(t *testing.T) {
-	opts := []Option{nil, WithRand(nil), WithIdentity(""), WithReplicas(-1), WithReplicas(1 << 30),
-		WithDecay(-1), WithErrorPenalty(-1), WithInitialLatency(0), WithClock(nil)}
+	common := []Option{nil, WithRand(nil)}
+	hash := []ConsistentHashOption{nil, WithRand(nil), WithIdentity(""), WithReplicas(-1), WithReplicas(1 << 30)}
+	p2c := []P2COption{nil, WithRand(nil), WithDecay(-1), WithErrorPenalty(-1), WithInitialLatency(0), WithClock(nil)}
 	huge := []*naming.Instance{{ID: "big", Weight: int(^uint(0) >> 1)}, {ID: "neg", Weight: -5}, {}}
 	for _, m := range Modes() {
-		b := New(m, opts...)
+		b := New(m, common...)
+		switch m {
+		case ConsistentHash:
+			b = NewConsistentHash(hash...)
+		case P2CEWMA:
+			b = NewP2CEWMA(p2c...)
+		}
 		b.Update(huge)
 		for range 10 {
 			//lint:ignore SA1012 a nil context must not panic
@@ -291,4 +299,18 @@ func inflightCounts(b Balancer) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// TestEachPolicyHasItsConstructor: a policy's own constructor makes the same
+// balancer New does for its Mode.
+func TestEachPolicyHasItsConstructor(t *testing.T) {
+	for m, b := range map[Mode]Balancer{
+		Random: NewRandom(), RoundRobin: NewRoundRobin(), WeightedRoundRobin: NewWeightedRoundRobin(),
+		WeightedRandom: NewWeightedRandom(), ConsistentHash: NewConsistentHash(), LeastConnections: NewLeastConnections(),
+		P2CEWMA: NewP2CEWMA(),
+	} {
+		if got, want := reflect.TypeOf(b), reflect.TypeOf(New(m)); got != want {
+			t.Errorf("%s: constructor makes %v, New makes %v", m, got, want)
+		}
+	}
 }

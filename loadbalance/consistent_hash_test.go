@@ -24,8 +24,8 @@ func route(t *testing.T, b Balancer) []string {
 	return out
 }
 
-func newCH(ins []*naming.Instance, opts ...Option) Balancer {
-	b := New(ConsistentHash, opts...)
+func newCH(ins []*naming.Instance, opts ...ConsistentHashOption) Balancer {
+	b := NewConsistentHash(opts...)
 	b.Update(ins)
 	return b
 }

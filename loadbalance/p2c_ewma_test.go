@@ -8,9 +8,9 @@ import (
 	"time"
 )
 
-func newP2C(t *testing.T, n int, clock *fakeClock, opts ...Option) *p2cBalancer {
+func newP2C(t *testing.T, n int, clock *fakeClock, opts ...P2COption) *p2cBalancer {
 	t.Helper()
-	b := New(P2CEWMA, append([]Option{seeded(9), WithClock(clock.now)}, opts...)...).(*p2cBalancer)
+	b := NewP2CEWMA(append([]P2COption{seeded(9), WithClock(clock.now)}, opts...)...).(*p2cBalancer)
 	b.Update(makeInstances(n))
 	return b
 }
