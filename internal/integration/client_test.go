@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -35,26 +36,40 @@ func (w *wireCount) dialer() consumer.DialOption {
 	})
 }
 
-// countedConn parses the frames written on it (the client's writer hands
-// whole frames to each Write) to count heartbeats.
+// countedConn counts the bytes written on it and, following the frames in
+// that stream (a write may carry part of a frame, resumed by the next), the
+// heartbeats.
 type countedConn struct {
 	net.Conn
 	w *wireCount
+
+	mu   sync.Mutex
+	head []byte // the part of the next frame's header seen so far
+	skip int    // bytes of the current frame's body still to come
 }
 
 func (c *countedConn) Write(p []byte) (int, error) {
-	c.w.bytes.Add(int64(len(p)))
-	for b := p; len(b) >= protocol.HeaderSize; {
-		if protocol.Kind(b[2]) == protocol.KindHeartbeat {
-			c.w.heartbeats.Add(1)
+	n, err := c.Conn.Write(p)
+	c.w.bytes.Add(int64(n))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for b := p[:n]; len(b) > 0; {
+		if c.skip > 0 {
+			k := min(c.skip, len(b))
+			c.skip, b = c.skip-k, b[k:]
+			continue
 		}
-		n := protocol.HeaderSize + int(binary.BigEndian.Uint32(b[16:20]))
-		if n > len(b) {
-			break
+		k := min(protocol.HeaderSize-len(c.head), len(b))
+		c.head, b = append(c.head, b[:k]...), b[k:]
+		if len(c.head) == protocol.HeaderSize {
+			if protocol.Kind(c.head[2]) == protocol.KindHeartbeat {
+				c.w.heartbeats.Add(1)
+			}
+			c.skip = int(binary.BigEndian.Uint32(c.head[16:20]))
+			c.head = c.head[:0]
 		}
-		b = b[n:]
 	}
-	return c.Conn.Write(p)
+	return n, err
 }
 
 func TestAReplyTooLargeFailsThatCallAloneAndKeepsTheConnection(t *testing.T) {

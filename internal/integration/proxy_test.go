@@ -254,32 +254,27 @@ func TestProxyBroadcastAndFork(t *testing.T) {
 	}
 
 	// One instance fails: its error comes back, and the others, blocked
-	// until then, are cancelled.
+	// until then, are cancelled (or, if their request was still in the
+	// client's queue, withdrawn: they never run).
 	failing := c.nodes[1].id
+	before := whosOf(c.nodes)
 	err := p.Broadcast(ctx, "Arith.Who", WhoArgs{FailOn: failing, BlockUnless: failing}, &out)
 	var se *consumer.ServiceError
 	if !errors.As(err, &se) || se.Message != "failed on "+failing {
 		t.Fatalf("Broadcast with a failing instance: %v", err)
 	}
-	for _, n := range []*node{c.nodes[0], c.nodes[2]} {
-		select {
-		case <-n.arith.canceled:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s was not cancelled after the first error", n.id)
-		}
+	for _, i := range []int{0, 2} {
+		cancelledOrNeverRan(t, c.nodes[i], before[i], "after the first error")
 	}
 
 	// Fork: the one instance that answers wins; the rest are cancelled.
 	winner := c.nodes[2].id
+	before = whosOf(c.nodes)
 	if err := p.Fork(ctx, "Arith.Who", WhoArgs{BlockUnless: winner}, &out); err != nil || out != winner {
 		t.Fatalf("Fork: %q, %v", out, err)
 	}
-	for _, n := range c.nodes[:2] {
-		select {
-		case <-n.arith.canceled:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%s was not cancelled after Fork's winner", n.id)
-		}
+	for i := range 2 {
+		cancelledOrNeverRan(t, c.nodes[i], before[i], "after Fork's winner")
 	}
 	// Fork where all fail returns them all.
 	err = p.Fork(ctx, "Arith.Nope", WhoArgs{}, &out)
@@ -453,5 +448,29 @@ func TestProxyWhenEveryInstanceIsGone(t *testing.T) {
 	defer cancel()
 	if err := p.Call(ctx, "Arith.Who", WhoArgs{}, new(string)); !errors.Is(err, loadbalance.ErrNoInstances) {
 		t.Fatalf("Call with no instance: %v, want ErrNoInstances", err)
+	}
+}
+
+// whosOf returns how many Who calls each node has run.
+func whosOf(nodes []*node) []int64 {
+	out := make([]int64, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.arith.whos.Load()
+	}
+	return out
+}
+
+// cancelledOrNeverRan waits for n's blocked Who call to be cancelled. A call
+// whose request was still queued in the client when its context ended was
+// withdrawn instead and never ran (its count is still before); a request
+// that was written runs and is then cancelled.
+func cancelledOrNeverRan(t *testing.T, n *node, before int64, when string) {
+	t.Helper()
+	select {
+	case <-n.arith.canceled:
+	case <-time.After(5 * time.Second):
+		if n.arith.whos.Load() != before {
+			t.Fatalf("%s ran the call and was not cancelled %s", n.id, when)
+		}
 	}
 }
