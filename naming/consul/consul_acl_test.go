@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/shoalrpc/shoal/internal/namingtest"
 	"github.com/shoalrpc/shoal/naming"
 	"log/slog"
 	"net/http"
@@ -151,22 +152,22 @@ func roundTrip(t *testing.T, provider, consumer *Registry, port string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap := next(t, ch, 5*time.Second); len(snap) != 0 {
-		t.Fatalf("first snapshot %s, want empty", ids(snap))
+	if snap := namingtest.Next(t, ch, 5*time.Second); len(snap) != 0 {
+		t.Fatalf("first snapshot %s, want empty", namingtest.IDs(snap))
 	}
 	cancel, err := provider.Register(t.Context(), &naming.Instance{Service: "arith", Addr: "tcp@127.0.0.1:" + port})
 	if err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	if got, err := consumer.Fetch(t.Context(), "arith"); err != nil || !hasIDs(id)(got) {
-		t.Fatalf("Fetch after Register = %s, %v; want %s passing", ids(got), err, id)
+	if got, err := consumer.Fetch(t.Context(), "arith"); err != nil || !namingtest.HasIDs(id)(got) {
+		t.Fatalf("Fetch after Register = %s, %v; want %s passing", namingtest.IDs(got), err, id)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "the instance", hasIDs(id))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "the instance", namingtest.HasIDs(id))
 	cancel()
 	if got, err := consumer.Fetch(t.Context(), "arith"); err != nil || len(got) != 0 {
-		t.Fatalf("Fetch after deregister = %s, %v; want empty", ids(got), err)
+		t.Fatalf("Fetch after deregister = %s, %v; want empty", namingtest.IDs(got), err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "no instance", hasIDs())
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "no instance", namingtest.HasIDs())
 	if st := provider.Stats(); st.ACLDenials != 0 {
 		t.Fatalf("provider stats %+v: ACL denials with a sufficient token", st)
 	}
@@ -295,11 +296,11 @@ func TestConsulACLDenied(t *testing.T) {
 			}
 			select {
 			case snap := <-ch:
-				t.Fatalf("watch with a bogus token delivered %s", ids(snap))
+				t.Fatalf("watch with a bogus token delivered %s", namingtest.IDs(snap))
 			default:
 			}
 			stop()
-			assertClosed(t, ch, 5*time.Second)
+			namingtest.AssertClosed(t, ch, 5*time.Second)
 		})
 	}
 
@@ -346,16 +347,16 @@ node_prefix "" { policy = "read" }`}, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		got, err := c.Fetch(t.Context(), "arith")
-		if err == nil && hasIDs("arith-127.0.0.1-9030")(got) {
+		if err == nil && namingtest.HasIDs("arith-127.0.0.1-9030")(got) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("anonymous Fetch with read granted = %s, %v; want the instance", ids(got), err)
+			t.Fatalf("anonymous Fetch with read granted = %s, %v; want the instance", namingtest.IDs(got), err)
 		}
 		time.Sleep(50 * time.Millisecond) // polling Consul's ACL cache, an outside event
 	}
 	if got, err := c.Fetch(t.Context(), "none"); err != nil || len(got) != 0 {
-		t.Fatalf("anonymous Fetch of a service with no instance, read granted = %s, %v; want an empty list", ids(got), err)
+		t.Fatalf("anonymous Fetch of a service with no instance, read granted = %s, %v; want an empty list", namingtest.IDs(got), err)
 	}
 }
 
@@ -380,7 +381,7 @@ func TestConsulACLRevokedWatchKeepsItsList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "the instance", hasIDs("arith-127.0.0.1-9040"))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "the instance", namingtest.HasIDs("arith-127.0.0.1-9040"))
 	if _, err := admin.ACL().TokenDelete(accessor, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -394,8 +395,8 @@ func TestConsulACLRevokedWatchKeepsItsList(t *testing.T) {
 	}
 	select {
 	case snap := <-ch:
-		if !hasIDs("arith-127.0.0.1-9040")(snap) {
-			t.Fatalf("after the token was revoked the watch delivered %s; want it to keep its last good list", ids(snap))
+		if !namingtest.HasIDs("arith-127.0.0.1-9040")(snap) {
+			t.Fatalf("after the token was revoked the watch delivered %s; want it to keep its last good list", namingtest.IDs(snap))
 		}
 	default:
 	}
@@ -498,7 +499,7 @@ func TestConsulTokenOnEveryRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			next(t, ch, 5*time.Second)
+			namingtest.Next(t, ch, 5*time.Second)
 			kinds := func() int {
 				mu.Lock()
 				defer mu.Unlock()

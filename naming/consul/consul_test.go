@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"github.com/shoalrpc/shoal/internal/namingtest"
 	"github.com/shoalrpc/shoal/naming"
 	"reflect"
 	"testing"
@@ -57,7 +58,7 @@ func waitFetch(t *testing.T, r naming.Registry, service string, d time.Duration,
 		}
 		last, lastErr = list, err
 		if time.Now().After(deadline) {
-			t.Fatalf("Fetch(%s): no %s within %v (last %s, err %v)", service, what, d, ids(last), lastErr)
+			t.Fatalf("Fetch(%s): no %s within %v (last %s, err %v)", service, what, d, namingtest.IDs(last), lastErr)
 		}
 		time.Sleep(50 * time.Millisecond) // polling Consul's state
 	}
@@ -73,7 +74,7 @@ func TestConsulRegisterWatchDeregister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap := next(t, ch, eventWait); snap == nil || len(snap) != 0 {
+	if snap := namingtest.Next(t, ch, eventWait); snap == nil || len(snap) != 0 {
 		t.Fatalf("first snapshot of an unknown service = %#v, want an empty list", snap)
 	}
 
@@ -89,7 +90,7 @@ func TestConsulRegisterWatchDeregister(t *testing.T) {
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("Fetch right after Register = %v, %v; want %v", got, err, want)
 	}
-	snap := waitSnapshot(t, ch, eventWait, "the instance", hasIDs("arith-127.0.0.1-9001"))
+	snap := namingtest.WaitSnapshot(t, ch, eventWait, "the instance", namingtest.HasIDs("arith-127.0.0.1-9001"))
 	if !reflect.DeepEqual(snap, want) {
 		t.Fatalf("watched %+v, want %+v", snap[0], want[0])
 	}
@@ -103,9 +104,9 @@ func TestConsulRegisterWatchDeregister(t *testing.T) {
 	cancel()
 	cancel() // idempotent
 	if got, err := consumer.Fetch(t.Context(), "arith"); err != nil || len(got) != 0 {
-		t.Fatalf("Fetch after cancel = %v, %v; want empty", ids(got), err)
+		t.Fatalf("Fetch after cancel = %v, %v; want empty", namingtest.IDs(got), err)
 	}
-	waitSnapshot(t, ch, eventWait, "no instance", hasIDs())
+	namingtest.WaitSnapshot(t, ch, eventWait, "no instance", namingtest.HasIDs())
 	t.Logf("gone from Watch %v after cancel", time.Since(start))
 }
 
@@ -124,21 +125,21 @@ func TestConsulMissedHeartbeatsFailTTL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, eventWait, "the instance", hasIDs("hung-127.0.0.1-9100"))
+	namingtest.WaitSnapshot(t, ch, eventWait, "the instance", namingtest.HasIDs("hung-127.0.0.1-9100"))
 
 	// The provider hangs: no more heartbeats, no deregistration.
 	if !provider.stopHeartbeat("hung-127.0.0.1-9100") {
 		t.Fatal("stopHeartbeat: not registered")
 	}
 	stopped := time.Now()
-	waitSnapshot(t, ch, testTTL+eventWait, "the instance gone", hasIDs())
+	namingtest.WaitSnapshot(t, ch, testTTL+eventWait, "the instance gone", namingtest.HasIDs())
 	el := time.Since(stopped)
 	t.Logf("left the passing list %v after the last heartbeat stopped (TTL %v)", el, testTTL)
 	// The last heartbeat was at most TTL/3 before the stop.
 	if el < testTTL/2 {
 		t.Fatalf("instance left after %v, before its TTL %v could expire", el, testTTL)
 	}
-	waitFetch(t, consumer, "hung", eventWait, "empty list", hasIDs())
+	waitFetch(t, consumer, "hung", eventWait, "empty list", namingtest.HasIDs())
 
 	// Cancel still deregisters the critical instance.
 	cancel()
@@ -165,8 +166,8 @@ func TestConsulAgentRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	both := hasIDs("echo-127.0.0.1-9201", "echo-127.0.0.1-9202")
-	good := waitSnapshot(t, ch, eventWait, "both instances", both)
+	both := namingtest.HasIDs("echo-127.0.0.1-9201", "echo-127.0.0.1-9202")
+	good := namingtest.WaitSnapshot(t, ch, eventWait, "both instances", both)
 
 	agent.Stop()
 	down := consumer.Stats()
@@ -195,13 +196,13 @@ func TestConsulAgentRestart(t *testing.T) {
 	// The last good list is kept: nothing was delivered.
 	select {
 	case snap := <-ch:
-		t.Fatalf("watch delivered %s while the agent was down (last good %s)", ids(snap), ids(good))
+		t.Fatalf("watch delivered %s while the agent was down (last good %s)", namingtest.IDs(snap), namingtest.IDs(good))
 	default:
 	}
 
 	restarted := time.Now()
 	agent.Restart()
-	waitSnapshot(t, ch, 2*eventWait, "both instances back", both)
+	namingtest.WaitSnapshot(t, ch, 2*eventWait, "both instances back", both)
 	t.Logf("watch converged %v after the agent came back (start-up included)", time.Since(restarted))
 	waitFetch(t, consumer, "echo", eventWait, "both instances", both)
 	// The instances are visible as soon as the agent has them, a moment
@@ -274,8 +275,8 @@ func TestConsulManyServicesRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if snap := next(t, ch, eventWait); !reflect.DeepEqual(snap, w) {
-			t.Fatalf("Watch(%s) = %s, want %s", service, ids(snap), ids(w))
+		if snap := namingtest.Next(t, ch, eventWait); !reflect.DeepEqual(snap, w) {
+			t.Fatalf("Watch(%s) = %s, want %s", service, namingtest.IDs(snap), namingtest.IDs(w))
 		}
 	}
 }
@@ -294,16 +295,16 @@ func TestConsulCloseDeregistersAndOpenURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, eventWait, "the instance", hasIDs("svc-127.0.0.1-9501"))
+	namingtest.WaitSnapshot(t, ch, eventWait, "the instance", namingtest.HasIDs("svc-127.0.0.1-9501"))
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
-	assertClosed(t, ch, eventWait)
+	namingtest.AssertClosed(t, ch, eventWait)
 	if err := r.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
 	other := newTestConsul(t, agent)
 	if got, err := other.Fetch(t.Context(), "svc"); err != nil || len(got) != 0 {
-		t.Fatalf("after Close: %s, %v; want deregistered", ids(got), err)
+		t.Fatalf("after Close: %s, %v; want deregistered", namingtest.IDs(got), err)
 	}
 }

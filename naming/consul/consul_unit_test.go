@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoalrpc/shoal/internal/namingtest"
 	"github.com/shoalrpc/shoal/naming"
 	"net/http"
 	"net/http/httptest"
@@ -55,7 +56,7 @@ func TestSnapshotDedup(t *testing.T) {
 	}
 	for i, s := range steps {
 		if got := d.changed(s.snap); got != s.want {
-			t.Errorf("step %d: changed(%v) = %v, want %v", i, ids(s.snap), got, s.want)
+			t.Errorf("step %d: changed(%v) = %v, want %v", i, namingtest.IDs(s.snap), got, s.want)
 		}
 	}
 }
@@ -212,7 +213,7 @@ func TestConsulWatchLoopIndexAndDedup(t *testing.T) {
 		t.Fatalf("stats %+v: want 1 error and %d queries", st, len(script))
 	}
 	c.Close()
-	assertClosed(t, ch, 5*time.Second)
+	namingtest.AssertClosed(t, ch, 5*time.Second)
 }
 
 func checkDelivery(t *testing.T, step int, ch <-chan []*naming.Instance, want []string) {
@@ -220,10 +221,10 @@ func checkDelivery(t *testing.T, step int, ch <-chan []*naming.Instance, want []
 	select {
 	case snap := <-ch:
 		if want == nil {
-			t.Fatalf("after step %d: unexpected snapshot %s", step, ids(snap))
+			t.Fatalf("after step %d: unexpected snapshot %s", step, namingtest.IDs(snap))
 		}
-		if snap == nil || !hasIDs(want...)(snap) {
-			t.Fatalf("after step %d: snapshot %s, want %v", step, ids(snap), want)
+		if snap == nil || !namingtest.HasIDs(want...)(snap) {
+			t.Fatalf("after step %d: snapshot %s, want %v", step, namingtest.IDs(snap), want)
 		}
 	default:
 		if want != nil {
@@ -269,7 +270,7 @@ func TestConsulUnreachable(t *testing.T) {
 	default:
 	}
 	cancel()
-	assertClosed(t, ch, 2*time.Second)
+	namingtest.AssertClosed(t, ch, 2*time.Second)
 }
 
 // TestConsulWaitFitsHTTPTimeout: a client-wide HTTP timeout shorter than the

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"errors"
+	"github.com/shoalrpc/shoal/internal/namingtest"
 	"reflect"
 	"strconv"
 	"strings"
@@ -158,7 +159,7 @@ func TestResolverTimeoutKeepsTheLastList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap := next(t, ch, 5*time.Second); addrs(snap) != "tcp@127.0.0.2:9001*1" {
+	if snap := namingtest.Next(t, ch, 5*time.Second); addrs(snap) != "tcp@127.0.0.2:9001*1" {
 		t.Fatalf("first snapshot %s", addrs(snap))
 	}
 
@@ -187,7 +188,7 @@ func TestResolverTimeoutKeepsTheLastList(t *testing.T) {
 	z.setHosts("arith.shoal.test", "127.0.0.2", "127.0.0.3")
 	z.drop.Store(false)
 	back := time.Now()
-	if snap := next(t, ch, 10*time.Second); addrs(snap) != "tcp@127.0.0.2:9001*1 tcp@127.0.0.3:9001*1" {
+	if snap := namingtest.Next(t, ch, 10*time.Second); addrs(snap) != "tcp@127.0.0.2:9001*1 tcp@127.0.0.3:9001*1" {
 		t.Fatalf("after the resolver came back: %s", addrs(snap))
 	}
 	if el := time.Since(back); el > 3*time.Second {
@@ -204,12 +205,12 @@ func TestResolveNowIsRateLimited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next(t, ch, 5*time.Second)
+	namingtest.Next(t, ch, 5*time.Second)
 
 	// Without ResolveNow, an hour's refresh would hide this change.
 	z.setHosts("arith.shoal.test", "127.0.0.3")
 	r.ResolveNow()
-	if snap := next(t, ch, 5*time.Second); addrs(snap) != "tcp@127.0.0.3:9001*1" {
+	if snap := namingtest.Next(t, ch, 5*time.Second); addrs(snap) != "tcp@127.0.0.3:9001*1" {
 		t.Fatalf("after ResolveNow: %s", addrs(snap))
 	}
 	// A storm of requests (a consumer whose connections all fail) for a
@@ -222,20 +223,5 @@ func TestResolveNowIsRateLimited(t *testing.T) {
 	el := time.Since(start)
 	if n, limit := r.Stats().ResolveNows, uint64(2+el/gap); n < 2 || n > limit {
 		t.Fatalf("ResolveNow every 2ms for %v made %d resolutions, want 2..%d", el, n, limit)
-	}
-}
-
-// next receives one snapshot from ch within d.
-func next(t *testing.T, ch <-chan []*naming.Instance, d time.Duration) []*naming.Instance {
-	t.Helper()
-	select {
-	case snap, ok := <-ch:
-		if !ok {
-			t.Fatal("watch channel closed")
-		}
-		return snap
-	case <-time.After(d):
-		t.Fatalf("no snapshot within %v", d)
-		return nil
 	}
 }

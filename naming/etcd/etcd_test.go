@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"github.com/shoalrpc/shoal/internal/namingtest"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -27,7 +28,7 @@ func TestRegisterFetchWatchDeregister(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if snap := next(t, ch, 10*time.Second); snap == nil || len(snap) != 0 {
+	if snap := namingtest.Next(t, ch, 10*time.Second); snap == nil || len(snap) != 0 {
 		t.Fatalf("first snapshot of an unknown service = %#v, want an empty list", snap)
 	}
 
@@ -39,9 +40,9 @@ func TestRegisterFetchWatchDeregister(t *testing.T) {
 	want := []*naming.Instance{{ID: "arith-127.0.0.1-9001", Service: "arith", Addr: in.Addr, Weight: 3, Tags: []string{"v1"}, Meta: map[string]string{"zone": "a"}}}
 	got, err := consumer.Fetch(t.Context(), "arith")
 	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Fatalf("Fetch right after Register = %v, %v; want %v", ids(got), err, ids(want))
+		t.Fatalf("Fetch right after Register = %v, %v; want %v", namingtest.IDs(got), err, namingtest.IDs(want))
 	}
-	if snap := waitSnapshot(t, ch, 5*time.Second, "the instance", hasIDs("arith-127.0.0.1-9001")); !reflect.DeepEqual(snap, want) {
+	if snap := namingtest.WaitSnapshot(t, ch, 5*time.Second, "the instance", namingtest.HasIDs("arith-127.0.0.1-9001")); !reflect.DeepEqual(snap, want) {
 		t.Fatalf("watched %+v, want %+v", snap[0], want[0])
 	}
 	// Another service sharing the name's beginning is not listed.
@@ -51,7 +52,7 @@ func TestRegisterFetchWatchDeregister(t *testing.T) {
 	}
 	defer c2()
 	if got, _ := consumer.Fetch(t.Context(), "arith"); len(got) != 1 {
-		t.Fatalf("Fetch(arith) = %s, want only arith's instance", ids(got))
+		t.Fatalf("Fetch(arith) = %s, want only arith's instance", namingtest.IDs(got))
 	}
 
 	if _, err := provider.Register(t.Context(), in); err == nil {
@@ -65,9 +66,9 @@ func TestRegisterFetchWatchDeregister(t *testing.T) {
 	cancel()
 	cancel() // idempotent
 	if got, err := consumer.Fetch(t.Context(), "arith"); err != nil || len(got) != 0 {
-		t.Fatalf("Fetch after cancel = %v, %v; want empty", ids(got), err)
+		t.Fatalf("Fetch after cancel = %v, %v; want empty", namingtest.IDs(got), err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "no instance", hasIDs())
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "no instance", namingtest.HasIDs())
 }
 
 func TestTTLExpiryRemovesAKilledProvider(t *testing.T) {
@@ -83,14 +84,14 @@ func TestTTLExpiryRemovesAKilledProvider(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "the instance", hasIDs("hung-127.0.0.1-9100"))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "the instance", namingtest.HasIDs("hung-127.0.0.1-9100"))
 
 	// The provider dies: no more keep-alives, no revoke.
 	if !provider.kill(provider.serviceKey("hung") + "hung-127.0.0.1-9100") {
 		t.Fatal("kill: not registered")
 	}
 	killed := time.Now()
-	waitSnapshot(t, ch, testTTL+10*time.Second, "the instance gone", hasIDs())
+	namingtest.WaitSnapshot(t, ch, testTTL+10*time.Second, "the instance gone", namingtest.HasIDs())
 	el := time.Since(killed)
 	t.Logf("left the list %v after its keep-alives stopped (TTL %v)", el, testTTL)
 	// The last keep-alive was at most TTL/3 before the kill.
@@ -113,7 +114,7 @@ func TestALostLeaseIsGrantedAndPutAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "the instance", hasIDs("echo-127.0.0.1-9200"))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "the instance", namingtest.HasIDs("echo-127.0.0.1-9200"))
 
 	// Someone (an operator, etcd losing it) revokes the lease: the key goes.
 	provider.mu.Lock()
@@ -122,9 +123,9 @@ func TestALostLeaseIsGrantedAndPutAgain(t *testing.T) {
 	if _, err := consumer.cli.Revoke(t.Context(), lease); err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "the instance gone", hasIDs())
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "the instance gone", namingtest.HasIDs())
 	revoked := time.Now()
-	waitSnapshot(t, ch, 10*time.Second, "the instance back", hasIDs("echo-127.0.0.1-9200"))
+	namingtest.WaitSnapshot(t, ch, 10*time.Second, "the instance back", namingtest.HasIDs("echo-127.0.0.1-9200"))
 	t.Logf("registered again %v after its lease was revoked", time.Since(revoked))
 	// The counters move just after the put the watch saw.
 	deadline := time.Now().Add(5 * time.Second)
@@ -154,7 +155,7 @@ func TestCompactionDuringAWatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "a", namingtest.HasIDs("a"))
 	waitWatching(t, consumer)
 
 	// While the consumer is cut off, a leaves, b joins and etcd compacts
@@ -175,12 +176,12 @@ func TestCompactionDuringAWatch(t *testing.T) {
 	}
 	select {
 	case snap := <-ch:
-		t.Fatalf("watch delivered %s while cut off from etcd", ids(snap))
+		t.Fatalf("watch delivered %s while cut off from etcd", namingtest.IDs(snap))
 	default:
 	}
 	restarts := consumer.Stats().WatchRestarts
 	proxy.mend()
-	waitSnapshot(t, ch, 30*time.Second, "b only", hasIDs("b"))
+	namingtest.WaitSnapshot(t, ch, 30*time.Second, "b only", namingtest.HasIDs("b"))
 	if s := consumer.Stats(); s.WatchRestarts <= restarts || !strings.Contains(logs.String(), "compacted") {
 		t.Fatalf("stats %+v: the watch did not start over on compaction; log:\n%s", s, logs.String())
 	}
@@ -200,7 +201,7 @@ func TestEtcdDownKeepsTheLastList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "a", namingtest.HasIDs("a"))
 	waitWatching(t, consumer)
 
 	srv.Stop()
@@ -212,7 +213,7 @@ func TestEtcdDownKeepsTheLastList(t *testing.T) {
 		}
 		select {
 		case snap := <-ch:
-			t.Fatalf("watch delivered %s while etcd was down; want the last list kept", ids(snap))
+			t.Fatalf("watch delivered %s while etcd was down; want the last list kept", namingtest.IDs(snap))
 		case <-time.After(50 * time.Millisecond): // polling the error counter
 		}
 	}
@@ -227,7 +228,7 @@ func TestEtcdDownKeepsTheLastList(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2()
-	waitSnapshot(t, ch, 20*time.Second, "a and b", hasIDs("a", "b"))
+	namingtest.WaitSnapshot(t, ch, 20*time.Second, "a and b", namingtest.HasIDs("a", "b"))
 }
 
 // TestEtcdLosingItsDataIsNoticed: etcd comes back empty (a fresh data dir)
@@ -258,7 +259,7 @@ func TestEtcdLosingItsDataIsNoticed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitSnapshot(t, ch, 5*time.Second, "a", hasIDs("a"))
+	namingtest.WaitSnapshot(t, ch, 5*time.Second, "a", namingtest.HasIDs("a"))
 	waitWatching(t, consumer)
 
 	// a's provider dies with etcd's data; b registers in the new etcd
@@ -275,7 +276,7 @@ func TestEtcdLosingItsDataIsNoticed(t *testing.T) {
 	}
 	defer cancelB()
 	proxy.mend()
-	waitSnapshot(t, ch, 20*time.Second, "b only", hasIDs("b"))
+	namingtest.WaitSnapshot(t, ch, 20*time.Second, "b only", namingtest.HasIDs("b"))
 	if !strings.Contains(logs.String(), "went backwards") {
 		t.Fatalf("the watch did not notice the revision going backwards; log:\n%s", logs.String())
 	}

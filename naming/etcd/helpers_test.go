@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/shoalrpc/shoal/internal/etcdtest"
-	"github.com/shoalrpc/shoal/naming"
 )
 
 const testTTL = 2 * time.Second
@@ -37,67 +35,6 @@ func newTestRegistry(t *testing.T, endpoint string, opts ...Option) *Registry {
 func startEtcd(t *testing.T) *etcdtest.Server {
 	t.Helper()
 	return etcdtest.Start(t)
-}
-
-// ids renders a snapshot compactly for failure messages.
-func ids(list []*naming.Instance) string {
-	var s []string
-	for _, in := range list {
-		s = append(s, in.ID)
-	}
-	return "[" + strings.Join(s, " ") + "]"
-}
-
-func hasIDs(want ...string) func([]*naming.Instance) bool {
-	return func(list []*naming.Instance) bool {
-		if len(list) != len(want) {
-			return false
-		}
-		for i := range want {
-			if list[i].ID != want[i] {
-				return false
-			}
-		}
-		return true
-	}
-}
-
-// next receives one snapshot from ch within d.
-func next(t *testing.T, ch <-chan []*naming.Instance, d time.Duration) []*naming.Instance {
-	t.Helper()
-	select {
-	case snap, ok := <-ch:
-		if !ok {
-			t.Fatal("watch channel closed")
-		}
-		return snap
-	case <-time.After(d):
-		t.Fatalf("no snapshot within %v", d)
-		return nil
-	}
-}
-
-// waitSnapshot reads snapshots until one satisfies ok, failing after d.
-func waitSnapshot(t *testing.T, ch <-chan []*naming.Instance, d time.Duration, what string, ok func([]*naming.Instance) bool) []*naming.Instance {
-	t.Helper()
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	var last []*naming.Instance
-	for {
-		select {
-		case snap, open := <-ch:
-			if !open {
-				t.Fatalf("watch channel closed while waiting for %s (last %s)", what, ids(last))
-			}
-			if ok(snap) {
-				return snap
-			}
-			last = snap
-		case <-deadline.C:
-			t.Fatalf("no snapshot with %s within %v (last %s)", what, d, ids(last))
-			return nil
-		}
-	}
 }
 
 // cutProxy forwards TCP connections to etcd until cut: then it drops every

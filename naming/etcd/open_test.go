@@ -3,6 +3,7 @@ package etcd
 import (
 	"context"
 	"errors"
+	"github.com/shoalrpc/shoal/internal/namingtest"
 	"strings"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func TestTLSFromTheEnvironment(t *testing.T) {
 	}
 	defer cancel()
 	if got, err := reg.Fetch(t.Context(), "svc"); err != nil || len(got) != 1 {
-		t.Fatalf("Fetch over TLS = %s, %v", ids(got), err)
+		t.Fatalf("Fetch over TLS = %s, %v", namingtest.IDs(got), err)
 	}
 
 	// Without the client certificate etcd refuses the handshake.
@@ -197,6 +198,6 @@ func TestAuthFromTheURLAndTheEnvironment(t *testing.T) {
 	}
 	defer c()
 	if got, err := reg.Fetch(t.Context(), "svc"); err != nil || len(got) != 1 {
-		t.Fatalf("Fetch as root = %s, %v", ids(got), err)
+		t.Fatalf("Fetch as root = %s, %v", namingtest.IDs(got), err)
 	}
 }
