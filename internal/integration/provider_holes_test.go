@@ -159,8 +159,12 @@ sampling:
 	if took > writeTimeout+time.Second {
 		t.Errorf("cut after %v, want within the write timeout %v + 1 s", took, writeTimeout)
 	}
-	if grew > 6*limit {
-		t.Errorf("a peer that never reads grew the live heap by %d bytes, over 6 × the body limit %d", grew, limit)
+	// The bound itself is about 2 × the limit; the live heap also holds the
+	// reading client's traffic and whatever the last collection had not yet
+	// freed (6.8 × seen once under a loaded full run). Without the reader's
+	// pause it grew 25 ×, and on the old code 221 ×.
+	if grew > 10*limit {
+		t.Errorf("a peer that never reads grew the live heap by %d bytes, over 10 × the body limit %d", grew, limit)
 	}
 	if calls.Load() == 0 || failed.Load() != 0 {
 		t.Errorf("another client: %d calls succeeded, %d failed", calls.Load(), failed.Load())
