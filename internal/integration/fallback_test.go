@@ -153,10 +153,10 @@ func TestProxyRegistryFallback(t *testing.T) {
 		n.srv.Close()
 	}
 	// Only instance 1 was called since: its pooled connection, now closed
-	// (the call is not sent, or breaks), then a refused dial.
+	// (the call is not sent: ErrClientClosed, or breaks), then a refused dial.
 	err := call()
 	for i := 0; i < 3 && !errors.Is(err, loadbalance.ErrNoInstances); i++ {
-		if !errors.Is(err, consumer.ErrDial) && !errors.Is(err, consumer.ErrConnClosed) && !errors.Is(err, consumer.ErrShuttingDown) && !errors.Is(err, consumer.ErrNotSent) {
+		if !errors.Is(err, consumer.ErrDial) && !errors.Is(err, consumer.ErrConnClosed) && !errors.Is(err, consumer.ErrShuttingDown) && !errors.Is(err, consumer.ErrClientClosed) {
 			t.Fatalf("call to a dead fallback: %v, want a dial or connection error", err)
 		}
 		t.Logf("call to a dead fallback: %v", err)
