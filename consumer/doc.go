@@ -40,4 +40,16 @@
 // keys from an earlier reply survive), so pass a fresh value when that
 // matters. With msgpack, a time.Time comes back in the local time zone, the
 // same instant as was sent.
+//
+// # Interceptors and stats handlers
+//
+// WithInterceptors wraps calls in a chain of Interceptors, built once: every
+// Call of a Client, and every logical call of a ClientProxy (retries and
+// hedges inside it); WithAttemptInterceptors wraps each attempt a ClientProxy
+// makes on one instance (AttemptOf tells which). WithStatsHandler installs a
+// stats.Handler that observes calls, attempts, connections and what a
+// ClientProxy decides on its own (ejections, registry fallbacks, budget
+// refusals). Options are typed by what they configure: a DialOption goes to
+// Dial, NewPool and NewClientProxy, a PoolOption to NewPool and
+// NewClientProxy, a ProxyOption to NewClientProxy alone.
 package consumer

@@ -44,4 +44,15 @@
 // `json:` tags). Arguments that do not fit the method's argument type are
 // refused before the method runs, with an error that names the field and
 // both types.
+//
+// # Interceptors and stats handlers
+//
+// WithInterceptors wraps every request's method in a chain of Interceptors,
+// built once by NewServer: each sees the context (Metadata, PeerOf), the
+// RequestInfo, the decoded arguments and the outcome, and may wrap the call
+// or refuse it by returning without calling next. A refusal is answered "not
+// executed" (Refuse picks the status), so the caller may safely go
+// elsewhere; WithAuth is such an interceptor. WithStatsHandler installs a
+// stats.Handler that observes every request and connection and changes
+// nothing. With neither, a request pays nothing for them.
 package provider
