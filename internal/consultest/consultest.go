@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/shoalrpc/shoal/internal/toolproc"
 	"io"
 	"net"
 	"net/http"
@@ -60,38 +61,12 @@ type ports struct {
 	http, dns, grpc, grpcTLS, serfLAN, serfWAN, server int
 }
 
-// Binary returns the consul binary a test would use, or an error carrying
-// the hint how to build one.
-func Binary() (string, error) {
-	if p := os.Getenv("SHOAL_CONSUL"); p != "" {
-		if st, err := os.Stat(p); err != nil || st.IsDir() {
-			return "", fmt.Errorf("SHOAL_CONSUL=%s is not a file", p)
-		}
-		return p, nil
-	}
-	if p := CachePath(); p != "" {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("consul"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("no consul binary (SHOAL_CONSUL unset, %s missing, none on PATH): %s", CachePath(), buildHint)
-}
+// Binary returns the consul binary a test would use, or an error carrying the
+// hint how to build one.
+func Binary() (string, error) { return toolproc.Binary("consul", "SHOAL_CONSUL", Version, buildHint) }
 
 // CachePath returns where scripts/consul.sh build puts the binary.
-func CachePath() string {
-	dir := os.Getenv("SHOAL_CACHE")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		dir = filepath.Join(home, ".cache", "shoal")
-	}
-	return filepath.Join(dir, "consul-"+Version, "consul")
-}
+func CachePath() string { return toolproc.CachePath("consul", Version) }
 
 // Start starts a dev agent on free loopback ports and waits until it has a
 // leader and its node is in the catalog. The agent is killed by t.Cleanup,
@@ -237,7 +212,7 @@ func (a *Agent) start() error {
 	cmd := exec.Command(a.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = a.dir
-	cmd.SysProcAttr = procAttr()
+	cmd.SysProcAttr = toolproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", a.bin, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/shoalrpc/shoal/internal/toolproc"
 	"io"
 	"net"
 	"net/http"
@@ -57,36 +58,10 @@ type Server struct {
 
 // Binary returns the etcd binary a test would use, or an error carrying the
 // hint how to build one.
-func Binary() (string, error) {
-	if p := os.Getenv("SHOAL_ETCD"); p != "" {
-		if st, err := os.Stat(p); err != nil || st.IsDir() {
-			return "", fmt.Errorf("SHOAL_ETCD=%s is not a file", p)
-		}
-		return p, nil
-	}
-	if p := CachePath(); p != "" {
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("etcd"); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("no etcd binary (SHOAL_ETCD unset, %s missing, none on PATH): %s", CachePath(), buildHint)
-}
+func Binary() (string, error) { return toolproc.Binary("etcd", "SHOAL_ETCD", Version, buildHint) }
 
 // CachePath returns where scripts/etcd.sh build puts the binary.
-func CachePath() string {
-	dir := os.Getenv("SHOAL_CACHE")
-	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		dir = filepath.Join(home, ".cache", "shoal")
-	}
-	return filepath.Join(dir, "etcd-"+Version, "etcd")
-}
+func CachePath() string { return toolproc.CachePath("etcd", Version) }
 
 // Start starts etcd on free loopback ports with a fresh data dir and waits
 // until it is healthy. It is killed by t.Cleanup, whether the test passes or
@@ -241,7 +216,7 @@ func (s *Server) start() error {
 	cmd := exec.Command(s.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = s.root
-	cmd.SysProcAttr = procAttr()
+	cmd.SysProcAttr = toolproc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("exec %s: %w", s.bin, err)
 	}
