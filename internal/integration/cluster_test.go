@@ -102,14 +102,22 @@ func waitListed(t *testing.T, p *consumer.ClientProxy, n int) {
 }
 
 // load runs callers goroutines making calls until stop is closed, and counts
-// outcomes.
+// outcomes. It also records when the first and the last failed call ended:
+// failed calls return at once, so their number says little where for how
+// long calls failed is the figure.
 type load struct {
-	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []error
-	wg         sync.WaitGroup
-	stop       chan struct{}
+	ok, failed  atomic.Int64
+	mu          sync.Mutex
+	errs        []error // the first maxLoadErrs
+	first, last time.Time
+	wg          sync.WaitGroup
+	stop        chan struct{}
+	stopOnce    sync.Once
 }
+
+// maxLoadErrs bounds the errors a load keeps (a broken cluster fails calls
+// by the million).
+const maxLoadErrs = 1000
 
 func startLoad(p *consumer.ClientProxy, callers int, method string, args any) *load {
 	l := &load{stop: make(chan struct{})}
@@ -125,14 +133,21 @@ func startLoad(p *consumer.ClientProxy, callers int, method string, args any) *l
 				var reply string
 				err := p.Call(ctx, method, args, &reply)
 				cancel()
-				if err != nil {
-					l.failed.Add(1)
-					l.mu.Lock()
-					l.errs = append(l.errs, err)
-					l.mu.Unlock()
-				} else {
+				if err == nil {
 					l.ok.Add(1)
+					continue
 				}
+				l.failed.Add(1)
+				now := time.Now()
+				l.mu.Lock()
+				if l.first.IsZero() {
+					l.first = now
+				}
+				l.last = now
+				if len(l.errs) < maxLoadErrs {
+					l.errs = append(l.errs, err)
+				}
+				l.mu.Unlock()
 			}
 		})
 	}
@@ -152,10 +167,21 @@ func (l *load) until(t *testing.T, n int64) {
 	}
 }
 
+// finish stops the load (once; later calls return the same counts).
 func (l *load) finish() (ok, failed int64, errs []error) {
-	close(l.stop)
+	l.stopOnce.Do(func() { close(l.stop) })
 	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.ok.Load(), l.failed.Load(), l.errs
+}
+
+// failedFor is how long calls failed: from the first failed call's end to
+// the last's. Call it after finish.
+func (l *load) failedFor() time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last.Sub(l.first).Round(time.Millisecond)
 }
 
 func newProxy(t *testing.T, reg naming.Registry, opts ...consumer.ProxyOption) *consumer.ClientProxy {

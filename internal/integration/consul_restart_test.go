@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"context"
 	"io"
 	"net"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,7 +54,7 @@ func TestConsulRestartLosesNoCall(t *testing.T) {
 	var logs logBuffer
 	p := newProxy(t, consReg, consumer.WithFailMode(consumer.Failover), consumer.WithLogger(logs.logger()))
 	waitListed(t, p, 3)
-	l := startSpanLoad(p, 8)
+	l := startLoad(p, 8, "Arith.Who", WhoArgs{SleepMS: 1})
 	t.Cleanup(func() { l.finish() })
 	l.until(t, 200)
 
@@ -94,7 +92,8 @@ func TestConsulRestartLosesNoCall(t *testing.T) {
 	}
 	relisted := time.Since(restarted)
 	l.until(t, 200)
-	ok, failed, errs, span := l.finish()
+	ok, failed, errs := l.finish()
+	span := l.failedFor()
 	ran := c.executed()
 	t.Logf("after the restart began: agent ready after %v, the proxy saw no instance after %v, every provider listed again after %v; registry fallbacks: %d; calls: %d succeeded, %d failed; providers ran %d",
 		ready.Round(time.Millisecond), emptied.Round(time.Millisecond), relisted.Round(time.Millisecond), p.Fallbacks(), ok, failed, ran)
@@ -119,75 +118,6 @@ func sortedIDs(list []*naming.Instance) []string {
 	}
 	slices.Sort(ids)
 	return ids
-}
-
-// spanLoad is startLoad's load that also records when the first and the last
-// failed call ended: failed calls return at once, so their number says
-// little; for how long calls failed is the figure.
-type spanLoad struct {
-	ok, failed  atomic.Int64
-	mu          sync.Mutex
-	errs        []error
-	first, last time.Time
-	wg          sync.WaitGroup
-	stop        chan struct{}
-	stopOnce    sync.Once
-}
-
-func startSpanLoad(p *consumer.ClientProxy, callers int) *spanLoad {
-	l := &spanLoad{stop: make(chan struct{})}
-	for range callers {
-		l.wg.Go(func() {
-			for {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				var reply string
-				err := p.Call(ctx, "Arith.Who", WhoArgs{SleepMS: 1}, &reply)
-				cancel()
-				if err == nil {
-					l.ok.Add(1)
-					continue
-				}
-				l.failed.Add(1)
-				now := time.Now()
-				l.mu.Lock()
-				if l.first.IsZero() {
-					l.first = now
-				}
-				l.last = now
-				if len(l.errs) < 10 {
-					l.errs = append(l.errs, err)
-				}
-				l.mu.Unlock()
-			}
-		})
-	}
-	return l
-}
-
-// until keeps the load running until at least n more calls have succeeded.
-func (l *spanLoad) until(t *testing.T, n int64) {
-	t.Helper()
-	target := l.ok.Load() + n
-	deadline := time.Now().Add(20 * time.Second)
-	for l.ok.Load() < target {
-		if time.Now().After(deadline) {
-			t.Fatalf("load stalled at %d calls", l.ok.Load())
-		}
-		time.Sleep(2 * time.Millisecond) // polling progress of the load goroutines
-	}
-}
-
-func (l *spanLoad) finish() (ok, failed int64, errs []error, span time.Duration) {
-	l.stopOnce.Do(func() { close(l.stop) })
-	l.wg.Wait()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.ok.Load(), l.failed.Load(), l.errs, l.last.Sub(l.first).Round(time.Millisecond)
 }
 
 // gate is a TCP relay to an address that can hold new connections: while
