@@ -58,23 +58,7 @@ func rawResponder(ln net.Listener, frame []byte) {
 func BenchmarkClientCall(b *testing.B) {
 	for _, codec := range []protocol.Codec{protocol.Msgpack, protocol.MsgpackCompact} {
 		b.Run(codec.Name(), func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer ln.Close()
-			reply := testmsg.NewBenchmarkMessage()
-			reply.Field1 = "OK"
-			frame, err := protocol.AppendFrameEncode(nil, &protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse}}, codec, reply, 0)
-			if err != nil {
-				b.Fatal(err)
-			}
-			go rawResponder(ln, frame)
-			c, err := Dial(ln.Addr().String(), WithCodec(codec))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
+			c := dialRawResponder(b, codec)
 			args := testmsg.NewBenchmarkMessage()
 			b.ReportAllocs()
 			b.SetParallelism(50)
@@ -129,4 +113,29 @@ func BenchmarkPoolGet(b *testing.B) {
 			}
 		}
 	})
+}
+
+// dialRawResponder returns a Client of a server that answers every request
+// with the benchmark message, encoded once with codec (rawResponder): what
+// is measured is the client alone. Both close when b ends.
+func dialRawResponder(b *testing.B, codec protocol.Codec) *Client {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	reply := testmsg.NewBenchmarkMessage()
+	reply.Field1 = "OK"
+	frame, err := protocol.AppendFrameEncode(nil, &protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse}}, codec, reply, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	go rawResponder(ln, frame)
+	c, err := Dial(ln.Addr().String(), WithCodec(codec))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	return c
 }

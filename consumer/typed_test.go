@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 
@@ -63,24 +62,7 @@ func TestNewMethodChecksTheName(t *testing.T) {
 // across calls, "call-fresh" declares one per call as most callers do, and
 // "typed" is Method.Call, which returns a fresh reply.
 func BenchmarkTypedCall(b *testing.B) {
-	codec := protocol.Msgpack
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	reply := testmsg.NewBenchmarkMessage()
-	reply.Field1 = "OK"
-	frame, err := protocol.AppendFrameEncode(nil, &protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse}}, codec, reply, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	go rawResponder(ln, frame)
-	c, err := Dial(ln.Addr().String(), WithCodec(codec))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	c := dialRawResponder(b, protocol.Msgpack)
 	args := testmsg.NewBenchmarkMessage()
 	say := NewMethod[*testmsg.BenchmarkMessage, testmsg.BenchmarkMessage](c, "Hello.Say")
 	// newCall makes each calling goroutine's call.
