@@ -131,7 +131,7 @@ func start(t testing.TB, token string) *Agent {
 		}
 		a.kill()
 	}
-	t.Fatalf("consultest: starting consul: %v\n%s", lastErr, a.logTail())
+	t.Fatalf("consultest: starting consul: %v\n%s", lastErr, toolproc.LogTail(a.logPath))
 	return nil
 }
 
@@ -173,7 +173,7 @@ func (a *Agent) Restart() {
 	a.t.Helper()
 	a.Stop()
 	if err := a.start(); err != nil {
-		a.t.Fatalf("consultest: restarting consul on the same ports: %v\n%s", err, a.logTail())
+		a.t.Fatalf("consultest: restarting consul on the same ports: %v\n%s", err, toolproc.LogTail(a.logPath))
 	}
 }
 
@@ -305,21 +305,8 @@ func (a *Agent) kill() {
 func (a *Agent) cleanup() {
 	a.kill()
 	if a.t.Failed() {
-		a.t.Logf("consultest: consul log (%s):\n%s", a.logPath, a.logTail())
+		a.t.Logf("consultest: consul log (%s):\n%s", a.logPath, toolproc.LogTail(a.logPath))
 	}
-}
-
-// logTail returns the last 32 KiB of the agent's log.
-func (a *Agent) logTail() string {
-	b, err := os.ReadFile(a.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	const limit = 32 << 10
-	if len(b) > limit {
-		b = append([]byte("…"), b[len(b)-limit:]...)
-	}
-	return string(b)
 }
 
 // freePorts picks distinct loopback ports that are free for both TCP and

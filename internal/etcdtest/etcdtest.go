@@ -121,7 +121,7 @@ func start(t testing.TB, ts *tlsSetup) *Server {
 		s.kill()
 		_ = os.RemoveAll(s.dataDir)
 	}
-	t.Fatalf("etcdtest: starting etcd: %v\n%s", lastErr, s.logTail())
+	t.Fatalf("etcdtest: starting etcd: %v\n%s", lastErr, toolproc.LogTail(s.logPath))
 	return nil
 }
 
@@ -162,7 +162,7 @@ func (s *Server) Stop() {
 func (s *Server) Resume() {
 	s.t.Helper()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("etcdtest: starting etcd again on the same ports: %v\n%s", err, s.logTail())
+		s.t.Fatalf("etcdtest: starting etcd again on the same ports: %v\n%s", err, toolproc.LogTail(s.logPath))
 	}
 }
 
@@ -292,21 +292,8 @@ func (s *Server) kill() {
 func (s *Server) cleanup() {
 	s.kill()
 	if s.t.Failed() {
-		s.t.Logf("etcdtest: etcd log (%s):\n%s", s.logPath, s.logTail())
+		s.t.Logf("etcdtest: etcd log (%s):\n%s", s.logPath, toolproc.LogTail(s.logPath))
 	}
-}
-
-// logTail returns the last 32 KiB of the log.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.logPath)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	const limit = 32 << 10
-	if len(b) > limit {
-		b = append([]byte("…"), b[len(b)-limit:]...)
-	}
-	return string(b)
 }
 
 // freePorts picks two distinct free loopback TCP ports.

@@ -45,3 +45,17 @@ func Binary(name, env, version, hint string) (string, error) {
 	}
 	return "", fmt.Errorf("no %s binary (%s unset, %s missing, none on PATH): %s", name, env, cached, hint)
 }
+
+// LogTail returns the last 32 KiB of a child's log file, for a failed
+// test's output.
+func LogTail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	const limit = 32 << 10
+	if len(b) > limit {
+		b = append([]byte("…"), b[len(b)-limit:]...)
+	}
+	return string(b)
+}
