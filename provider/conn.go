@@ -293,7 +293,7 @@ func (c *conn) handle(m *protocol.Message) {
 	s := c.srv
 	oneWay := m.Flags&protocol.FlagOneWay != 0
 	st := c.beginRequest(m)
-	if status := c.admit(); status != protocol.StatusOK {
+	if status := c.admit(); status != protocol.StatusOK && (status != protocol.StatusShuttingDown || !s.answersWhileDraining(m.Method)) {
 		c.refuse(st, m.Seq, oneWay, status, m.Method+" not executed")
 		return
 	}

@@ -31,6 +31,7 @@ type options struct {
 	interceptors     []Interceptor
 	stats            stats.Handlers
 	tls              *tls.Config
+	noHealth         bool // WithoutHealth
 	logger           *slog.Logger
 	errs             []error // invalid option values: Serve returns them
 }

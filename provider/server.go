@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/naming"
 )
 
@@ -21,6 +22,7 @@ var ErrServerClosed = errors.New("provider: server closed")
 type Server struct {
 	opts      options
 	intercept Interceptor // the interceptors as one, built by NewServer; nil: none
+	health    *Health     // the health service's statuses (health.go)
 
 	methods  atomic.Pointer[map[string]*method] // "Service.Method" → method; copied on Register
 	services atomic.Pointer[map[string]bool]    // service names, to tell unknown service from unknown method
@@ -70,6 +72,10 @@ func NewServer(opts ...Option) *Server {
 	s.methods.Store(&empty)
 	names := map[string]bool{}
 	s.services.Store(&names)
+	s.health = newHealth(s)
+	if !s.opts.noHealth {
+		s.register(health.Service, healthService{s.health}) // cannot fail: a fixed, well-formed receiver
+	}
 	return s
 }
 
@@ -451,6 +457,7 @@ func (s *Server) endWorkers() {
 // and an error wrapping ErrServerClosed if Close cut the drain short.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shuttingDown.Store(true) // 1; step 5 is admit's refusal
+	s.health.shutdown()        // 1: every service NOT_SERVING
 	s.withdraw(ctx)            // 2
 	s.mu.Lock()
 	listeners := make([]net.Listener, 0, len(s.listeners))
@@ -512,6 +519,7 @@ func (s *Server) Close() error {
 		s.forced.Store(true)
 	}
 	s.shuttingDown.Store(true)
+	s.health.shutdown()
 	ended, cancel := context.WithCancel(context.Background())
 	cancel() // Close does not wait for a registration in progress
 	s.withdraw(ended)

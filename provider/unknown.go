@@ -34,7 +34,9 @@ func (s *Server) unknownMessage(name string, status protocol.Status) string {
 	} else {
 		b.WriteString(": no service " + strconv.Quote(svc) + " on this server; ")
 		for k := range *s.services.Load() {
-			have = append(have, k)
+			if !builtinService(k) {
+				have = append(have, k)
+			}
 		}
 		if len(have) == 0 {
 			b.WriteString("it serves nothing yet")
@@ -55,7 +57,7 @@ func (s *Server) unknownMessage(name string, status protocol.Status) string {
 		switch {
 		case strings.EqualFold(k, name):
 			near = append(near, k)
-		case s != svc && strings.EqualFold(m, meth):
+		case s != svc && strings.EqualFold(m, meth) && !builtinService(s):
 			elsewhere = append(elsewhere, k)
 		}
 	}
