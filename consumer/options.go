@@ -354,6 +354,8 @@ type proxyOptions struct {
 	ejectBase           time.Duration
 	ejectMax            time.Duration
 	fallbackWindow      time.Duration
+	healthInterval      time.Duration // WithHealthCheck; 0: no checks
+	healthTimeout       time.Duration
 	logger              *slog.Logger
 }
 

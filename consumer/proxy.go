@@ -33,6 +33,7 @@ type ClientProxy struct {
 	pool     *Pool
 	budget   *retryBudget
 	outliers *outliers
+	checks   *healthChecks // WithHealthCheck's verdicts; nil without it
 
 	intercept        Interceptor // WithInterceptors as one; nil: none
 	attemptIntercept Interceptor // WithAttemptInterceptors as one; nil: none
@@ -121,12 +122,18 @@ func NewClientProxy(service string, reg naming.Registry, opts ...ProxyOption) (*
 			return nil, err
 		}
 	}
+	if o.healthInterval > 0 {
+		p.checks = newHealthChecks()
+	}
 	p.setInstances(list)
 	p.goroutines.Go(func() {
 		for list := range watch { // closed when the watch's context ends
 			p.setInstances(list)
 		}
 	})
+	if p.checks != nil {
+		p.goroutines.Go(func() { p.checkHealth(ctx) })
+	}
 	return p, nil
 }
 
@@ -277,6 +284,7 @@ func (p *ClientProxy) refresh() {
 	healthy, next := p.outliers.filter(*p.instances.Load(), time.Now(), func(in *naming.Instance) {
 		p.proxyEvent(stats.ProxyEvent{Kind: stats.InstanceReadmitted, Instance: in.ID, Addr: in.Addr})
 	})
+	healthy = p.checks.filter(healthy) // health.go: failing checks leave picks
 	p.healthy.Store(&healthy)
 	p.balancer.Update(healthy)
 	if !next.IsZero() {
@@ -567,6 +575,10 @@ func (p *ClientProxy) proxyEvent(ev stats.ProxyEvent) {
 		p.log.Warn("instance ejected after repeated connection failures", "instance", ev.Instance, "addr", ev.Addr)
 	case stats.InstanceReadmitted:
 		p.log.Info("instance readmitted on probation", "instance", ev.Instance, "addr", ev.Addr)
+	case stats.InstanceUnhealthy:
+		p.log.Warn("instance left out of picks: its health check failed", "instance", ev.Instance, "addr", ev.Addr, "saw", ev.Detail)
+	case stats.InstanceHealthy:
+		p.log.Info("instance back in picks: its health check passes", "instance", ev.Instance, "addr", ev.Addr, "saw", ev.Detail)
 	case stats.BudgetExhausted:
 		if now := time.Now(); p.budgetLogged.Swap(now.UnixNano()) < now.Add(-10*time.Second).UnixNano() {
 			p.log.Warn("retry budget exhausted: maybe-executed calls fail without retry until calls succeed again", "method", ev.Method)

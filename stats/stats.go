@@ -182,6 +182,12 @@ const (
 	FallbackBegin
 	// FallbackEnd: the registry lists instances again.
 	FallbackEnd
+	// InstanceUnhealthy: Instance was left out of picks because its active
+	// health check failed or said NOT_SERVING; Detail says which.
+	InstanceUnhealthy
+	// InstanceHealthy: Instance's active health check passes again (or
+	// passes for the first time after failing); it is back in picks.
+	InstanceHealthy
 )
 
 // String returns the event kind's name.
@@ -199,6 +205,10 @@ func (k ProxyEventKind) String() string {
 		return "registry fallback begins"
 	case FallbackEnd:
 		return "registry fallback ends"
+	case InstanceUnhealthy:
+		return "instance unhealthy"
+	case InstanceHealthy:
+		return "instance healthy"
 	}
 	return "proxy event(?)"
 }
@@ -211,6 +221,7 @@ type ProxyEvent struct {
 	Addr      string         // the instance's address (ejected, readmitted)
 	Instances int            // how many instances the proxy now holds (changed, fallback)
 	Method    string         // the call's method (budget exhausted)
+	Detail    string         // what the health check saw: a status such as "NOT_SERVING", or the probe's error (unhealthy, healthy)
 	Time      time.Time      // when it happened
 }
 
