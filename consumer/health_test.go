@@ -183,6 +183,19 @@ func TestHealthCheckTakesANotServingInstanceOutAndBack(t *testing.T) {
 		t.Errorf("left out after %d NOT_SERVING answers, saying %q; want the first check to take it out, saying NOT_SERVING", out.notServing, out.Detail)
 	}
 	callPhase(t, p, 1, 40)
+	snap := p.Snapshot()
+	if len(snap.Instances) != 2 || snap.HealthCheck != 250*time.Millisecond {
+		t.Fatalf("Snapshot: %+v", snap)
+	}
+	for _, in := range snap.Instances {
+		out := in.Addr == b.addr
+		if in.InPicks == out || in.Health.OK == out || !in.Health.Checked || !in.Listed {
+			t.Errorf("Snapshot of %s (NOT_SERVING: %v): in picks %v, health %+v, listed %v", in.Addr, out, in.InPicks, in.Health, in.Listed)
+		}
+		if out && in.Health.Detail != "NOT_SERVING" {
+			t.Errorf("Snapshot of the NOT_SERVING instance: health %+v", in.Health)
+		}
+	}
 	if got := b.hits.phase[1].Load(); got != 0 {
 		t.Errorf("the NOT_SERVING instance ran %d calls made after it was left out", got)
 	}

@@ -51,6 +51,7 @@ type Server struct {
 	publishDone chan struct{}      // closed when the registration attempt is over
 	withdrawn   bool               // Shutdown or Close withdrew the instance
 	deregister  context.CancelFunc // withdraws the instance; nil when not registered
+	registered  naming.Instance    // as registered, ID and Addr filled in (Snapshot)
 }
 
 // NewServer returns a server with no services.
@@ -303,7 +304,7 @@ func (s *Server) publish(ln net.Listener) error {
 				deregister()
 				return ErrServerClosed
 			}
-			s.deregister = deregister
+			s.deregister, s.registered = deregister, in
 			s.mu.Unlock()
 			s.opts.logger.Debug("provider: registered", "service", in.Service, "instance", in.ID, "addr", in.Addr)
 			return nil
