@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/demo/adminflag"
 	"github.com/shoalrpc/shoal/demo/arith"
 	"github.com/shoalrpc/shoal/demo/loadgen"
 	"github.com/shoalrpc/shoal/demo/tlsflags"
@@ -33,6 +34,7 @@ import (
 	"github.com/shoalrpc/shoal/naming/consul"
 	"github.com/shoalrpc/shoal/naming/dns"
 	"github.com/shoalrpc/shoal/naming/etcd"
+	"github.com/shoalrpc/shoal/observability/admin"
 )
 
 // Exit statuses.
@@ -67,7 +69,9 @@ type config struct {
 	wait        time.Duration
 	progress    time.Duration
 	json        bool
-	tls         *tls.Config // nil: plain TCP
+	admin       string        // -admin: the admin page's address; "" none
+	healthCheck time.Duration // -health-check: WithHealthCheck's interval; 0 none
+	tls         *tls.Config   // nil: plain TCP
 }
 
 // methods are the arith methods by lower-case short name.
@@ -98,6 +102,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "how long to wait for the service's first instance")
 	fs.DurationVar(&c.progress, "progress", time.Second, "interval of the progress line on stderr (0: none)")
 	fs.BoolVar(&c.json, "json", false, "print the summary as JSON")
+	fs.StringVar(&c.admin, "admin", "", adminflag.Usage)
+	fs.DurationVar(&c.healthCheck, "health-check", 0, "check each instance's health this often, and leave those NOT_SERVING or not answering out of picks (0: no checks)")
 	tlsFlags := tlsflags.RegisterClient(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -126,8 +132,8 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 		return c, fmt.Errorf("-concurrency %d: want 1 or more", c.concurrency)
 	case c.retries < 0:
 		return c, fmt.Errorf("-retries %d: want 0 or more", c.retries)
-	case c.calls < 0 || c.duration < 0 || c.timeout < 0 || c.wait < 0 || c.progress < 0:
-		return c, errors.New("-calls, -duration, -timeout, -wait and -progress must not be negative")
+	case c.calls < 0 || c.duration < 0 || c.timeout < 0 || c.wait < 0 || c.progress < 0 || c.healthCheck < 0:
+		return c, errors.New("-calls, -duration, -timeout, -wait, -progress and -health-check must not be negative")
 	case c.sleep < 0 || c.sleep > int(arith.MaxSleep/time.Millisecond):
 		return c, fmt.Errorf("-sleep %d: want 0 to %d milliseconds", c.sleep, arith.MaxSleep/time.Millisecond)
 	}
@@ -194,6 +200,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if cfg.tls != nil {
 		opts = append(opts, consumer.WithTLS(cfg.tls))
 	}
+	if cfg.healthCheck > 0 {
+		opts = append(opts, consumer.WithHealthCheck(cfg.healthCheck, 0))
+	}
+	var page *admin.Page
+	if cfg.admin != "" {
+		// TODO(observability/prom): admin.WithMetrics(the prom handler), and its stats handler on the proxy.
+		page = admin.New()
+		opts = append(opts, consumer.WithStatsHandler(page.StatsHandler()))
+	}
 	if strings.HasPrefix(cfg.registry, "memory:") {
 		fmt.Fprintln(stderr, "client: "+memoryHint)
 	}
@@ -206,6 +221,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer p.Close()
+	if page != nil {
+		page.AddProxy(p)
+		url, stop, err := adminflag.Serve(cfg.admin, page)
+		if err != nil {
+			fmt.Fprintln(stderr, "client:", err)
+			return exitUsage
+		}
+		defer stop()
+		fmt.Fprintln(stderr, "admin page:", url)
+	}
 
 	fmt.Fprintf(stderr, "calling %s on %q (instances: %d, registry %s): %s, %s with %d retries, %d callers, %s\n",
 		cfg.describe(), cfg.service, len(p.Instances()), cfg.registry, cfg.lb, cfg.fail, cfg.retries, cfg.concurrency, limits(&cfg))

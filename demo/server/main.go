@@ -26,12 +26,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shoalrpc/shoal/demo/adminflag"
 	"github.com/shoalrpc/shoal/demo/arith"
 	"github.com/shoalrpc/shoal/demo/tlsflags"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/naming/consul"
 	"github.com/shoalrpc/shoal/naming/dns"
 	"github.com/shoalrpc/shoal/naming/etcd"
+	"github.com/shoalrpc/shoal/observability/admin"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -60,6 +62,7 @@ type config struct {
 	shutdownTimeout time.Duration
 	drainGrace      time.Duration
 	logFormat       string
+	admin           string      // -admin: the admin page's address; "" none
 	tls             *tls.Config // nil: plain TCP
 }
 
@@ -81,6 +84,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may wait for calls in flight before it cuts them")
 	fs.DurationVar(&c.drainGrace, "drain-grace", time.Second, "how long a shutdown waits, once every call is answered, for clients to close their connections")
 	fs.StringVar(&c.logFormat, "log", "text", "log `format` on stderr: text or json")
+	fs.StringVar(&c.admin, "admin", "", adminflag.Usage)
 	tlsFlags := tlsflags.RegisterServer(fs)
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -158,11 +162,28 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	if cfg.tls != nil {
 		opts = append(opts, provider.WithTLS(cfg.tls))
 	}
+	var page *admin.Page
+	if cfg.admin != "" {
+		// TODO(observability/prom): admin.WithMetrics(the prom handler), and its stats handler on the server.
+		page = admin.New()
+		opts = append(opts, provider.WithStatsHandler(page.StatsHandler()))
+	}
 	srv := provider.NewServer(opts...)
 	if err := srv.Register(svc); err != nil {
 		ln.Close()
 		log.Error("cannot register the arith service", "err", err)
 		return exitFailed
+	}
+	if page != nil {
+		page.SetServer(srv)
+		url, stop, err := adminflag.Serve(cfg.admin, page)
+		if err != nil {
+			ln.Close()
+			log.Error("cannot serve the admin page", "admin", cfg.admin, "err", err)
+			return exitFailed
+		}
+		defer stop() // after the drain: /healthz answers 503 while it lasts
+		log.Info("admin page", "url", url)
 	}
 
 	// The listener is open: connections queue until the accept loop runs.
