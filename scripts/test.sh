@@ -4,10 +4,12 @@
 #   1. find or build the Consul agent and the etcd server the registry tests run
 #      against (cached: the first builds take about 4 and 2-4 minutes, later
 #      runs reuse them);
-#   2. gofmt, go vet and staticcheck;
-#   3. go test -race over the module, Consul and etcd tests included, then the bench
+#   2. install curl and chromium when either is missing (scripts/tools.sh), for
+#      the admin page's tests;
+#   3. gofmt, go vet and staticcheck;
+#   4. go test -race over the module, Consul and etcd tests included, then the bench
 #      module's vet and tests (its peers come from the module proxy);
-#   4. short fuzz runs of the frame decoder, the msgpack payload check and the
+#   5. short fuzz runs of the frame decoder, the msgpack payload check and the
 #      provider's connection handler.
 #
 # Each fuzz run is bounded by a count of executions, about 20 s each on two
@@ -34,6 +36,9 @@ step "etcd server binary"
 SHOAL_ETCD=$(scripts/etcd.sh build)
 export SHOAL_ETCD
 echo "using $SHOAL_ETCD"
+
+step "curl and chromium (the admin page's tests)"
+scripts/tools.sh
 
 step "gofmt"
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bench/*'))
