@@ -33,7 +33,7 @@ import (
 // As with outlier ejection, at least one instance is always left in: when
 // every instance fails its check, calls go to all of them (a fault that
 // fails every check is likelier in the checks than in every instance).
-// Changes are logged and reported to stats handlers as
+// Changes are logged and reported, once made, to stats handlers as
 // stats.InstanceUnhealthy and stats.InstanceHealthy events. Checks do not
 // count as calls: interceptors and stats handlers of the proxy do not see
 // them (the provider's do).
@@ -194,20 +194,25 @@ func (p *ClientProxy) checkRound(ctx context.Context) {
 		return // closing: a check cut short says nothing
 	}
 	now := time.Now()
-	changed := false
+	var events []stats.ProxyEvent
 	for i, v := range verdicts {
 		if !decided[i] || !p.checks.record(v.in.ID, v.ok, v.detail, now) {
 			continue
 		}
-		changed = true
 		kind := stats.InstanceHealthy
 		if !v.ok {
 			kind = stats.InstanceUnhealthy
 		}
-		p.proxyEvent(stats.ProxyEvent{Kind: kind, Instance: v.in.ID, Addr: v.in.Addr, Detail: v.detail, Time: now})
+		events = append(events, stats.ProxyEvent{Kind: kind, Instance: v.in.ID, Addr: v.in.Addr, Detail: v.detail, Time: now})
 	}
-	if changed {
-		p.refresh()
+	if len(events) == 0 {
+		return
+	}
+	// The balancer first: whoever hears of a change finds it made, and
+	// every verdict of the round is recorded by then.
+	p.refresh()
+	for _, ev := range events {
+		p.proxyEvent(ev)
 	}
 }
 

@@ -275,6 +275,12 @@ func TestHealthCheckTakesUnknownServiceAsAHeartbeatAndCatchesADeadInstance(t *te
 	if !strings.Contains(out.Detail, "dial") {
 		t.Errorf("left out saying %q: want the failed dial, not the answer of a live provider without health", out.Detail)
 	}
+	// The round that found b dead checked a too, and an earlier one had.
+	for _, in := range p.Snapshot().Instances {
+		if in.Addr == a.addr && (!in.Health.OK || in.Health.Detail != "SERVING") {
+			t.Errorf("the instance that serves health but not the name %q: %+v; want SERVING, from its Check(\"\")", "hits", in.Health)
+		}
+	}
 	callPhase(t, p, 2, 20)
 	if got := a.hits.phase[2].Load(); got != 20 {
 		t.Errorf("the live instance ran %d of the 20 calls made after the dead one was left out", got)
