@@ -322,6 +322,11 @@ func WithMetadata(ctx context.Context, md map[string]string) context.Context {
 	return context.WithValue(ctx, metadataKey{}, md)
 }
 
+// OutgoingMetadata returns the metadata WithMetadata put on ctx, or nil. The
+// map must not be modified: to add to it, copy it and call WithMetadata
+// with the copy (as a tracing stats handler does to carry trace context).
+func OutgoingMetadata(ctx context.Context) map[string]string { return metadataFrom(ctx) }
+
 func metadataFrom(ctx context.Context) map[string]string {
 	md, _ := ctx.Value(metadataKey{}).(map[string]string)
 	return md

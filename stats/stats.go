@@ -258,3 +258,42 @@ func (hs Handlers) HandleProxy(ev *ProxyEvent) {
 		h.HandleProxy(ev)
 	}
 }
+
+// codes maps every status the core reports in RPCEnd.Status (the server's
+// wire statuses and what a client says kept a response from arriving) to
+// its code.
+var codes = map[string]string{
+	"ok":                "ok",
+	"service error":     "service_error",
+	"unknown service":   "unknown_service",
+	"unknown method":    "unknown_method",
+	"bad request":       "bad_request",
+	"shutting down":     "shutting_down",
+	"internal error":    "internal",
+	"overloaded":        "overloaded",
+	"unauthenticated":   "unauthenticated",
+	"too large":         "too_large",
+	"refused":           "refused",
+	"deadline exceeded": "deadline_exceeded",
+	"canceled":          "canceled",
+	"dial failed":       "dial_failed",
+	"connection closed": "conn_closed",
+	"error":             "error",
+}
+
+// Code returns the outcome as one snake_case word, the value metrics and
+// traces label it with: "ok", "service_error", "unknown_service",
+// "unknown_method", "bad_request", "shutting_down", "internal",
+// "overloaded", "unauthenticated", "too_large", "refused",
+// "deadline_exceeded", "canceled", "dial_failed", "conn_closed", or "error"
+// for anything else. It is the one place that names outcomes, so a
+// dashboard reads the same words on both sides of a call.
+func (e *RPCEnd) Code() string {
+	if c, ok := codes[e.Status]; ok {
+		return c
+	}
+	if e.Status == "" && e.Err == nil {
+		return "ok"
+	}
+	return "error"
+}
