@@ -53,9 +53,9 @@ func (e *Echo) Fail(_ context.Context, _ string, _ *string) error { return error
 type recorder struct{ ended chan sdktrace.ReadOnlySpan }
 
 func (r *recorder) OnStart(context.Context, sdktrace.ReadWriteSpan) {}
-func (r *recorder) OnEnd(s sdktrace.ReadOnlySpan)                  { r.ended <- s }
-func (r *recorder) Shutdown(context.Context) error                 { return nil }
-func (r *recorder) ForceFlush(context.Context) error               { return nil }
+func (r *recorder) OnEnd(s sdktrace.ReadOnlySpan)                   { r.ended <- s }
+func (r *recorder) Shutdown(context.Context) error                  { return nil }
+func (r *recorder) ForceFlush(context.Context) error                { return nil }
 
 // newProvider returns a tracer provider whose ended spans go to the
 // returned recorder.
