@@ -36,7 +36,24 @@ type seen struct {
 }
 
 // Echo is the test service; it reports what its context held.
-type Echo struct{ seen chan seen }
+type Echo struct {
+	seen  chan seen
+	holds *atomic.Int64 // Hold calls, across the servers sharing it
+}
+
+// Hold answers at once, except the first call of all, which answers when
+// its context ends: a slow instance to hedge against.
+func (e *Echo) Hold(ctx context.Context, s string, reply *string) error {
+	if e.holds.Add(1) == 1 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Second):
+		}
+	}
+	*reply = s
+	return nil
+}
 
 // Say answers its argument.
 func (e *Echo) Say(ctx context.Context, s string, reply *string) error {
@@ -85,9 +102,14 @@ func (r *recorder) wait(t *testing.T, n int) []sdktrace.ReadOnlySpan {
 // serve starts a server of Echo with opts and returns its registry address
 // and what its method sees.
 func serve(t *testing.T, opts ...provider.Option) (string, chan seen) {
+	return serveHolds(t, new(atomic.Int64), opts...)
+}
+
+// serveHolds is serve with a count of Hold calls shared by several servers.
+func serveHolds(t *testing.T, holds *atomic.Int64, opts ...provider.Option) (string, chan seen) {
 	t.Helper()
 	srv := provider.NewServer(opts...)
-	svc := &Echo{seen: make(chan seen, 100)}
+	svc := &Echo{seen: make(chan seen, 100), holds: holds}
 	if err := srv.Register(svc); err != nil {
 		t.Fatal(err)
 	}
@@ -311,5 +333,59 @@ func TestUnknownMethodSpanName(t *testing.T) {
 	s := spans.wait(t, 1)[0]
 	if s.Name() != "shoal/_OTHER" || attr(s, "rpc.method_original").AsString() != "Echo.Whatever123" {
 		t.Errorf("span %q, attributes %v", s.Name(), s.Attributes())
+	}
+}
+
+// TestHedgeSpans: a Failbackup call whose first attempt is slow has two
+// sibling attempt spans under its call span, one marked a hedge, each with
+// its own instance's address; the slow one ends canceled.
+func TestHedgeSpans(t *testing.T) {
+	holds := new(atomic.Int64)
+	addrA, _ := serveHolds(t, holds)
+	addrB, _ := serveHolds(t, holds)
+	reg := naming.NewMemory()
+	defer reg.Close()
+	for i, addr := range []string{addrA, addrB} {
+		if _, err := reg.Register(context.Background(), &naming.Instance{ID: fmt.Sprint(i), Service: "echo", Addr: addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp, spans := newProvider(t)
+	p, err := consumer.NewClientProxy("echo", reg, consumer.WithFailMode(consumer.Failbackup),
+		consumer.WithIdempotent("Echo.Hold"), consumer.WithHedging(10*time.Millisecond),
+		consumer.WithStatsHandler(shoalotel.ClientHandler(shoalotel.WithTracerProvider(tp))),
+		consumer.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var out string
+	if err := p.Call(context.Background(), "Echo.Hold", "hi", &out); err != nil {
+		t.Fatal(err)
+	}
+	cs := spans.wait(t, 3)
+	call := byKind(t, cs, trace.SpanKindInternal, 0)
+	var hedge, slow sdktrace.ReadOnlySpan
+	for _, s := range cs {
+		if s.SpanKind() != trace.SpanKindClient {
+			continue
+		}
+		if s.Parent().SpanID() != call.SpanContext().SpanID() {
+			t.Errorf("attempt %v's parent is %v, not the call", s.Attributes(), s.Parent().SpanID())
+		}
+		if attr(s, shoalotel.HedgeKey).AsBool() {
+			hedge = s
+		} else {
+			slow = s
+		}
+	}
+	if hedge == nil || slow == nil {
+		t.Fatalf("no hedge and first attempt among %s", names(cs))
+	}
+	if attr(hedge, shoalotel.StatusCodeKey).AsString() != "ok" || attr(slow, shoalotel.StatusCodeKey).AsString() != "canceled" {
+		t.Errorf("hedge ended %v, the slow attempt %v", attr(hedge, shoalotel.StatusCodeKey), attr(slow, shoalotel.StatusCodeKey))
+	}
+	if attr(hedge, "server.port") == attr(slow, "server.port") {
+		t.Errorf("both attempts went to port %v", attr(hedge, "server.port"))
 	}
 }
