@@ -18,6 +18,7 @@ type callStats struct {
 	ctx  context.Context
 	info stats.RPCInfo
 	wire wireSizes
+	out  stats.RPCEnd // how it ended: here, not allocated apart
 }
 
 // beginStats starts the stats of a call or an attempt and returns the
@@ -46,14 +47,15 @@ func (st *callStats) end(callerCtx context.Context, err error) {
 	if st == nil {
 		return
 	}
-	st.hs.RPCEnd(st.ctx, &st.info, &stats.RPCEnd{
+	st.out = stats.RPCEnd{
 		Err:      err,
 		Class:    classOf(callerCtx, err),
 		Status:   statusOf(err),
 		BytesIn:  st.wire.in,
 		BytesOut: st.wire.out,
 		Duration: time.Since(st.info.Begin),
-	})
+	}
+	st.hs.RPCEnd(st.ctx, &st.info, &st.out)
 }
 
 // classOf is an outcome's class for stats handlers: classify's kinds.

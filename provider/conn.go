@@ -49,11 +49,16 @@ type conn struct {
 
 	mu      sync.Mutex
 	running map[uint64]*requestContext // requests a cancel frame or close can stop; nil once closed
+
+	remote string // the peer's address, formatted once for stats handlers; "" without them
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]*requestContext), room: make(chan struct{}, 1)}
+	if len(s.opts.stats) > 0 {
+		c.remote = nc.RemoteAddr().String()
+	}
 	// Back-pressure keeps what the connection holds near twice the body
 	// limit (see awaitRoom); the writer's own limit, past which it gives up
 	// on the peer, is only a backstop for replies far larger than expected.

@@ -14,7 +14,8 @@ type requestStats struct {
 	ctx  context.Context // what RPCBegin returned
 	info stats.RPCInfo
 	md   map[string]string
-	in   int // bytes of the request's frame
+	in   int          // bytes of the request's frame
+	out  stats.RPCEnd // how it ended: here, not allocated apart
 }
 
 // beginRequest starts a request's stats, or returns nil without handlers.
@@ -24,7 +25,7 @@ func (c *conn) beginRequest(m *protocol.Message) *requestStats {
 		return nil
 	}
 	st := &requestStats{
-		info: stats.RPCInfo{Kind: stats.Request, Method: m.Method, Addr: c.nc.RemoteAddr().String(), Begin: time.Now()},
+		info: stats.RPCInfo{Kind: stats.Request, Method: m.Method, Addr: c.remote, Begin: time.Now()},
 		md:   m.Metadata,
 		in:   protocol.HeaderSize + int(m.BodyLen),
 	}
@@ -44,14 +45,15 @@ func (st *requestStats) begin(hs stats.Handlers, ctx context.Context) context.Co
 // end calls the handlers' RPCEnd: the request was answered with status (err
 // is the method's error or the refusal), in a frame of sent bytes.
 func (st *requestStats) end(hs stats.Handlers, status protocol.Status, err error, sent int) {
-	hs.RPCEnd(st.ctx, &st.info, &stats.RPCEnd{
+	st.out = stats.RPCEnd{
 		Err:      err,
 		Class:    classOf(status),
 		Status:   status.String(),
 		BytesIn:  st.in,
 		BytesOut: sent,
 		Duration: time.Since(st.info.Begin),
-	})
+	}
+	hs.RPCEnd(st.ctx, &st.info, &st.out)
 }
 
 // classOf says what a response status tells the caller about whether the

@@ -1,0 +1,81 @@
+package otel_test
+
+import (
+	"context"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/shoalrpc/shoal/consumer"
+	shoalotel "github.com/shoalrpc/shoal/observability/otel"
+	"github.com/shoalrpc/shoal/provider"
+	"github.com/shoalrpc/shoal/stats"
+)
+
+// BenchmarkCall is a loopback call from parallel callers with tracing off,
+// with stats handlers that do nothing (the seam's own cost) and on (both sides, every call sampled, spans batched to an exporter that
+// drops them). cpu-µs/op is the process's CPU time per call, client and
+// server together.
+func BenchmarkCall(b *testing.B) {
+	for _, mode := range []string{"off", "seam", "on"} {
+		b.Run(mode, func(b *testing.B) {
+			var sopts []provider.Option
+			var copts []consumer.DialOption
+			switch mode {
+			case "seam": // stats handlers that do nothing: the seam's own cost
+				sopts = append(sopts, provider.WithStatsHandler(stats.Base{}))
+				copts = append(copts, consumer.WithStatsHandler(stats.Base{}))
+			case "on":
+				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+				defer tp.Shutdown(context.Background())
+				sopts = append(sopts, provider.WithStatsHandler(shoalotel.ServerHandler(shoalotel.WithTracerProvider(tp))))
+				copts = append(copts, consumer.WithStatsHandler(shoalotel.ClientHandler(shoalotel.WithTracerProvider(tp))))
+			}
+			benchCalls(b, sopts, copts)
+		})
+	}
+}
+
+// benchCalls measures Greeter.Hello over loopback with the given options.
+func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOption) {
+	srv := provider.NewServer(sopts...)
+	if err := srv.Register(Greeter{}); err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Start(ln); err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := consumer.Dial("tcp@"+ln.Addr().String(), copts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.ReportAllocs()
+	b.SetParallelism(50)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	b.RunParallel(func(pb *testing.PB) {
+		var reply string
+		for pb.Next() {
+			if err := c.Call(context.Background(), "Greeter.Hello", "hi", &reply); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
