@@ -17,11 +17,12 @@ import (
 )
 
 // BenchmarkCall is a loopback call from parallel callers with tracing off,
-// with stats handlers that do nothing (the seam's own cost) and on (both sides, every call sampled, spans batched to an exporter that
+// with stats handlers that do nothing (the seam's own cost), on with no
+// call sampled, and on (both sides, every call sampled, spans batched to an exporter that
 // drops them). cpu-µs/op is the process's CPU time per call, client and
 // server together.
 func BenchmarkCall(b *testing.B) {
-	for _, mode := range []string{"off", "seam", "on"} {
+	for _, mode := range []string{"off", "seam", "unsampled", "on"} {
 		b.Run(mode, func(b *testing.B) {
 			var sopts []provider.Option
 			var copts []consumer.DialOption
@@ -29,8 +30,12 @@ func BenchmarkCall(b *testing.B) {
 			case "seam": // stats handlers that do nothing: the seam's own cost
 				sopts = append(sopts, provider.WithStatsHandler(stats.Base{}))
 				copts = append(copts, consumer.WithStatsHandler(stats.Base{}))
-			case "on":
-				tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(tracetest.NewNoopExporter()))
+			case "unsampled", "on":
+				sampler := sdktrace.AlwaysSample()
+				if mode == "unsampled" { // spans made and context carried, none recorded
+					sampler = sdktrace.NeverSample()
+				}
+				tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sampler), sdktrace.WithBatcher(tracetest.NewNoopExporter()))
 				defer tp.Shutdown(context.Background())
 				sopts = append(sopts, provider.WithStatsHandler(shoalotel.ServerHandler(shoalotel.WithTracerProvider(tp))))
 				copts = append(copts, consumer.WithStatsHandler(shoalotel.ClientHandler(shoalotel.WithTracerProvider(tp))))

@@ -77,7 +77,13 @@ const (
 	otherMethodKey = attribute.Key("rpc.method_original")
 )
 
-var rpcSystem = rpcSystemKey.String("shoal")
+var (
+	rpcSystem = rpcSystemKey.String("shoal")
+	// The span kinds as start options, made once.
+	clientKind   = trace.WithSpanKind(trace.SpanKindClient)
+	internalKind = trace.WithSpanKind(trace.SpanKindInternal)
+	serverKind   = trace.WithSpanKind(trace.SpanKindServer)
+)
 
 // Option configures a handler.
 type Option func(*config)
@@ -147,27 +153,31 @@ type clientHandler struct {
 // RPCBegin starts the span of a call or an attempt; one that goes on the
 // wire carries the trace context in the call's metadata.
 func (h *clientHandler) RPCBegin(ctx context.Context, info *stats.RPCInfo) context.Context {
-	svc, method := split(info.Method)
-	attrs := make([]attribute.KeyValue, 0, 9)
-	attrs = append(attrs, rpcSystem, rpcServiceKey.String(svc), rpcMethodKey.String(method))
-	if info.Service != "" {
-		attrs = append(attrs, RegistryServiceKey.String(info.Service))
-	}
-	kind := trace.SpanKindClient
+	kind, wire := clientKind, true
 	switch {
-	case info.Kind == stats.Attempt:
-		attrs = append(attrs, AttemptKey.Int(info.Attempt), RetryKey.Bool(info.Retry), HedgeKey.Bool(info.Hedge))
 	case info.Kind == stats.Call && info.Service != "":
-		kind = trace.SpanKindInternal // a proxy's logical call: its attempts go on the wire
-	case info.Kind != stats.Call:
+		kind, wire = internalKind, false // a proxy's logical call: its attempts go on the wire
+	case info.Kind != stats.Call && info.Kind != stats.Attempt:
 		return ctx
 	}
-	if kind == trace.SpanKindClient {
-		attrs = appendAddr(attrs, serverAddrKey, serverPortKey, info.Addr)
+	svc, method := split(info.Method)
+	ctx, span := h.tracer.Start(ctx, spanName(svc, method), kind)
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 9)
+		attrs = append(attrs, rpcSystem, rpcServiceKey.String(svc), rpcMethodKey.String(method))
+		if info.Service != "" {
+			attrs = append(attrs, RegistryServiceKey.String(info.Service))
+		}
+		if info.Kind == stats.Attempt {
+			attrs = append(attrs, AttemptKey.Int(info.Attempt), RetryKey.Bool(info.Retry), HedgeKey.Bool(info.Hedge))
+		}
+		if wire {
+			attrs = appendAddr(attrs, serverAddrKey, serverPortKey, info.Addr)
+		}
+		span.SetAttributes(attrs...)
 	}
-	ctx, span := h.tracer.Start(ctx, svc+"/"+method, trace.WithSpanKind(kind), trace.WithTimestamp(info.Begin), trace.WithAttributes(attrs...))
 	ctx = context.WithValue(ctx, spanKey{}, span)
-	if kind == trace.SpanKindClient {
+	if wire {
 		ctx = h.inject(ctx)
 	}
 	return ctx
@@ -189,7 +199,7 @@ func (h *clientHandler) inject(ctx context.Context) context.Context {
 
 // RPCEnd ends the span with the outcome.
 func (h *clientHandler) RPCEnd(ctx context.Context, info *stats.RPCInfo, end *stats.RPCEnd) {
-	finish(ctx, info, end)
+	finish(ctx, end)
 }
 
 type serverHandler struct {
@@ -208,10 +218,12 @@ func (h *serverHandler) RPCBegin(ctx context.Context, info *stats.RPCInfo) conte
 		ctx = h.propagators.Extract(ctx, propagation.MapCarrier(md))
 	}
 	svc, method := split(info.Method)
-	attrs := make([]attribute.KeyValue, 0, 6)
-	attrs = append(attrs, rpcSystem, rpcServiceKey.String(svc), rpcMethodKey.String(method))
-	attrs = appendAddr(attrs, peerAddrKey, peerPortKey, info.Addr)
-	ctx, span := h.tracer.Start(ctx, svc+"/"+method, trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(info.Begin), trace.WithAttributes(attrs...))
+	ctx, span := h.tracer.Start(ctx, spanName(svc, method), serverKind)
+	if span.IsRecording() {
+		attrs := make([]attribute.KeyValue, 0, 5)
+		attrs = append(attrs, rpcSystem, rpcServiceKey.String(svc), rpcMethodKey.String(method))
+		span.SetAttributes(appendAddr(attrs, peerAddrKey, peerPortKey, info.Addr)...)
+	}
 	return context.WithValue(ctx, spanKey{}, span)
 }
 
@@ -229,14 +241,17 @@ func (h *serverHandler) RPCEnd(ctx context.Context, info *stats.RPCInfo, end *st
 			span.SetAttributes(otherMethodKey.String(info.Method))
 		}
 	}
-	finish(ctx, info, end)
+	finish(ctx, end)
 }
 
-// finish ends the span of ctx with end's outcome, at the time the
-// stats measured.
-func finish(ctx context.Context, info *stats.RPCInfo, end *stats.RPCEnd) {
+// finish ends the span of ctx with end's outcome.
+func finish(ctx context.Context, end *stats.RPCEnd) {
 	span, ok := ctx.Value(spanKey{}).(trace.Span)
 	if !ok {
+		return
+	}
+	if !span.IsRecording() {
+		span.End()
 		return
 	}
 	code := end.Code()
@@ -246,8 +261,11 @@ func finish(ctx context.Context, info *stats.RPCInfo, end *stats.RPCEnd) {
 		span.RecordError(end.Err)
 		span.SetStatus(codes.Error, end.Err.Error())
 	}
-	span.End(trace.WithTimestamp(info.Begin.Add(end.Duration)))
+	span.End()
 }
+
+// spanName is the semantic conventions' span name, "Service/Method".
+func spanName(svc, method string) string { return svc + "/" + method }
 
 // split cuts "Service.Method" in two; a name without a dot is all method.
 func split(name string) (service, method string) {
