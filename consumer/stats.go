@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/shoalrpc/shoal/stats"
@@ -21,13 +22,19 @@ type callStats struct {
 	out  stats.RPCEnd // how it ended: here, not allocated apart
 }
 
+// callStatsPool recycles callStats: handlers keep neither RPCInfo nor
+// RPCEnd past RPCEnd (package stats), and the call that counted bytes in
+// its wireSizes is done with it once the call returns, as its Call is.
+var callStatsPool = sync.Pool{New: func() any { return new(callStats) }}
+
 // beginStats starts the stats of a call or an attempt and returns the
 // context it proceeds under; nil without handlers.
 func beginStats(ctx context.Context, hs stats.Handlers, info stats.RPCInfo) (*callStats, context.Context) {
 	if len(hs) == 0 {
 		return nil, ctx
 	}
-	st := &callStats{hs: hs, info: info}
+	st := callStatsPool.Get().(*callStats)
+	st.hs, st.info = hs, info
 	st.info.Begin = time.Now()
 	st.ctx = hs.RPCBegin(ctx, &st.info)
 	return st, st.ctx
@@ -41,7 +48,7 @@ func (st *callStats) sizes() *wireSizes {
 	return &st.wire
 }
 
-// end reports how the call or attempt ended; callerCtx is the caller's
+// end reports how the call or attempt ended, and recycles st; callerCtx is the caller's
 // context, which tells the caller's deadline from an attempt's own.
 func (st *callStats) end(callerCtx context.Context, err error) {
 	if st == nil {
@@ -56,6 +63,8 @@ func (st *callStats) end(callerCtx context.Context, err error) {
 		Duration: time.Since(st.info.Begin),
 	}
 	st.hs.RPCEnd(st.ctx, &st.info, &st.out)
+	*st = callStats{}
+	callStatsPool.Put(st)
 }
 
 // classOf is an outcome's class for stats handlers: classify's kinds.

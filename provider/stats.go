@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/shoalrpc/shoal/protocol"
@@ -18,17 +19,21 @@ type requestStats struct {
 	out  stats.RPCEnd // how it ended: here, not allocated apart
 }
 
+// requestStatsPool recycles requestStats: handlers keep neither RPCInfo
+// nor RPCEnd past RPCEnd (package stats), and end is a request's last use
+// of its stats.
+var requestStatsPool = sync.Pool{New: func() any { return new(requestStats) }}
+
 // beginRequest starts a request's stats, or returns nil without handlers.
 // RPCBegin itself runs in begin, once the request's context exists.
 func (c *conn) beginRequest(m *protocol.Message) *requestStats {
 	if len(c.srv.opts.stats) == 0 {
 		return nil
 	}
-	st := &requestStats{
-		info: stats.RPCInfo{Kind: stats.Request, Method: m.Method, Addr: c.remote, Begin: time.Now()},
-		md:   m.Metadata,
-		in:   protocol.HeaderSize + int(m.BodyLen),
-	}
+	st := requestStatsPool.Get().(*requestStats)
+	st.info = stats.RPCInfo{Kind: stats.Request, Method: m.Method, Addr: c.remote, Begin: time.Now()}
+	st.md = m.Metadata
+	st.in = protocol.HeaderSize + int(m.BodyLen)
 	if codec, err := protocol.CodecByID(m.Codec); err == nil {
 		st.info.Codec = codec.Name()
 	}
@@ -42,8 +47,9 @@ func (st *requestStats) begin(hs stats.Handlers, ctx context.Context) context.Co
 	return st.ctx
 }
 
-// end calls the handlers' RPCEnd: the request was answered with status (err
-// is the method's error or the refusal), in a frame of sent bytes.
+// end calls the handlers' RPCEnd, and recycles st: the request was answered
+// with status (err is the method's error or the refusal), in a frame of sent
+// bytes.
 func (st *requestStats) end(hs stats.Handlers, status protocol.Status, err error, sent int) {
 	st.out = stats.RPCEnd{
 		Err:      err,
@@ -54,6 +60,8 @@ func (st *requestStats) end(hs stats.Handlers, status protocol.Status, err error
 		Duration: time.Since(st.info.Begin),
 	}
 	hs.RPCEnd(st.ctx, &st.info, &st.out)
+	*st = requestStats{}
+	requestStatsPool.Put(st)
 }
 
 // classOf says what a response status tells the caller about whether the

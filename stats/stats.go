@@ -128,7 +128,8 @@ type RPCInfo struct {
 	Begin   time.Time // when it began
 }
 
-// RPCEnd is how a call, an attempt or a request ended.
+// RPCEnd is how a call, an attempt or a request ended. Like RPCInfo, a
+// handler must not keep it after RPCEnd returns.
 type RPCEnd struct {
 	Err      error         // nil on success
 	Class    Class         // what Err says about whether the method ran

@@ -217,24 +217,41 @@ func Handler(g prometheus.Gatherer) http.Handler {
 type labels struct {
 	service, method string
 	seconds         prometheus.Observer
-	handled         sync.Map // code → prometheus.Counter
-	attempts        sync.Map // code → prometheus.Counter (clients)
+	handled         codeCounters
+	attempts        codeCounters // clients'
 }
 
-// counter returns vec's series for l and code, resolved once per code.
-func (l *labels) counter(cache *sync.Map, vec *prometheus.CounterVec, code string) prometheus.Counter {
-	if c, ok := cache.Load(code); ok {
+// counter returns vec's series for l and code, from cache.
+func (l *labels) counter(cache *codeCounters, vec *prometheus.CounterVec, code string) prometheus.Counter {
+	if code == "ok" { // most calls: no map
+		if r := cache.ok.Load(); r != nil {
+			return r.c
+		}
+		r := &counterRef{vec.WithLabelValues(l.service, l.method, code)}
+		cache.ok.Store(r) // a racing store holds the same series
+		return r.c
+	}
+	if c, ok := cache.others.Load(code); ok {
 		return c.(prometheus.Counter)
 	}
-	c, _ := cache.LoadOrStore(code, vec.WithLabelValues(l.service, l.method, code))
+	c, _ := cache.others.LoadOrStore(code, vec.WithLabelValues(l.service, l.method, code))
 	return c.(prometheus.Counter)
 }
 
+// codeCounters caches one method's series of one counter by code.
+type codeCounters struct {
+	ok     atomic.Pointer[counterRef]
+	others sync.Map // code → prometheus.Counter
+}
+
+type counterRef struct{ c prometheus.Counter }
+
 // methodTable maps "Service.Method" to its labels: the methods admitted to
-// the table, up to max (0: no limit), and Other for the rest.
+// the table, up to max (0: no limit), and Other for the rest. Reads take no
+// lock: the map is replaced, never changed, when a method enters it.
 type methodTable struct {
-	byName sync.Map // "Service.Method" → *labels
-	n      atomic.Int64
+	byName atomic.Pointer[map[string]*labels]
+	mu     sync.Mutex // serialises admissions
 	max    int
 	other  *labels // the labels of every method outside the table
 }
@@ -243,15 +260,26 @@ type methodTable struct {
 func (t *methodTable) init(max int, seconds *prometheus.HistogramVec) {
 	t.max = max
 	t.other = &labels{service: Other, method: Other, seconds: seconds.WithLabelValues(Other, Other)}
+	empty := map[string]*labels{}
+	t.byName.Store(&empty)
 }
 
 // lookup returns name's labels; admit says whether a name not yet in the
 // table may enter it.
 func (t *methodTable) lookup(name string, admit bool, seconds *prometheus.HistogramVec) *labels {
-	if l, ok := t.byName.Load(name); ok {
-		return l.(*labels)
+	if l, ok := (*t.byName.Load())[name]; ok {
+		return l
 	}
-	if !admit || (t.max > 0 && t.n.Load() >= int64(t.max)) {
+	if !admit {
+		return t.other
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.byName.Load()
+	if l, ok := old[name]; ok {
+		return l
+	}
+	if t.max > 0 && len(old) >= t.max {
 		return t.other
 	}
 	svc, meth := Other, Other
@@ -259,9 +287,11 @@ func (t *methodTable) lookup(name string, admit bool, seconds *prometheus.Histog
 		svc, meth = name[:dot], name[dot+1:]
 	}
 	l := &labels{service: svc, method: meth, seconds: seconds.WithLabelValues(svc, meth)}
-	if got, loaded := t.byName.LoadOrStore(name, l); loaded {
-		return got.(*labels)
+	next := make(map[string]*labels, len(old)+1)
+	for k, v := range old {
+		next[k] = v
 	}
-	t.n.Add(1)
+	next[name] = l
+	t.byName.Store(&next)
 	return l
 }
