@@ -35,6 +35,7 @@ import (
 	"github.com/shoalrpc/shoal/naming/dns"
 	"github.com/shoalrpc/shoal/naming/etcd"
 	"github.com/shoalrpc/shoal/observability/admin"
+	"github.com/shoalrpc/shoal/observability/prom"
 )
 
 // Exit statuses.
@@ -205,9 +206,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var page *admin.Page
 	if cfg.admin != "" {
-		// TODO(observability/prom): admin.WithMetrics(the prom handler), and its stats handler on the proxy.
-		page = admin.New()
-		opts = append(opts, consumer.WithStatsHandler(page.StatsHandler()))
+		metrics, err := prom.New()
+		if err != nil {
+			fmt.Fprintln(stderr, "client:", err)
+			return exitUsage
+		}
+		page = admin.New(admin.WithMetrics(metrics.Handler()))
+		opts = append(opts, consumer.WithStatsHandler(page.StatsHandler()), consumer.WithStatsHandler(metrics.ClientHandler()))
 	}
 	if strings.HasPrefix(cfg.registry, "memory:") {
 		fmt.Fprintln(stderr, "client: "+memoryHint)

@@ -8,13 +8,14 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
 )
 
 // TestRunServesTheAdminPage: with -admin, the server logs the page's
-// address and serves it: the page counts the calls it served, /healthz
-// answers SERVING.
+// address and serves it: the page counts the calls it served, /metrics
+// has them, /healthz answers SERVING.
 func TestRunServesTheAdminPage(t *testing.T) {
 	var log syncBuffer
 	signals := make(chan os.Signal, 2)
@@ -49,6 +50,18 @@ func TestRunServesTheAdminPage(t *testing.T) {
 		t.Errorf("%s: %d, want Arith.Add counted 3 times:\n%s", page, code, body)
 	}
 	base := strings.TrimSuffix(page, "/debug/shoal")
+	// A server counts a request just after its reply is on its way: the
+	// third may take a moment to show.
+	want := `shoal_server_handled_total{code="ok",method="Add",service="Arith"} 3` + "\n"
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		code, body := get(base + "/metrics")
+		if code == 200 && strings.Contains(body, want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics: %d, want Arith.Add handled 3 times:\n%s", code, body)
+		}
+	}
 	if code, body := get(base + "/healthz"); code != 200 || body != "SERVING\n" {
 		t.Errorf("/healthz: %d %q", code, body)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/shoalrpc/shoal/naming/dns"
 	"github.com/shoalrpc/shoal/naming/etcd"
 	"github.com/shoalrpc/shoal/observability/admin"
+	"github.com/shoalrpc/shoal/observability/prom"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -164,9 +165,14 @@ func run(args []string, stderr io.Writer, signals <-chan os.Signal) int {
 	}
 	var page *admin.Page
 	if cfg.admin != "" {
-		// TODO(observability/prom): admin.WithMetrics(the prom handler), and its stats handler on the server.
-		page = admin.New()
-		opts = append(opts, provider.WithStatsHandler(page.StatsHandler()))
+		metrics, err := prom.New()
+		if err != nil {
+			ln.Close()
+			log.Error("cannot make the metrics", "err", err)
+			return exitFailed
+		}
+		page = admin.New(admin.WithMetrics(metrics.Handler()))
+		opts = append(opts, provider.WithStatsHandler(page.StatsHandler()), provider.WithStatsHandler(metrics.ServerHandler()))
 	}
 	srv := provider.NewServer(opts...)
 	if err := srv.Register(svc); err != nil {
