@@ -107,8 +107,8 @@ func (h clientHandler) HandleConn(ev *stats.ConnEvent) {
 	}
 }
 
-// HandleProxy follows a proxy's instances, ejections, fallbacks and retry
-// budget.
+// HandleProxy follows a proxy's instances, ejections, health checks,
+// fallbacks and retry budget.
 func (h clientHandler) HandleProxy(ev *stats.ProxyEvent) {
 	m := h.m
 	switch ev.Kind {
@@ -118,6 +118,10 @@ func (h clientHandler) HandleProxy(ev *stats.ProxyEvent) {
 		m.proxyEjections.WithLabelValues(ev.Service).Inc()
 	case stats.InstanceReadmitted:
 		m.proxyReadmissions.WithLabelValues(ev.Service).Inc()
+	case stats.InstanceUnhealthy:
+		m.proxyUnhealthy.WithLabelValues(ev.Service).Inc()
+	case stats.InstanceHealthy:
+		m.proxyHealthy.WithLabelValues(ev.Service).Inc()
 	case stats.BudgetExhausted:
 		m.proxyBudgetRefusals.WithLabelValues(ev.Service).Inc()
 	case stats.FallbackBegin:

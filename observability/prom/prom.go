@@ -25,6 +25,8 @@
 //	shoal_proxy_instances{service}                      instances a ClientProxy holds
 //	shoal_proxy_ejections_total{service}                instances ejected after repeated faults
 //	shoal_proxy_readmissions_total{service}             ejections ended
+//	shoal_proxy_unhealthy_total{service}                instances the active health check took out of picks
+//	shoal_proxy_healthy_total{service}                  instances it put back
 //	shoal_proxy_fallback{service}                       1 while the proxy calls instances the registry no longer lists
 //	shoal_proxy_fallbacks_total{service}                registry fallbacks begun
 //	shoal_proxy_retry_budget_refusals_total{service}    retries the retry budget refused
@@ -69,6 +71,8 @@ type Metrics struct {
 	proxyInstances      *prometheus.GaugeVec
 	proxyEjections      *prometheus.CounterVec
 	proxyReadmissions   *prometheus.CounterVec
+	proxyUnhealthy      *prometheus.CounterVec
+	proxyHealthy        *prometheus.CounterVec
 	proxyFallback       *prometheus.GaugeVec
 	proxyFallbacks      *prometheus.CounterVec
 	proxyBudgetRefusals *prometheus.CounterVec
@@ -176,6 +180,8 @@ func New(opts ...Option) (*Metrics, error) {
 	m.proxyInstances = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_proxy_instances", Help: "Instances a ClientProxy holds."}, []string{"service"})
 	m.proxyEjections = counter("shoal_proxy_ejections_total", "Instances a ClientProxy ejected after repeated faults.", "service")
 	m.proxyReadmissions = counter("shoal_proxy_readmissions_total", "Ejections a ClientProxy ended.", "service")
+	m.proxyUnhealthy = counter("shoal_proxy_unhealthy_total", "Instances a ClientProxy's active health check took out of picks.", "service")
+	m.proxyHealthy = counter("shoal_proxy_healthy_total", "Instances a ClientProxy's active health check put back in picks.", "service")
 	m.proxyFallback = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shoal_proxy_fallback", Help: "1 while a ClientProxy calls instances its registry no longer lists."}, []string{"service"})
 	m.proxyFallbacks = counter("shoal_proxy_fallbacks_total", "Registry fallbacks a ClientProxy began.", "service")
 	m.proxyBudgetRefusals = counter("shoal_proxy_retry_budget_refusals_total", "Retries a ClientProxy's retry budget refused.", "service")
@@ -185,7 +191,7 @@ func New(opts ...Option) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.serverHandled, m.serverSeconds, m.serverInFlight, m.serverConns,
 		m.clientHandled, m.clientSeconds, m.clientAttempts, m.clientConns,
-		m.proxyInstances, m.proxyEjections, m.proxyReadmissions, m.proxyFallback, m.proxyFallbacks, m.proxyBudgetRefusals,
+		m.proxyInstances, m.proxyEjections, m.proxyReadmissions, m.proxyUnhealthy, m.proxyHealthy, m.proxyFallback, m.proxyFallbacks, m.proxyBudgetRefusals,
 	} {
 		if err := cfg.reg.Register(c); err != nil {
 			return nil, fmt.Errorf("prom: register shoal metrics: %w", err)

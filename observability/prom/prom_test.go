@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/observability/prom"
 	"github.com/shoalrpc/shoal/protocol"
@@ -413,4 +414,57 @@ func TestOptions(t *testing.T) {
 	if _, err := prom.New(prom.WithRegisterer(reg)); err == nil {
 		t.Error("a second New on one registry: no error")
 	}
+}
+
+// TestProxyHealthCounts: an instance whose health turns NOT_SERVING is
+// counted out of picks, and back in when it serves again.
+func TestProxyHealthCounts(t *testing.T) {
+	m, err := prom.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(m.Handler())
+	defer hs.Close()
+	srvA := provider.NewServer()
+	if err := srvA.Register(&Counter{}); err != nil {
+		t.Fatal(err)
+	}
+	lnA, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srvA.Start(lnA); err != nil {
+		t.Fatal(err)
+	}
+	defer srvA.Close()
+	addrB, _ := serve(t)
+	reg := naming.NewMemory()
+	defer reg.Close()
+	for i, addr := range []string{"tcp@" + lnA.Addr().String(), addrB} {
+		if _, err := reg.Register(context.Background(), &naming.Instance{ID: fmt.Sprint("i", i), Service: "counter", Addr: addr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := newEnded()
+	p, err := consumer.NewClientProxy("counter", reg,
+		consumer.WithStatsHandler(m.ClientHandler()), consumer.WithStatsHandler(events),
+		consumer.WithHealthCheck(20*time.Millisecond, 0), consumer.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	if err := srvA.Health().SetStatus("", health.NotServing); err != nil {
+		t.Fatal(err)
+	}
+	events.waitProxy(t, stats.InstanceUnhealthy, nil)
+	check(t, scrape(t, hs.URL), map[string]float64{series("shoal_proxy_unhealthy_total", "service", "counter"): 1})
+	if err := srvA.Health().SetStatus("", health.Serving); err != nil {
+		t.Fatal(err)
+	}
+	events.waitProxy(t, stats.InstanceHealthy, nil)
+	check(t, scrape(t, hs.URL), map[string]float64{
+		series("shoal_proxy_unhealthy_total", "service", "counter"): 1,
+		series("shoal_proxy_healthy_total", "service", "counter"):   1,
+	})
 }
