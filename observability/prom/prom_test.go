@@ -375,7 +375,6 @@ func TestProxyCounts(t *testing.T) {
 		consumer.WithFailMode(consumer.Failover), consumer.WithRetries(3),
 		consumer.WithBackoff(time.Millisecond, time.Millisecond, 0),
 		consumer.WithOutlierEjection(1, time.Hour, time.Hour),
-		consumer.WithRetryBudget(1, 0), consumer.WithAttemptTimeout(100*time.Millisecond),
 		consumer.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
@@ -403,15 +402,23 @@ func TestProxyCounts(t *testing.T) {
 		series("shoal_proxy_instances", "service", "counter"):                                               3,
 		series("shoal_proxy_ejections_total", "service", "counter"):                                         1,
 	})
-	// Slow times out (maybe executed): its one token spent, the budget
-	// refuses the retry.
-	if err := p.Call(context.Background(), "Counter.Slow", 0, nil); !errors.Is(err, context.DeadlineExceeded) {
+	// On a proxy of one retry token, Slow times out (maybe executed): its
+	// token spent, the budget refuses the retry.
+	budget, err := consumer.NewClientProxy("counter", reg, consumer.WithStatsHandler(m.ClientHandler()),
+		consumer.WithFailMode(consumer.Failover), consumer.WithRetryBudget(1, 0),
+		consumer.WithAttemptTimeout(100*time.Millisecond), consumer.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer budget.Close()
+	if err := budget.Call(context.Background(), "Counter.Slow", 0, nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Slow: %v, want a deadline", err)
 	}
 	check(t, scrape(t, hs.URL), map[string]float64{
 		series("shoal_client_attempts_total", "service", "Counter", "method", "Slow", "code", "deadline_exceeded"): 1,
 		series("shoal_proxy_retry_budget_refusals_total", "service", "counter"):                                    1,
 	})
+	budget.Close() // the fallback below is the first proxy's alone
 	if failed != 0 || ran != calls {
 		t.Errorf("%d calls failed, the services ran %d of %d", failed, ran, calls)
 	}
