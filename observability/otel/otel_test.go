@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -338,7 +339,7 @@ func TestUnknownMethodSpanName(t *testing.T) {
 
 // TestHedgeSpans: a Failbackup call whose first attempt is slow has two
 // sibling attempt spans under its call span, one marked a hedge, each with
-// its own instance's address; the slow one ends canceled.
+// its own instance's address; the one that lost ends canceled.
 func TestHedgeSpans(t *testing.T) {
 	holds := new(atomic.Int64)
 	addrA, _ := serveHolds(t, holds)
@@ -365,7 +366,7 @@ func TestHedgeSpans(t *testing.T) {
 	}
 	cs := spans.wait(t, 3)
 	call := byKind(t, cs, trace.SpanKindInternal, 0)
-	var hedge, slow sdktrace.ReadOnlySpan
+	var hedge, slow sdktrace.ReadOnlySpan // slow: the first attempt
 	for _, s := range cs {
 		if s.SpanKind() != trace.SpanKindClient {
 			continue
@@ -382,8 +383,11 @@ func TestHedgeSpans(t *testing.T) {
 	if hedge == nil || slow == nil {
 		t.Fatalf("no hedge and first attempt among %s", names(cs))
 	}
-	if attr(hedge, shoalotel.StatusCodeKey).AsString() != "ok" || attr(slow, shoalotel.StatusCodeKey).AsString() != "canceled" {
-		t.Errorf("hedge ended %v, the slow attempt %v", attr(hedge, shoalotel.StatusCodeKey), attr(slow, shoalotel.StatusCodeKey))
+	// Whichever request reached a server first was held: usually the first
+	// attempt's, but on a loaded machine it may be the hedge's.
+	codes := []string{attr(slow, shoalotel.StatusCodeKey).AsString(), attr(hedge, shoalotel.StatusCodeKey).AsString()}
+	if !slices.Equal(codes, []string{"canceled", "ok"}) && !slices.Equal(codes, []string{"ok", "canceled"}) {
+		t.Errorf("the first attempt ended %v, the hedge %v: want one ok and one canceled", codes[0], codes[1])
 	}
 	if attr(hedge, "server.port") == attr(slow, "server.port") {
 		t.Errorf("both attempts went to port %v", attr(hedge, "server.port"))
