@@ -32,6 +32,7 @@ type conn struct {
 	w      *batchwriter.Writer
 
 	wentAway  atomic.Bool
+	http      atomic.Pointer[httpConn] // while sniffed or served as HTTP (http.go): go-away goes there
 	closeOnce sync.Once
 	overLimit bool         // past WithMaxConns: every request is refused
 	inFlight  atomic.Int64 // this connection's requests read and not yet answered
@@ -211,10 +212,16 @@ func (c *conn) serve() {
 			return
 		}
 	}
+	var in io.Reader = c.nc
+	if !s.opts.noHTTP {
+		if in = c.sniff(); in == nil { // served as HTTP (http.go), or closed
+			return
+		}
+	}
 	if c.overLimit || s.shuttingDown.Load() {
 		c.goAway() // clients go elsewhere; requests already sent are refused
 	}
-	r := protocol.NewReader(c.nc, s.opts.maxBody)
+	r := protocol.NewReader(in, s.opts.maxBody)
 	r.OnWait = func(started bool) {
 		timeout := s.opts.idleTimeout
 		if started {
@@ -534,6 +541,10 @@ func (c *conn) write(frame []byte, counted bool) {
 
 // goAway tells the client to send no new calls on this connection, once.
 func (c *conn) goAway() {
+	if h := c.http.Load(); h != nil {
+		h.goAway()
+		return
+	}
 	if c.wentAway.CompareAndSwap(false, true) {
 		c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindGoAway}}, false)
 	}

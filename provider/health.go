@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/shoalrpc/shoal/health"
+	"github.com/shoalrpc/shoal/reflection"
 )
 
 // Health is a server's health, as its built-in health service answers it:
@@ -111,7 +112,7 @@ func (s *Server) knowsService(name string) bool {
 // serves on its own: the caller did not register it, so it is not listed as
 // the caller's (an unknown-service answer, the service table of
 // Server.Snapshot marks it).
-func builtinService(svc string) bool { return svc == health.Service }
+func builtinService(svc string) bool { return svc == health.Service || svc == reflection.Service }
 
 // answersWhileDraining reports whether a request for method is answered
 // while the server shuts down, rather than refused "shutting down": the

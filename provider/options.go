@@ -33,6 +33,8 @@ type options struct {
 	tls              *tls.Config
 	noHealth         bool // WithoutHealth
 	logger           *slog.Logger
+	noHTTP           bool    // WithoutHTTP
+	noReflection     bool    // WithoutReflection
 	errs             []error // invalid option values: Serve returns them
 }
 

@@ -77,6 +77,9 @@ func NewServer(opts ...Option) *Server {
 	if !s.opts.noHealth {
 		s.register(health.Service, healthService{s.health}) // cannot fail: a fixed, well-formed receiver
 	}
+	if !s.opts.noReflection {
+		s.registerReflection()
+	}
 	return s
 }
 
