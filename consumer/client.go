@@ -75,7 +75,8 @@ type Client struct {
 }
 
 // Dial connects to addr ("tcp@host:port", "unix@/path", or plain "host:port"
-// for TCP).
+// for TCP; "http@host:port" runs the protocol through an HTTP CONNECT to a
+// provider's port, for HTTP-only infrastructure).
 func Dial(addr string, opts ...DialOption) (*Client, error) {
 	return DialContext(context.Background(), addr, opts...)
 }
@@ -100,13 +101,22 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 	if dialContext == nil {
 		dialContext = (&net.Dialer{}).DialContext
 	}
+	viaHTTP := network == "http" // the binary protocol through an HTTP CONNECT (dialhttp.go)
+	if viaHTTP {
+		network = "tcp"
+	}
 	nc, err := dialContext(ctx, network, address)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrDial, addr, err)
 	}
 	if o.tls != nil {
-		if nc, err = clientHandshake(ctx, nc, address, o.tls); err != nil {
+		if nc, err = clientHandshake(ctx, nc, address, o.tls, viaHTTP); err != nil {
 			return nil, fmt.Errorf("%w: %s: TLS: %w", ErrDial, addr, err)
+		}
+	} else if viaHTTP {
+		if err = httpConnect(ctx, nc, address); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("%w: %s: %w", ErrDial, addr, err)
 		}
 	}
 	c := &Client{
@@ -460,7 +470,7 @@ func (c *Client) metadata(ctx context.Context) map[string]string {
 
 // clientHandshake runs a TLS handshake on nc, naming the server from address
 // when cfg does not.
-func clientHandshake(ctx context.Context, nc net.Conn, address string, cfg *tls.Config) (net.Conn, error) {
+func clientHandshake(ctx context.Context, nc net.Conn, address string, cfg *tls.Config, viaHTTP bool) (net.Conn, error) {
 	if cfg.ServerName == "" {
 		cfg = cfg.Clone()
 		if host, _, err := net.SplitHostPort(address); err == nil {
@@ -471,6 +481,12 @@ func clientHandshake(ctx context.Context, nc net.Conn, address string, cfg *tls.
 	if err := tc.HandshakeContext(ctx); err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if viaHTTP { // CONNECT inside TLS: the provider reads HTTP once TLS is up
+		if err := httpConnect(ctx, tc, address); err != nil {
+			tc.Close()
+			return nil, err
+		}
 	}
 	// In TLS 1.3 the server checks a client certificate after our handshake
 	// has returned; a heartbeat round trip surfaces its verdict now, as a

@@ -24,6 +24,9 @@ const addrForms = "want host:port, tcp@host:port or unix@/path/sock"
 //	127.0.0.1:9001        TCP (a host name or [IPv6]:port too)
 //	tcp@127.0.0.1:9001    TCP, as registries store it (also tcp4@, tcp6@)
 //	unix@/path/sock       a Unix socket
+//	http@127.0.0.1:9001   TCP, the binary protocol through an HTTP CONNECT
+//	                      (for HTTP-only infrastructure; a provider answers it
+//	                      on its one port)
 //
 // A malformed address is an error wrapping ErrBadAddress that quotes it as
 // given and says what is wrong.
@@ -40,7 +43,7 @@ func SplitAddr(addr string) (network, address string, err error) {
 		network, address = "tcp", addr
 	}
 	switch network {
-	case "tcp", "tcp4", "tcp6":
+	case "tcp", "tcp4", "tcp6", "http":
 		if address == "" {
 			return bad("empty; " + addrForms)
 		}
@@ -63,7 +66,7 @@ func SplitAddr(addr string) (network, address string, err error) {
 			return bad("empty socket path")
 		}
 	default:
-		return bad(fmt.Sprintf("unknown network %q (want tcp or unix)", network))
+		return bad(fmt.Sprintf("unknown network %q (want tcp, unix or http)", network))
 	}
 	return network, address, nil
 }

@@ -79,12 +79,13 @@ func TestOpenErrorMessages(t *testing.T) {
 // canonical one.
 func TestAddressForms(t *testing.T) {
 	for in, want := range map[string]string{
-		"127.0.0.1:9001":     "tcp@127.0.0.1:9001",
-		"tcp@127.0.0.1:9001": "tcp@127.0.0.1:9001",
-		"localhost:80":       "tcp@localhost:80",
-		"[::1]:9001":         "tcp@[::1]:9001",
-		"tcp6@[::1]:9001":    "tcp6@[::1]:9001",
-		"unix@/tmp/s.sock":   "unix@/tmp/s.sock",
+		"127.0.0.1:9001":      "tcp@127.0.0.1:9001",
+		"tcp@127.0.0.1:9001":  "tcp@127.0.0.1:9001",
+		"localhost:80":        "tcp@localhost:80",
+		"[::1]:9001":          "tcp@[::1]:9001",
+		"tcp6@[::1]:9001":     "tcp6@[::1]:9001",
+		"unix@/tmp/s.sock":    "unix@/tmp/s.sock",
+		"http@127.0.0.1:9001": "http@127.0.0.1:9001",
 	} {
 		if got, err := CanonicalAddr(in); got != want || err != nil {
 			t.Errorf("CanonicalAddr(%q) = %q, %v; want %q", in, got, err, want)
@@ -93,7 +94,7 @@ func TestAddressForms(t *testing.T) {
 	for in, want := range map[string]string{
 		"":          `address "": bad address: empty; want host:port, tcp@host:port or unix@/path/sock`,
 		"127.0.0.1": `address "127.0.0.1": bad address: missing port in address; want host:port, tcp@host:port or unix@/path/sock`,
-		"udp@h:1":   `address "udp@h:1": bad address: unknown network "udp" (want tcp or unix)`,
+		"udp@h:1":   `address "udp@h:1": bad address: unknown network "udp" (want tcp, unix or http)`,
 		":9001":     `address ":9001": bad address: empty host`,
 		"unix@":     `address "unix@": bad address: empty socket path`,
 		"h:0":       `address "h:0": bad address: port "0" is not in 1..65535`,

@@ -364,14 +364,16 @@ func writeHTTPError(w http.ResponseWriter, code int, st protocol.Status, msg str
 
 func writeHTTPErrorName(w http.ResponseWriter, code int, name, msg string) {
 	body, _ := json.Marshal(HTTPError{Status: name, Error: msg})
+	body = append(body, '\n')
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Set("X-Content-Type-Options", "nosniff")
 	if code == http.StatusServiceUnavailable || code == http.StatusTooManyRequests {
 		h.Set("Retry-After", "1")
 	}
 	w.WriteHeader(code)
-	w.Write(append(body, '\n'))
+	w.Write(body)
 }
 
 // serveHTTPRequest serves one HTTP request on c as a call.
@@ -395,10 +397,14 @@ func (c *conn) serveHTTPRequest(w http.ResponseWriter, r *http.Request) {
 		m.BodyLen = uint32(min(r.ContentLength, 1<<32-1))
 	}
 	st := c.beginRequest(m)
-	// Counted in flight from here until the answer is written, like a
-	// frame from its read to its reply's flush.
+	// Counted in flight from here until the answer is flushed to the
+	// connection, like a frame from its read to its reply's flush: Shutdown
+	// may close the connection as soon as nothing is in flight.
 	status := c.admit()
-	defer c.release(1)
+	defer func() {
+		http.NewResponseController(w).Flush()
+		c.release(1)
+	}()
 	refuse := func(code int, status protocol.Status, msg string) {
 		writeHTTPError(w, code, status, msg)
 		if st != nil {
@@ -511,8 +517,9 @@ func (c *conn) runHTTP(t *task, w http.ResponseWriter) {
 	}
 	sent := 0
 	if code == http.StatusOK {
-		w.Header().Set("Content-Type", "application/json")
 		body = append(body, '\n')
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(code)
 		sent, _ = w.Write(body)
 	} else {
