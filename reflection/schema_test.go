@@ -32,7 +32,7 @@ type Outer struct {
 	Base
 	Title   string            `json:"title"`
 	Skipped string            `json:"-"`
-	hidden  int               //nolint:unused // unexported: left out
+	hidden  int               // unexported: left out
 	Count   uint32            `json:"count,string"`
 	Tags    []string          `json:"tags"`
 	Attrs   map[string]int    `json:"attrs"`
@@ -70,6 +70,7 @@ func dig(t *testing.T, v any, path ...string) any {
 }
 
 func TestSchemaOfStruct(t *testing.T) {
+	_ = Outer{hidden: 1} // the unexported field is there to be left out
 	s, err := reflection.Schema(reflect.TypeFor[Outer]())
 	if err != nil {
 		t.Fatal(err)
