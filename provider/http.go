@@ -412,7 +412,7 @@ func (c *conn) serveHTTPRequest(w http.ResponseWriter, r *http.Request) {
 			st.end(s.opts.stats, status, errors.New(msg), 0)
 		}
 	}
-	if status != protocol.StatusOK {
+	if status != protocol.StatusOK && (status != protocol.StatusShuttingDown || !s.answersWhileDraining(name)) {
 		refuse(HTTPStatus(status), status, name+" not executed")
 		return
 	}

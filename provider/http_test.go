@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/reflection"
@@ -157,6 +158,7 @@ func TestHTTPListsAndDescribes(t *testing.T) {
 	}
 	want := []reflection.ServiceInfo{
 		{Name: "Calc", Methods: []reflection.MethodInfo{{Name: "Add", Kind: reflection.Unary}, {Name: "Fail", Kind: reflection.Unary}, {Name: "Meta", Kind: reflection.Unary}, {Name: "Panic", Kind: reflection.Unary}, {Name: "Wait", Kind: reflection.Unary}}},
+		{Name: "ShoalHealth", Methods: []reflection.MethodInfo{{Name: "Check", Kind: reflection.Unary}}},
 		{Name: "ShoalReflection", Methods: []reflection.MethodInfo{{Name: "Describe", Kind: reflection.Unary}, {Name: "List", Kind: reflection.Unary}}},
 	}
 	if got, _ := json.Marshal(list.Services); string(got) != string(must(json.Marshal(want))) {
@@ -487,6 +489,11 @@ func TestHTTPHandlerWhileDraining(t *testing.T) {
 	}
 	if calc.ran.Load() != ran {
 		t.Fatal("a call refused while draining ran")
+	}
+	// The health check is answered while draining, over HTTP as in binary.
+	code, body, _ = post(t, c, hs.URL+"/rpc/"+health.CheckMethod, `{}`)
+	if want := fmt.Sprintf(`{"Status":%d}`+"\n", health.NotServing); code != 200 || body != want {
+		t.Fatalf("health check while draining: %d %s, want 200 %s", code, body, want)
 	}
 	select {
 	case err := <-shut:

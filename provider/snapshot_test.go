@@ -8,6 +8,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/health"
+	"github.com/shoalrpc/shoal/reflection"
 )
 
 func TestSnapshotShowsServicesConnectionsAndRegistration(t *testing.T) {
@@ -36,7 +37,7 @@ func TestSnapshotShowsServicesConnectionsAndRegistration(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Equal(names, []string{"Blocker", health.Service}) {
+	if !slices.Equal(names, []string{"Blocker", health.Service, reflection.Service}) {
 		t.Errorf("services %v", names)
 	}
 	if snap.InFlight != 1 || len(snap.Conns) != 1 || snap.Conns[0].InFlight != 1 {

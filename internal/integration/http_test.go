@@ -91,7 +91,7 @@ func TestHTTPAddress(t *testing.T) {
 	}
 	// The reflection service answers binary callers too.
 	var list reflection.ListResponse
-	if err := viaHTTP.Call(context.Background(), reflection.ListMethod, &reflection.ListRequest{}, &list); err != nil || len(list.Services) != 2 || list.Services[0].Name != "Arith" {
+	if err := viaHTTP.Call(context.Background(), reflection.ListMethod, &reflection.ListRequest{}, &list); err != nil || len(list.Services) != 3 || list.Services[0].Name != "Arith" || list.Services[2].Name != reflection.Service {
 		t.Fatalf("List over http@ = %+v, %v", list, err)
 	}
 }
