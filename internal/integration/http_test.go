@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/shoalrpc/shoal/consumer"
@@ -150,5 +152,31 @@ func TestFailoverThroughHTTPAddresses(t *testing.T) {
 	ranA, ranB := a.arith.executed.Load(), b.arith.executed.Load()
 	if failed != 0 || ranA+ranB != calls || ranB < calls/2 {
 		t.Fatalf("%d calls failed; ran %d on a (shut down half-way), %d on b; want 0 failed and %d run", failed, ranA, ranB, calls)
+	}
+}
+
+// With WithTLS, the port answers HTTPS: the HTTP request is recognised
+// once the TLS handshake is done, and interceptors see the TLS state.
+func TestHTTPSOnTheRPCPort(t *testing.T) {
+	certs := testcert.New(t)
+	var sawTLS atomic.Bool
+	ic := func(ctx context.Context, info *provider.RequestInfo, args any, next provider.Handler) (any, error) {
+		sawTLS.Store(info.TLS != nil && info.TLS.HandshakeComplete)
+		return next(ctx, args)
+	}
+	s := serve(t, provider.WithTLS(certs.ServerConfig(false)), provider.WithInterceptors(ic))
+	tr := &http.Transport{TLSClientConfig: certs.ClientConfig(false)}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Post("https://"+strings.TrimPrefix(s.addr, "tcp@")+"/Arith.Add", "application/json", strings.NewReader(`{"A":40,"B":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "42\n" || resp.TLS == nil {
+		t.Fatalf("HTTPS POST /Arith.Add = %d %q (TLS %v)", resp.StatusCode, body, resp.TLS != nil)
+	}
+	if !sawTLS.Load() {
+		t.Fatal("the interceptor saw no TLS state for an HTTPS call")
 	}
 }
