@@ -140,6 +140,9 @@ func (s *Server) HTTPHandler() http.Handler {
 			return
 		}
 		c := &conn{srv: s, nc: remoteConn{addr: httpAddr(r.RemoteAddr)}}
+		if len(s.opts.stats) > 0 {
+			c.remote = r.RemoteAddr
+		}
 		c.serveHTTPRequest(w, r)
 	})
 }

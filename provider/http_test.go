@@ -21,6 +21,7 @@ import (
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/reflection"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // Calc is the service the HTTP tests call. ran counts executions on the
@@ -573,5 +574,39 @@ func TestWithoutHTTP(t *testing.T) {
 	io.WriteString(nc, "POST /Calc.Add HTTP/1.1\r\nHost: x\r\n\r\n")
 	if b, err := io.ReadAll(nc); len(b) != 0 || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("WithoutHTTP answered %q (%v): want the connection closed as a bad frame", b, err)
+	}
+}
+
+// httpStats records the requests the stats handlers see.
+type httpStats struct {
+	stats.Base
+	mu   sync.Mutex
+	seen []string // "method codec status addr-prefix"
+}
+
+func (h *httpStats) RPCEnd(_ context.Context, info *stats.RPCInfo, end *stats.RPCEnd) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	host, _, _ := net.SplitHostPort(info.Addr)
+	h.seen = append(h.seen, strings.Join([]string{info.Method, info.Codec, end.Status, host}, " "))
+}
+
+// The stats handlers see HTTP calls as requests, with codec "json" and
+// the caller's address: served ones and refused ones, on the RPC port and
+// through HTTPHandler.
+func TestHTTPCallsReachTheStatsHandlers(t *testing.T) {
+	h := &httpStats{}
+	s, base, _ := startHTTP(t, WithStatsHandler(h))
+	hs := httptest.NewServer(s.HTTPHandler())
+	defer hs.Close()
+	c := httpClient(t)
+	post(t, c, base+"/Calc.Add", `{}`)
+	post(t, c, base+"/Calc.Nope", `{}`)
+	post(t, c, hs.URL+"/Calc.Fail", `{}`)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	want := []string{"Calc.Add json ok 127.0.0.1", "Calc.Nope json unknown method 127.0.0.1", "Calc.Fail json service error 127.0.0.1"}
+	if strings.Join(h.seen, "|") != strings.Join(want, "|") {
+		t.Fatalf("stats saw %q\nwant %q", h.seen, want)
 	}
 }
