@@ -15,6 +15,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/internal/testcert"
+	"github.com/shoalrpc/shoal/internal/testmsg"
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
@@ -178,5 +179,25 @@ func TestHTTPSOnTheRPCPort(t *testing.T) {
 	}
 	if !sawTLS.Load() {
 		t.Fatal("the interceptor saw no TLS state for an HTTPS call")
+	}
+}
+
+// BenchmarkHTTPRecognition compares binary calls on a provider that tells
+// HTTP from its frames by the first byte (the default) with one that does
+// not (WithoutHTTP): the recognition costs a read of one byte per
+// connection, and a reader wrapper on the connection's reads.
+func BenchmarkHTTPRecognition(b *testing.B) {
+	args := testmsg.NewBenchmarkMessage()
+	for _, tc := range []struct {
+		name string
+		opts []provider.Option
+	}{{"recognised", nil}, {"withoutHTTP", []provider.Option{provider.WithoutHTTP()}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var writes atomic.Int64
+			c := shoalHello(b, &writes, tc.opts)
+			benchCalls(b, &writes, true, func(reply *testmsg.BenchmarkMessage) error {
+				return c.Call(context.Background(), "Hello.Say", args, reply)
+			})
+		})
 	}
 }
