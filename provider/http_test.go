@@ -220,6 +220,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"not JSON", "/Calc.Add", `{"A":1`, nil, 400, "bad_request", []string{"decode Calc.Add args"}, false},
 		{"two values", "/Calc.Add", `{} {}`, nil, 400, "bad_request", []string{"more than one JSON value"}, false},
 		{"unknown method", "/Calc.add", `{}`, nil, 404, "unknown_method", []string{"has no method", "Add, Fail, Meta, Panic, Wait", `did you mean "Calc.Add"?`}, false},
+		{"typo", "/Calc.Ad", `{}`, nil, 404, "unknown_method", []string{`did you mean "Calc.Add"?`}, false},
 		{"unknown service", "/Calk.Add", `{}`, nil, 404, "unknown_service", []string{`no service "Calk"`}, false},
 		{"no dot", "/Add", `{}`, nil, 404, "bad_request", []string{"Service.Method"}, false},
 		{"method error", "/Calc.Fail", `{"A":7}`, nil, 422, "service_error", []string{"no good: 7"}, true},

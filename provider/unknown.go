@@ -64,6 +64,9 @@ func (s *Server) unknownMessage(name string, status protocol.Status) string {
 	if len(near) == 0 {
 		near = elsewhere
 	}
+	if len(near) == 0 && status == protocol.StatusUnknownMethod {
+		near = typos(meth, svc, methods)
+	}
 	if len(near) > 0 {
 		slices.Sort(near)
 		b.WriteString("; did you mean " + strconv.Quote(near[0]) + "?")
@@ -83,4 +86,45 @@ func list(b *strings.Builder, names []string) {
 		}
 		b.WriteString(n)
 	}
+}
+
+// typos returns the methods of svc whose names are within two edits of
+// meth, up to case ("Ad", "Adds", "Sbu" for "Add", "Sub"), closest first:
+// a typo in a hand-written call (curl, the shoal command).
+func typos(meth, svc string, methods map[string]*method) []string {
+	best, found := 3, []string(nil)
+	for k := range methods {
+		s, m, _ := strings.Cut(k, ".")
+		if s != svc {
+			continue
+		}
+		switch d := editDistance(strings.ToLower(meth), strings.ToLower(m)); {
+		case d < best:
+			best, found = d, []string{k}
+		case d == best:
+			found = append(found, k)
+		}
+	}
+	return found
+}
+
+// editDistance is the Levenshtein distance between a and b, in bytes.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
