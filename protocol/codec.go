@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -151,6 +152,9 @@ func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 		}
 		return out, nil
 	}
+	if plan := mpPlanFor(reflect.TypeOf(v)); plan != nil {
+		return plan.appendTop(dst, v, c.compact), nil // msgpackc.go
+	}
 	s := msgpackPool.Get().(*msgpackState)
 	s.w.b = dst
 	s.enc.Reset(&s.w) // clears state a failed Encode may have left, and the flags
@@ -177,6 +181,9 @@ func (c msgpackCodec) Decode(data []byte, v any) (err error) {
 }
 
 func (msgpackCodec) decode(data []byte, v any) error {
+	if plan := mpDecodePlan(v); plan != nil {
+		return plan.decode(data, v) // msgpackc.go; the payload check is folded in
+	}
 	if err := checkMsgpack(data); err != nil {
 		return err
 	}

@@ -1,0 +1,40 @@
+package protocol
+
+import (
+	"testing"
+
+	"github.com/shoalrpc/shoal/internal/testmsg"
+)
+
+// BenchmarkMsgpackPlain is the payload codec alone on the 40-field benchmark
+// message as a plain Go struct (no tags, no methods): what a call pays for
+// its arguments and its reply on each side, without the frame.
+func BenchmarkMsgpackPlain(b *testing.B) {
+	for _, c := range []Codec{Msgpack, MsgpackCompact} {
+		in := testmsg.NewBenchmarkMessage()
+		payload, err := c.Append(nil, in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("Append/"+c.Name(), func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if buf, err = c.Append(buf[:0], in); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("Decode/"+c.Name(), func(b *testing.B) {
+			b.SetBytes(int64(len(payload)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var out testmsg.BenchmarkMessage
+				if err := c.Decode(payload, &out); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
