@@ -161,6 +161,7 @@ func compilePlan(t reflect.Type) *mpPlan {
 	}
 	for _, nt := range c.named {
 		if !c.sameZeroEncoding(nt) {
+			c.fail(nt, "vmihailenco encodes its zero value otherwise (registered?)")
 			return nil
 		}
 	}
@@ -198,6 +199,13 @@ type mpCompiler struct {
 	nodes  map[reflect.Type]*mpNode
 	named  []reflect.Type // named types reached, for the registration probe
 	failed bool
+	reason string // why not, for tests
+}
+
+func (c *mpCompiler) fail(t reflect.Type, why string) {
+	if !c.failed {
+		c.failed, c.reason = true, t.String()+": "+why
+	}
 }
 
 // compile returns t's node, or nil (and sets failed) when t is not compiled.
@@ -210,8 +218,10 @@ func (c *mpCompiler) compile(t reflect.Type) *mpNode {
 		c.nodes[t] = n
 		return n
 	}
-	if hasOwnCodec(t) {
-		c.failed = true
+	// *time.Time has time.Time's methods, but vmihailenco looks up the
+	// pointee's registered extension first.
+	if hasOwnCodec(t) && !(t.Kind() == reflect.Pointer && t.Elem() == typeOfTime) {
+		c.fail(t, "has its own msgpack, binary or text codec")
 		return nil
 	}
 	n := &mpNode{typ: t}
@@ -250,7 +260,7 @@ func (c *mpCompiler) compile(t reflect.Type) *mpNode {
 		n.kind = mpString
 	case reflect.Pointer:
 		if t.Elem().Kind() == reflect.Pointer {
-			c.failed = true // vmihailenco's pointer-to-pointer handling is not worth copying
+			c.fail(t, "pointer to pointer") // vmihailenco's handling is not worth copying
 			return nil
 		}
 		elem := c.compile(t.Elem())
@@ -284,7 +294,7 @@ func (c *mpCompiler) compile(t reflect.Type) *mpNode {
 			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
 			reflect.Float32, reflect.Float64, reflect.String:
 		default:
-			c.failed = true
+			c.fail(t, "map key")
 			return nil
 		}
 		key := c.compile(t.Key())
@@ -300,7 +310,7 @@ func (c *mpCompiler) compile(t reflect.Type) *mpNode {
 		}
 		structNode(n, s)
 	default: // interfaces, uintptr, complex numbers, channels, functions, unsafe pointers
-		c.failed = true
+		c.fail(t, "kind "+t.Kind().String())
 		return nil
 	}
 	if n.kind != mpOther {
@@ -344,7 +354,7 @@ func (c *mpCompiler) collect(t reflect.Type) *mpFieldSet {
 		sf := t.Field(i)
 		name, opts, ok := parseMsgpackTag(sf.Tag.Get("msgpack"))
 		if !ok {
-			c.failed = true
+			c.fail(t, "tag syntax of field "+sf.Name)
 			return nil
 		}
 		if name == "-" {
@@ -360,7 +370,7 @@ func (c *mpCompiler) collect(t reflect.Type) *mpFieldSet {
 			continue
 		}
 		if !sf.IsExported() || opts["intern"] || opts["alias"] || opts["inline"] {
-			c.failed = true
+			c.fail(t, "unexported embedded field or intern, alias or inline option: "+sf.Name)
 			return nil
 		}
 		if name == "" {
@@ -399,12 +409,12 @@ func (c *mpCompiler) collect(t reflect.Type) *mpFieldSet {
 							g.off += sf.Offset
 						}
 						if !add(g) {
-							c.failed = true
+							c.fail(t, "duplicate field name "+g.name)
 							return nil
 						}
 					}
 					if _, dup := fs.byName[name]; dup {
-						c.failed = true
+						c.fail(t, "duplicate field name "+name)
 						return nil
 					}
 					fs.byName[name] = &f // decodable, never encoded
@@ -413,7 +423,7 @@ func (c *mpCompiler) collect(t reflect.Type) *mpFieldSet {
 			}
 		}
 		if !add(f) {
-			c.failed = true
+			c.fail(t, "duplicate field name "+f.name)
 			return nil
 		}
 	}
@@ -531,5 +541,17 @@ func (p *mpPlan) decode(data []byte, v any) error {
 	if cerr := checkMsgpack(data); cerr != nil {
 		return cerr
 	}
+	return describeSafely(data, v, err)
+}
+
+// describeSafely is describeMsgpackError, which decodes data generically
+// and so can meet vmihailenco's panic on a map keyed by a map or by bytes:
+// then err is answered as it is.
+func describeSafely(data []byte, v any, err error) (out error) {
+	defer func() {
+		if recover() != nil {
+			out = err
+		}
+	}()
 	return describeMsgpackError(data, v, err)
 }
