@@ -98,6 +98,7 @@ type mpField struct {
 	node      *mpNode
 	kind      mpKind
 	omitEmpty bool
+	idx       int // position in its struct's list; -1 for a name only decoded
 }
 
 // mpStruct is a struct type's fields: list in encoding order, and the
@@ -440,6 +441,7 @@ func (c *mpCompiler) structFields(t reflect.Type) *mpStruct {
 	// reallocation of its list) and pre-encode the names.
 	for i := range s.list {
 		s.list[i].key = appendMsgpackString(nil, s.list[i].name)
+		s.list[i].idx = i
 	}
 	for name, f := range fs.byName {
 		found := false
@@ -451,7 +453,9 @@ func (c *mpCompiler) structFields(t reflect.Type) *mpStruct {
 			}
 		}
 		if !found {
-			s.byName[name] = f
+			g := *f
+			g.idx = -1
+			s.byName[name] = &g
 		}
 	}
 	s.mapHeader = appendMapLen(nil, len(s.list))

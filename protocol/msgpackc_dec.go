@@ -415,8 +415,8 @@ func (d *mpDecoder) decodeStruct(s *mpStruct, p unsafe.Pointer) error {
 				return err
 			}
 			continue
-		} else if i := f.index(s); i >= 0 {
-			next = i + 1
+		} else if f.idx >= 0 {
+			next = f.idx + 1
 		}
 		if err := d.decodeField(f, p); err != nil {
 			return err
@@ -424,18 +424,6 @@ func (d *mpDecoder) decodeStruct(s *mpStruct, p unsafe.Pointer) error {
 	}
 	d.close(n)
 	return nil
-}
-
-// index returns f's position in s.list, or -1 for a name only decoded.
-func (f *mpField) index(s *mpStruct) int {
-	if len(s.list) == 0 {
-		return -1
-	}
-	i := (uintptr(unsafe.Pointer(f)) - uintptr(unsafe.Pointer(&s.list[0]))) / unsafe.Sizeof(*f)
-	if i < uintptr(len(s.list)) && &s.list[i] == f {
-		return int(i)
-	}
-	return -1
 }
 
 // decodeElem decodes into one element of type elem at p.
