@@ -38,6 +38,7 @@ type FzEmbedPtr struct {
 
 // fzOmitAll omits every empty field (the `_msgpack` field's omitempty).
 type fzOmitAll struct {
+	//lint:ignore U1000 vmihailenco reads its tag
 	_msgpack struct{} `msgpack:",omitempty"`
 	A        int
 	B        string
@@ -79,6 +80,7 @@ type fzAll struct {
 	OmitT      time.Time
 	OmitStruct fzOmitAll `msgpack:",omitempty"`
 	OmitP      *fzInner  `msgpack:",omitempty"`
+	//lint:ignore U1000 never encoded, by either codec
 	unexported int
 	FzEmbedded
 	*FzEmbedPtr
@@ -87,6 +89,7 @@ type fzAll struct {
 
 // fzArray is encoded as an array (as_array).
 type fzArray struct {
+	//lint:ignore U1000 vmihailenco reads its tag
 	_msgpack struct{} `msgpack:",as_array"`
 	X        int
 	Y        string
