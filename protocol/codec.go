@@ -41,9 +41,14 @@ type Codec interface {
 
 // Codecs provided by this package. Msgpack is the default. MsgpackCompact
 // encodes structs as arrays (what `msgpack:",as_array"` does for one type):
-// about twice as fast for struct-heavy payloads, and safe when provider and
-// consumer share the Go types; it reads maps too, so it can decode anything
-// Msgpack writes.
+// smaller, and safe when provider and consumer share the Go types; it reads
+// maps too, so it can decode anything Msgpack writes.
+//
+// Both msgpack codecs compile a plain struct type on first use (see
+// msgpackc.go: field offsets, pre-encoded field names, no reflection per
+// field) and write and read what github.com/vmihailenco/msgpack/v5 does for
+// it; types they do not compile (interfaces, types with their own msgpack,
+// binary or text codec, some tag options) go to vmihailenco/msgpack.
 var (
 	Msgpack        Codec = msgpackCodec{}
 	MsgpackCompact Codec = msgpackCodec{compact: true}
