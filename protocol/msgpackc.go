@@ -537,8 +537,12 @@ func (p *mpPlan) decode(data []byte, v any) error {
 	d := mpDecoders.Get().(*mpDecoder)
 	*d = mpDecoder{b: data}
 	err := p.node.dec(d, reflect.ValueOf(v).UnsafePointer())
+	recheck := d.recheck
 	*d = mpDecoder{}
 	mpDecoders.Put(d)
+	if err == nil && recheck {
+		err = checkMsgpack(data)
+	}
 	if err == nil {
 		return nil
 	}

@@ -34,6 +34,10 @@ type mpDecoder struct {
 	b     []byte
 	i     int
 	depth int // containers open (non-empty ones, as checkMsgpack counts)
+	// recheck asks for checkMsgpack over the whole payload after a
+	// successful decode: the decoder read a value as vmihailenco does
+	// but not as the check walks it (decodeMap).
+	recheck bool
 }
 
 var (
@@ -563,6 +567,10 @@ func (d *mpDecoder) decodeMap(t reflect.Type, key, elem *mpNode, p unsafe.Pointe
 		return err
 	}
 	if skip, isExt := extHeaderSkip[c]; isExt {
+		// vmihailenco reads the map from inside the extension's data,
+		// where the payload check's walk does not look: the whole
+		// payload is checked as well once the decoding is done.
+		d.recheck = true
 		if _, err := d.take(skip); err != nil {
 			return err
 		}
