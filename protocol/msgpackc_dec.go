@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -357,7 +358,10 @@ func (f *mpField) addrAlloc(p unsafe.Pointer) unsafe.Pointer {
 }
 
 func (d *mpDecoder) decodeField(f *mpField, p unsafe.Pointer) error {
-	fp := f.addrAlloc(p)
+	fp := unsafe.Add(p, f.off)
+	if len(f.hops) > 0 {
+		fp = f.addrAlloc(p)
+	}
 	if f.kind != mpOther {
 		return d.decodeScalar(f.kind, fp)
 	}
@@ -406,13 +410,26 @@ func (d *mpDecoder) decodeStruct(s *mpStruct, p unsafe.Pointer) error {
 	}
 	next := 0 // the field expected next: encoders write them in order
 	for range n {
+		// The common case: the next field's name, encoded as str as
+		// both encoders write it, compared whole (its header holds its
+		// length, so a prefix match is the name).
+		if next < len(s.list) {
+			if f := &s.list[next]; bytes.HasPrefix(d.b[d.i:], f.key) {
+				d.i += len(f.key)
+				next++
+				if err := d.decodeField(f, p); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		name, err := d.str()
 		if err != nil {
 			return err
 		}
 		var f *mpField
 		if next < len(s.list) && string(name) == s.list[next].name {
-			f = &s.list[next]
+			f = &s.list[next] // a name sent as bin
 			next++
 		} else if f = s.byName[string(name)]; f == nil {
 			if err := d.skip(); err != nil {
