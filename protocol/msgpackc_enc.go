@@ -222,7 +222,10 @@ func (s *mpStruct) appendStruct(b []byte, p unsafe.Pointer, arr bool) []byte {
 // appendValue appends f's value in the struct at p (nil behind a nil
 // embedded pointer, as vmihailenco writes).
 func (f *mpField) appendValue(b []byte, p unsafe.Pointer, arr bool) []byte {
-	fp := f.addr(p)
+	fp := unsafe.Add(p, f.off)
+	if len(f.hops) > 0 {
+		fp = f.addr(p)
+	}
 	switch {
 	case fp == nil:
 		return append(b, 0xc0)
