@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -40,9 +41,14 @@ type Codec interface {
 
 // Codecs provided by this package. Msgpack is the default. MsgpackCompact
 // encodes structs as arrays (what `msgpack:",as_array"` does for one type):
-// about twice as fast for struct-heavy payloads, and safe when provider and
-// consumer share the Go types; it reads maps too, so it can decode anything
-// Msgpack writes.
+// smaller, and safe when provider and consumer share the Go types; it reads
+// maps too, so it can decode anything Msgpack writes.
+//
+// Both msgpack codecs compile a plain struct type on first use (see
+// msgpackc.go: field offsets, pre-encoded field names, no reflection per
+// field) and write and read what github.com/vmihailenco/msgpack/v5 does for
+// it; types they do not compile (interfaces, types with their own msgpack,
+// binary or text codec, some tag options) go to vmihailenco/msgpack.
 var (
 	Msgpack        Codec = msgpackCodec{}
 	MsgpackCompact Codec = msgpackCodec{compact: true}
@@ -151,6 +157,9 @@ func (c msgpackCodec) Append(dst []byte, v any) ([]byte, error) {
 		}
 		return out, nil
 	}
+	if plan := mpPlanFor(reflect.TypeOf(v)); plan != nil {
+		return plan.appendTop(dst, v, c.compact), nil // msgpackc.go
+	}
 	s := msgpackPool.Get().(*msgpackState)
 	s.w.b = dst
 	s.enc.Reset(&s.w) // clears state a failed Encode may have left, and the flags
@@ -177,6 +186,9 @@ func (c msgpackCodec) Decode(data []byte, v any) (err error) {
 }
 
 func (msgpackCodec) decode(data []byte, v any) error {
+	if plan := mpDecodePlan(v); plan != nil {
+		return plan.decode(data, v) // msgpackc.go; the payload check is folded in
+	}
 	if err := checkMsgpack(data); err != nil {
 		return err
 	}

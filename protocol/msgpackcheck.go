@@ -21,13 +21,21 @@ var errMsgpackCheck = errors.New("msgpack payload")
 // payload can make it allocate gigabytes, and deep nesting can overflow the
 // decoder's stack.
 func checkMsgpack(data []byte) error {
+	_, err := msgpackValueEnd(data, 0, maxMsgpackDepth)
+	return err
+}
+
+// msgpackValueEnd is checkMsgpack for the value at offset p of data, with
+// at most maxDepth containers open at once: it returns the offset where the
+// value ends. The compiled decoder skips unknown struct fields with it.
+func msgpackValueEnd(data []byte, p, maxDepth int) (int, error) {
 	var stack [maxMsgpackDepth]uint64 // values left in each enclosing container
 	depth := 0
 	rem := uint64(1) // values left in the innermost open container (the top level holds one)
-	p := 0
+	maxDepth = min(maxDepth, maxMsgpackDepth)
 	for {
 		if p >= len(data) {
-			return fmt.Errorf("%w: truncated at offset %d", errMsgpackCheck, p)
+			return 0, fmt.Errorf("%w: truncated at offset %d", errMsgpackCheck, p)
 		}
 		c := data[p]
 		p++
@@ -35,28 +43,28 @@ func checkMsgpack(data []byte) error {
 			// The common case, one predictable branch: a scalar or a
 			// fixstr, with k bytes after its code.
 			if int(k) > len(data)-p {
-				return fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, k, p, len(data)-p)
+				return 0, fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, k, p, len(data)-p)
 			}
 			p += int(k)
 		} else if k == classLen+1 {
 			// str8 or bin8, the next most common: inline too.
 			if p >= len(data) {
-				return fmt.Errorf("%w: truncated length at offset %d", errMsgpackCheck, p)
+				return 0, fmt.Errorf("%w: truncated length at offset %d", errMsgpackCheck, p)
 			}
 			n := int(data[p])
 			p++
 			if n > len(data)-p {
-				return fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, n, p, len(data)-p)
+				return 0, fmt.Errorf("%w: %d announced at offset %d, %d bytes left", errMsgpackCheck, n, p, len(data)-p)
 			}
 			p += n
 		} else {
 			elems, err := checkLong(data, &p, c, k)
 			if err != nil {
-				return err
+				return 0, err
 			}
 			if elems > 0 {
-				if depth == maxMsgpackDepth {
-					return fmt.Errorf("%w: nested deeper than %d", errMsgpackCheck, maxMsgpackDepth)
+				if depth >= maxDepth {
+					return 0, fmt.Errorf("%w: nested deeper than %d", errMsgpackCheck, maxMsgpackDepth)
 				}
 				stack[depth] = rem
 				depth++
@@ -67,7 +75,7 @@ func checkMsgpack(data []byte) error {
 		// A value is complete: close every container it completes.
 		for rem--; rem == 0; rem-- {
 			if depth == 0 {
-				return nil
+				return p, nil
 			}
 			depth--
 			rem = stack[depth]

@@ -9,8 +9,9 @@
 #   3. gofmt, go vet and staticcheck;
 #   4. go test -race over the module, Consul and etcd tests included, then the bench
 #      module's vet and tests (its peers come from the module proxy);
-#   5. short fuzz runs of the frame decoder, the msgpack payload check and the
-#      provider's connection handler.
+#   5. short fuzz runs of the frame decoder, the msgpack payload check, the
+#      compiled msgpack codec against vmihailenco/msgpack (both directions, and
+#      arbitrary bytes) and the provider's connection handler.
 #
 # Each fuzz run is bounded by a count of executions, about 20 s each on two
 # cores: a duration-bounded run (-fuzztime 20s) can fail with a bare "context
@@ -65,6 +66,12 @@ if [[ $FUZZTIME != 0 ]]; then
 	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-1000000x}" ./protocol/
 	step "fuzz FuzzMsgpackCheck for ${FUZZTIME:-700000x}"
 	go test -run '^$' -fuzz '^FuzzMsgpackCheck$' -fuzztime "${FUZZTIME:-700000x}" ./protocol/
+	step "fuzz FuzzCompiledFromReference for ${FUZZTIME:-100000x}"
+	go test -run '^$' -fuzz '^FuzzCompiledFromReference$' -fuzztime "${FUZZTIME:-100000x}" ./protocol/
+	step "fuzz FuzzCompiledToReference for ${FUZZTIME:-100000x}"
+	go test -run '^$' -fuzz '^FuzzCompiledToReference$' -fuzztime "${FUZZTIME:-100000x}" ./protocol/
+	step "fuzz FuzzCompiledDecodeBytes for ${FUZZTIME:-150000x}"
+	go test -run '^$' -fuzz '^FuzzCompiledDecodeBytes$' -fuzztime "${FUZZTIME:-150000x}" ./protocol/
 	step "fuzz FuzzServeConn for ${FUZZTIME:-150000x}"
 	go test -run '^$' -fuzz '^FuzzServeConn$' -fuzztime "${FUZZTIME:-150000x}" ./provider/
 fi
