@@ -3,6 +3,8 @@ package harness
 import (
 	"slices"
 	"sort"
+
+	"github.com/shoalrpc/shoal/bench/peer"
 )
 
 // Names of the reference peers the ratios divide by.
@@ -25,8 +27,11 @@ type Report struct {
 
 // ConfigSummary records how the run was made.
 type ConfigSummary struct {
-	Command     string   `json:"command,omitempty"`
-	Peers       []string `json:"peers"`
+	Command string   `json:"command,omitempty"`
+	Peers   []string `json:"peers"`
+	// Tuned names the peers on the tuned path (generated code, as_array),
+	// which the report tables apart from the default path.
+	Tuned       []string `json:"tuned,omitempty"`
 	Concurrency []int    `json:"concurrency"`
 	Rounds      int      `json:"rounds"`
 	DurationSec float64  `json:"duration_sec"`
@@ -40,6 +45,9 @@ func (c Config) summary() ConfigSummary {
 	}
 	for _, p := range c.Peers {
 		s.Peers = append(s.Peers, p.Name())
+		if peer.Tuned(p.Name()) {
+			s.Tuned = append(s.Tuned, p.Name())
+		}
 	}
 	return s
 }
@@ -171,19 +179,26 @@ func (r *Report) find(peer string, conc int) *Summary {
 	return nil
 }
 
-// targets checks the issue's goals for shoal at each concurrency: calls/s
-// at least 1.25× net/rpc's and 2.5× rpcx's and gRPC's, p99 no higher than
-// net/rpc's, at most 10 client allocations per call. They are checked for
-// the "shoal" peer and for "shoal-reflect" (against "rpcx-reflect" where
-// that ran, rpcx otherwise); the goals of the latter name it.
+// targets checks the issue's goals for shoal at each concurrency. On the
+// default path ("shoal", the plain struct): calls/s at least 1.5× net/rpc's,
+// 3× rpcx's and gRPC's and 0.3× the raw ceiling's, p99 no higher than
+// net/rpc's, at most 10 client allocations per call. On the tuned path
+// ("shoal-gen", generated code), where it ran: calls/s at least 0.5× the
+// ceiling's, at most 10 client allocations per call; the goals of the latter
+// name it.
 func (r *Report) targets() []Target {
 	var out []Target
 	for _, conc := range r.Config.Concurrency {
-		for _, subject := range []string{"shoal", "shoal-reflect"} {
-			out = append(out, r.targetsOf(subject, conc)...)
-		}
+		out = append(out, r.targetsOf("shoal", conc)...)
+		out = append(out, r.targetsOf("shoal-gen", conc)...)
 	}
 	return out
+}
+
+// goal is one calls/s goal: at least min times peer's.
+type goal struct {
+	peer, text string
+	min        float64
 }
 
 // targetsOf checks the goals for one shoal peer at one concurrency.
@@ -192,28 +207,27 @@ func (r *Report) targetsOf(subject string, conc int) []Target {
 	if s == nil {
 		return nil
 	}
-	prefix, rpcx := "", "rpcx"
+	prefix := ""
+	goals := []goal{
+		{NetRPC, "calls/s ≥ 1.5× net/rpc", 1.5},
+		{"rpcx", "calls/s ≥ 3× rpcx", 3},
+		{"grpc", "calls/s ≥ 3× gRPC", 3},
+		{Ceiling, "calls/s ≥ 0.3× ceiling", 0.3},
+	}
+	p99 := true
 	if subject != "shoal" {
 		prefix = subject + ": "
-		if r.find("rpcx-reflect", conc) != nil {
-			rpcx = "rpcx-reflect"
-		}
+		goals = []goal{{Ceiling, "calls/s ≥ 0.5× ceiling", 0.5}}
+		p99 = false
 	}
 	var out []Target
-	for _, g := range []struct {
-		peer, goal string
-		min        float64
-	}{
-		{NetRPC, "calls/s ≥ 1.25× net/rpc", 1.25},
-		{rpcx, "calls/s ≥ 2.5× " + rpcx, 2.5},
-		{"grpc", "calls/s ≥ 2.5× gRPC", 2.5},
-	} {
+	for _, g := range goals {
 		if o := r.find(g.peer, conc); o != nil {
 			v := ratio(s.CallsPerSec, o.CallsPerSec)
-			out = append(out, Target{Concurrency: conc, Goal: prefix + g.goal, Value: v, Met: v >= g.min})
+			out = append(out, Target{Concurrency: conc, Goal: prefix + g.text, Value: v, Met: v >= g.min})
 		}
 	}
-	if o := r.find(NetRPC, conc); o != nil {
+	if o := r.find(NetRPC, conc); o != nil && p99 {
 		v := ratio(s.P99ms, o.P99ms)
 		out = append(out, Target{Concurrency: conc, Goal: prefix + "p99 ≤ net/rpc's", Value: v, Met: v > 0 && v <= 1})
 	}

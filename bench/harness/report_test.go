@@ -6,7 +6,7 @@ import (
 )
 
 func TestSummariseMediansAndTargets(t *testing.T) {
-	r := &Report{Config: ConfigSummary{Peers: []string{"shoal", NetRPC, "rpcx", "grpc", Ceiling}, Concurrency: []int{100}}}
+	r := &Report{Config: ConfigSummary{Peers: []string{"shoal", NetRPC, "rpcx", "grpc", Ceiling, "shoal-gen"}, Tuned: []string{"shoal-gen"}, Concurrency: []int{100}}}
 	add := func(p string, cps ...float64) {
 		for i, v := range cps {
 			r.Rounds = append(r.Rounds, Round{Peer: p, Concurrency: 100, Round: i + 1, Calls: 10,
@@ -15,9 +15,10 @@ func TestSummariseMediansAndTargets(t *testing.T) {
 	}
 	add("shoal", 120, 130, 500) // median 130: the outlier does not count
 	add(NetRPC, 100, 90, 110)
-	add("rpcx", 40, 50, 60)
+	add("rpcx", 40, 40, 40)
 	add("grpc", 60, 60, 60)
 	add(Ceiling, 400, 400, 400)
+	add("shoal-gen", 190, 210, 250)
 	r.Rounds[0].OtherBusy = 0.5 // one round disturbed by other work
 	r.summarise()
 
@@ -36,8 +37,12 @@ func TestSummariseMediansAndTargets(t *testing.T) {
 		met[g.Goal] = g.Met
 	}
 	want := map[string]bool{
-		"calls/s ≥ 1.25× net/rpc": true, "calls/s ≥ 2.5× rpcx": true, "calls/s ≥ 2.5× gRPC": false,
-		"p99 ≤ net/rpc's": true, "client allocs/call ≤ 10": true,
+		"calls/s ≥ 1.5× net/rpc": false, "calls/s ≥ 3× rpcx": true, "calls/s ≥ 3× gRPC": false,
+		"calls/s ≥ 0.3× ceiling": true, "p99 ≤ net/rpc's": true, "client allocs/call ≤ 10": true,
+		"shoal-gen: calls/s ≥ 0.5× ceiling": true, "shoal-gen: client allocs/call ≤ 10": true,
+	}
+	if len(r.Targets) != len(want) {
+		t.Errorf("%d targets, want %d: %+v", len(r.Targets), len(want), r.Targets)
 	}
 	for goal, w := range want {
 		if got, ok := met[goal]; !ok || got != w {
@@ -48,11 +53,17 @@ func TestSummariseMediansAndTargets(t *testing.T) {
 	if err := r.WriteTable(&b); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(b.String(), "in 1 of 15 counted rounds other processes used more than 10% of the machine's CPU (at most 50%)") {
+	if !strings.Contains(b.String(), "in 1 of 18 counted rounds other processes used more than 10% of the machine's CPU (at most 50%)") {
 		t.Errorf("no note of the disturbed round:\n%s", b.String())
 	}
-	if !strings.Contains(b.String(), "2.17× NOT MET") {
+	if !strings.Contains(b.String(), "2.17× NOT MET") || !strings.Contains(b.String(), "0.53× met") {
 		t.Errorf("target table:\n%s", b.String())
+	}
+	// The tuned peer has a table of its own, after the default path's.
+	out := b.String()
+	tuned := strings.Index(out, "Tuned path")
+	if tuned < 0 || strings.Index(out, "| shoal-gen") < tuned || strings.Index(out, "| shoal ") > tuned {
+		t.Errorf("tables not split into default and tuned path:\n%s", out)
 	}
 }
 

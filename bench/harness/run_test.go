@@ -46,15 +46,15 @@ func TestRunEndToEnd(t *testing.T) {
 	if n := rep.find(NetRPC, 2); n == nil || n.VsNetRPC.CallsPerSec != 1 {
 		t.Errorf("net/rpc's own ratio is not 1: %+v", n)
 	}
-	if len(rep.Targets) != 2*2*5 { // shoal and shoal-reflect, two concurrencies, five goals
-		t.Errorf("%d targets, want 20", len(rep.Targets))
+	if len(rep.Targets) != 2*(6+2) { // two concurrencies: six goals for shoal, two for shoal-gen
+		t.Errorf("%d targets, want 16", len(rep.Targets))
 	}
-	reflectGoal := false
+	genGoal := false
 	for _, g := range rep.Targets {
-		reflectGoal = reflectGoal || g.Goal == "shoal-reflect: calls/s ≥ 2.5× rpcx-reflect"
+		genGoal = genGoal || g.Goal == "shoal-gen: calls/s ≥ 0.5× ceiling"
 	}
-	if !reflectGoal {
-		t.Errorf("no goal for shoal-reflect against rpcx-reflect: %+v", rep.Targets)
+	if !genGoal {
+		t.Errorf("no goal for shoal-gen against the ceiling: %+v", rep.Targets)
 	}
 	if !strings.Contains(progress.String(), "round 1/1  shoal") {
 		t.Errorf("progress has no round line:\n%s", progress.String())
@@ -67,7 +67,7 @@ func TestRunEndToEnd(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| calls/s", "| shoal", "| raw", "shoal's targets", rep.Machine.CPU} {
+	for _, want := range []string{"| calls/s", "| shoal ", "| raw", "Tuned path", "| shoal-gen", "| rpcx-array", "shoal's targets", rep.Machine.CPU} {
 		if !strings.Contains(table.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, table.String())
 		}

@@ -16,7 +16,14 @@ func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString(r.Machine.String())
 	b.WriteString("\n\n")
-	b.WriteString(r.mainTable())
+	if len(r.Config.Tuned) > 0 {
+		b.WriteString("Default path: a plain struct (no tags, no methods), default options:\n\n")
+	}
+	b.WriteString(r.mainTable(false))
+	if len(r.Config.Tuned) > 0 {
+		b.WriteString("\nTuned path: the message's generated msgpack code (-gen) or as_array (-array); ratios to the same run's net/rpc and ceiling:\n\n")
+		b.WriteString(r.mainTable(true))
+	}
 	b.WriteString("\nEach metric as a ratio to net/rpc's / to the raw ceiling's (same concurrency):\n\n")
 	b.WriteString(r.ratioTable())
 	if len(r.Targets) > 0 {
@@ -59,12 +66,17 @@ func (m Machine) String() string {
 	return s
 }
 
-func (r *Report) mainTable() string {
+// mainTable is the summary table of the default path's peers, or of the
+// tuned path's.
+func (r *Report) mainTable(tuned bool) string {
 	t := table{
 		head:  []string{"c", "peer", "calls/s", "×net/rpc", "×ceiling", "p50 ms", "p99 ms", "p99.9 ms", "allocs/call", "B/call", "client µs/call", "server µs/call"},
 		right: []bool{true, false, true, true, true, true, true, true, true, true, true, true},
 	}
 	for _, s := range r.Results {
+		if slices.Contains(r.Config.Tuned, s.Peer) != tuned {
+			continue
+		}
 		var vsN, vsC float64
 		if s.VsNetRPC != nil {
 			vsN = s.VsNetRPC.CallsPerSec

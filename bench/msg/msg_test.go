@@ -83,3 +83,45 @@ func TestGeneratedCodeMatchesReflection(t *testing.T) {
 	}
 	t.Logf("generated: %d bytes, reflection: %d bytes", len(gen), len(refl))
 }
+
+// TestPlainIsPlain checks that Plain is what the default path promises: no
+// methods, no struct tags, and BenchmarkMessage's 40 fields with their
+// names and types in the same order; and that shoal's default msgpack
+// encoding of it is a map keyed by field name.
+func TestPlainIsPlain(t *testing.T) {
+	pt := reflect.TypeFor[Plain]()
+	if n := pt.NumMethod() + reflect.PointerTo(pt).NumMethod(); n != 0 {
+		t.Errorf("Plain has %d methods, want none", n)
+	}
+	var fields []reflect.StructField
+	bt := reflect.TypeFor[BenchmarkMessage]()
+	for i := range bt.NumField() {
+		if f := bt.Field(i); f.IsExported() {
+			fields = append(fields, f)
+		}
+	}
+	if pt.NumField() != 40 || len(fields) != 40 {
+		t.Fatalf("Plain has %d fields, BenchmarkMessage %d exported ones; want 40", pt.NumField(), len(fields))
+	}
+	for i := range pt.NumField() {
+		f := pt.Field(i)
+		if f.Tag != "" {
+			t.Errorf("Plain.%s has the tag %q", f.Name, f.Tag)
+		}
+		if f.Name != fields[i].Name || f.Type != fields[i].Type {
+			t.Errorf("Plain field %d is %s %v, BenchmarkMessage's is %s %v", i, f.Name, f.Type, fields[i].Name, fields[i].Type)
+		}
+	}
+	b, err := msgpack.Marshal(NewPlain())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 0xde { // map 16: 40 keys
+		t.Errorf("msgpack encoding of Plain starts with %#x, want a map (0xde)", b[0])
+	}
+	t.Logf("msgpack (map with field names): %d bytes", len(b))
+	var back Plain
+	if err := msgpack.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(&back, NewPlain()) {
+		t.Errorf("round trip: %v, %+v", err, back)
+	}
+}

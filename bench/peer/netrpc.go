@@ -10,7 +10,7 @@ import (
 )
 
 // NetRPC is the standard library's net/rpc with its default gob codec: one
-// rpc.Client (one connection).
+// rpc.Client (one connection), carrying the plain struct msg.Plain.
 type NetRPC struct{}
 
 // Name implements Peer.
@@ -20,8 +20,8 @@ func (NetRPC) Name() string { return "net/rpc" }
 type NetRPCHello struct{}
 
 // Say answers the benchmark call.
-func (NetRPCHello) Say(args *msg.BenchmarkMessage, reply *msg.BenchmarkMessage) error {
-	msg.Answer(args, reply)
+func (NetRPCHello) Say(args *msg.Plain, reply *msg.Plain) error {
+	msg.AnswerPlain(args, reply)
 	return nil
 }
 
@@ -45,5 +45,5 @@ func (NetRPC) Dial(ctx context.Context, addr string) (Client, error) {
 	}
 	c := rpc.NewClient(nc)
 	call := func(_ context.Context, args, reply any) error { return c.Call("Hello.Say", args, reply) }
-	return newStructClient(false, call, c.Close), nil
+	return newStructClient(PlainStruct, call, c.Close), nil
 }

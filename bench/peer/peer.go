@@ -41,16 +41,52 @@ type Client interface {
 	Close() error
 }
 
-// Default returns the peers a run compares unless told otherwise, in the
-// order rounds run them.
-func Default() []Peer {
-	return []Peer{Shoal{}, NetRPC{}, RPCX{}, GRPC{}, Raw{}}
+// Payload is the Go type a struct peer (shoal, rpcx) carries, and so the
+// way its msgpack codec encodes it.
+type Payload int
+
+const (
+	// PlainStruct is msg.Plain, a struct without tags or methods: the
+	// default path, encoded by reflection as a map keyed by field name.
+	PlainStruct Payload = iota
+	// Generated is msg.BenchmarkMessage through its generated MarshalMsg
+	// and UnmarshalMsg (an array of the 40 values): the tuned path.
+	Generated
+	// AsArray is msg.Reflected: the as_array struct without methods,
+	// encoded by reflection as an array.
+	AsArray
+)
+
+// suffix is the peer-name suffix of a payload.
+func (p Payload) suffix() string {
+	switch p {
+	case Generated:
+		return "-gen"
+	case AsArray:
+		return "-array"
+	}
+	return ""
 }
 
-// All returns every peer: Default, then shoal and rpcx with the msgpack
-// payload encoded by reflection instead of generated code.
+// Default returns the peers a run compares unless told otherwise, in the
+// order rounds run them: the default path (shoal, net/rpc, rpcx on the
+// plain struct; gRPC; the raw ceiling), then the tuned path (shoal and rpcx
+// on the message's generated msgpack code).
+func Default() []Peer {
+	return []Peer{Shoal{}, NetRPC{}, RPCX{}, GRPC{}, Raw{}, Shoal{Payload: Generated}, RPCX{Payload: Generated}}
+}
+
+// All returns every peer: Default, then shoal and rpcx with the as_array
+// struct encoded by reflection.
 func All() []Peer {
-	return append(Default(), Shoal{Reflect: true}, RPCX{Reflect: true})
+	return append(Default(), Shoal{Payload: AsArray}, RPCX{Payload: AsArray})
+}
+
+// Tuned reports whether the peer called name is on the tuned path (the
+// message's generated code or as_array rather than the plain struct); the
+// report gives those peers a table of their own.
+func Tuned(name string) bool {
+	return strings.HasSuffix(name, Generated.suffix()) || strings.HasSuffix(name, AsArray.suffix())
 }
 
 // Names returns the names of peers, in order.
@@ -119,30 +155,34 @@ func serveConns(ctx context.Context, name string, ln net.Listener, handle func(n
 	return serveUntil(ctx, serve, stop)
 }
 
-// structClient is the Client of the peers whose payload is the Go struct
-// (shoal, rpcx, net/rpc): M is msg.BenchmarkMessage, or msg.Reflected for
-// the peers that encode it by reflection.
-type structClient[M msg.BenchmarkMessage | msg.Reflected] struct {
+// structClient is the Client of the peers whose payload is a Go struct
+// (shoal, rpcx, net/rpc): M is msg.Plain, msg.BenchmarkMessage or
+// msg.Reflected, after the peer's Payload.
+type structClient[M msg.Plain | msg.BenchmarkMessage | msg.Reflected] struct {
 	args  *M
 	call  func(ctx context.Context, args, reply any) error // the peer's Hello.Say
 	close func() error
 }
 
-// newStructClient returns the structClient that makes its calls with call
-// and closes with close; reflected picks msg.Reflected.
-func newStructClient(reflected bool, call func(ctx context.Context, args, reply any) error, close func() error) Client {
-	if reflected {
+// newStructClient returns the structClient of payload that makes its calls
+// with call and closes with close.
+func newStructClient(payload Payload, call func(ctx context.Context, args, reply any) error, close func() error) Client {
+	switch payload {
+	case Generated:
+		return &structClient[msg.BenchmarkMessage]{args: msg.New(), call: call, close: close}
+	case AsArray:
 		return &structClient[msg.Reflected]{args: (*msg.Reflected)(msg.New()), call: call, close: close}
 	}
-	return &structClient[msg.BenchmarkMessage]{args: msg.New(), call: call, close: close}
+	return &structClient[msg.Plain]{args: msg.NewPlain(), call: call, close: close}
 }
 
 // NewCaller implements Client: each call zeroes the caller's own reply,
 // makes the call and checks the reply's Field1.
 func (s *structClient[M]) NewCaller() func(ctx context.Context) error {
 	reply := new(M)
+	var zero M
 	return func(ctx context.Context) error {
-		*reply = M{}
+		*reply = zero
 		if err := s.call(ctx, s.args, reply); err != nil {
 			return err
 		}
@@ -156,9 +196,11 @@ func (s *structClient[M]) NewCaller() func(ctx context.Context) error {
 // Close implements Client.
 func (s *structClient[M]) Close() error { return s.close() }
 
-// field1 is the Field1 of a reply of either msgpack message type.
+// field1 is the Field1 of a reply of any struct payload.
 func field1(reply any) string {
 	switch r := reply.(type) {
+	case *msg.Plain:
+		return r.Field1
 	case *msg.BenchmarkMessage:
 		return r.Field1
 	case *msg.Reflected:

@@ -14,31 +14,37 @@ import (
 )
 
 // RPCX is rpcx with its msgpack serialize type: server.Server and one
-// client.Client (one connection). Its msgpack codec uses the message's
-// generated code or, with Reflect, encodes by reflection.
-type RPCX struct{ Reflect bool }
+// client.Client (one connection). Its msgpack codec encodes the plain
+// struct by reflection (PlainStruct, the default path), or uses the
+// message's generated code (Generated) or as_array (AsArray).
+type RPCX struct{ Payload Payload }
 
 // quietRPCX silences rpcx's package-level logger, once per process.
 var quietRPCX = sync.OnceFunc(rpcxlog.SetDummyLogger)
 
 // Name implements Peer.
-func (r RPCX) Name() string {
-	if r.Reflect {
-		return "rpcx-reflect"
-	}
-	return "rpcx"
-}
+func (r RPCX) Name() string { return "rpcx" + r.Payload.suffix() }
 
-// RPCXHello is rpcx's Hello service.
+// RPCXHello is rpcx's Hello service on the default path.
 type RPCXHello struct{}
 
 // Say answers the benchmark call.
-func (RPCXHello) Say(_ context.Context, args *msg.BenchmarkMessage, reply *msg.BenchmarkMessage) error {
+func (RPCXHello) Say(_ context.Context, args *msg.Plain, reply *msg.Plain) error {
+	msg.AnswerPlain(args, reply)
+	return nil
+}
+
+// RPCXGenHello is rpcx's Hello service for messages with generated code.
+type RPCXGenHello struct{}
+
+// Say answers the benchmark call.
+func (RPCXGenHello) Say(_ context.Context, args *msg.BenchmarkMessage, reply *msg.BenchmarkMessage) error {
 	msg.Answer(args, reply)
 	return nil
 }
 
-// RPCXReflectHello is rpcx's Hello service for Reflected messages.
+// RPCXReflectHello is rpcx's Hello service for Reflected (as_array)
+// messages.
 type RPCXReflectHello struct{}
 
 // Say answers the benchmark call.
@@ -52,7 +58,10 @@ func (r RPCX) Serve(ctx context.Context, ln net.Listener) error {
 	quietRPCX()
 	srv := server.NewServer()
 	var svc any = new(RPCXHello)
-	if r.Reflect {
+	switch r.Payload {
+	case Generated:
+		svc = new(RPCXGenHello)
+	case AsArray:
 		svc = new(RPCXReflectHello)
 	}
 	if err := srv.RegisterName("Hello", svc, ""); err != nil {
@@ -75,5 +84,5 @@ func (r RPCX) Dial(_ context.Context, addr string) (Client, error) {
 		return nil, fmt.Errorf("rpcx: dial %s: %w", addr, err)
 	}
 	call := func(ctx context.Context, args, reply any) error { return c.Call(ctx, "Hello", "Say", args, reply) }
-	return newStructClient(r.Reflect, call, c.Close), nil
+	return newStructClient(r.Payload, call, c.Close), nil
 }

@@ -13,28 +13,35 @@ import (
 )
 
 // Shoal is shoal: provider.Server and one consumer.Client (one multiplexed
-// connection), msgpack payloads through the message's generated code or,
-// with Reflect, by reflection.
-type Shoal struct{ Reflect bool }
+// connection), both with default options, so the payload goes through
+// shoal's default codec, protocol.Msgpack. With the PlainStruct payload
+// (the default path) that codec encodes msg.Plain by its field names, as it
+// would any user's struct; Generated and AsArray are the tuned path.
+type Shoal struct{ Payload Payload }
 
 // Name implements Peer.
-func (s Shoal) Name() string {
-	if s.Reflect {
-		return "shoal-reflect"
-	}
-	return "shoal"
-}
+func (s Shoal) Name() string { return "shoal" + s.Payload.suffix() }
 
-// ShoalHello is shoal's Hello service.
+// ShoalHello is shoal's Hello service on the default path.
 type ShoalHello struct{}
 
 // Say answers the benchmark call.
-func (ShoalHello) Say(_ context.Context, args *msg.BenchmarkMessage, reply *msg.BenchmarkMessage) error {
+func (ShoalHello) Say(_ context.Context, args *msg.Plain, reply *msg.Plain) error {
+	msg.AnswerPlain(args, reply)
+	return nil
+}
+
+// ShoalGenHello is shoal's Hello service for messages with generated code.
+type ShoalGenHello struct{}
+
+// Say answers the benchmark call.
+func (ShoalGenHello) Say(_ context.Context, args *msg.BenchmarkMessage, reply *msg.BenchmarkMessage) error {
 	msg.Answer(args, reply)
 	return nil
 }
 
-// ShoalReflectHello is shoal's Hello service for Reflected messages.
+// ShoalReflectHello is shoal's Hello service for Reflected (as_array)
+// messages.
 type ShoalReflectHello struct{}
 
 // Say answers the benchmark call.
@@ -45,9 +52,14 @@ func (ShoalReflectHello) Say(_ context.Context, args *msg.Reflected, reply *msg.
 
 // Serve implements Peer.
 func (s Shoal) Serve(ctx context.Context, ln net.Listener) error {
+	// The logger only keeps the benchmark's output clean; it is not a
+	// speed option.
 	srv := provider.NewServer(provider.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	var svc any = ShoalHello{}
-	if s.Reflect {
+	switch s.Payload {
+	case Generated:
+		svc = ShoalGenHello{}
+	case AsArray:
 		svc = ShoalReflectHello{}
 	}
 	if err := srv.RegisterName("Hello", svc); err != nil {
@@ -64,5 +76,5 @@ func (s Shoal) Dial(ctx context.Context, addr string) (Client, error) {
 		return nil, fmt.Errorf("shoal: dial %s: %w", addr, err)
 	}
 	call := func(ctx context.Context, args, reply any) error { return c.Call(ctx, "Hello.Say", args, reply) }
-	return newStructClient(s.Reflect, call, c.Close), nil
+	return newStructClient(s.Payload, call, c.Close), nil
 }

@@ -5,7 +5,7 @@
 //
 // Usage:
 //
-//	shoalbench [-c 100,1000] [-rounds 3] [-d 3s] [-warmup 1s] [-peers shoal,net/rpc,rpcx,grpc,raw] [-json results/latest.json]
+//	shoalbench [-c 100,1000] [-rounds 3] [-d 3s] [-warmup 1s] [-peers shoal,net/rpc,rpcx,grpc,raw,shoal-gen,rpcx-gen] [-json results/latest.json]
 //	shoalbench server -peer NAME [-addr 127.0.0.1:0] [-exit-on-eof]
 //
 // The first form runs the benchmark: it starts itself in server mode once
