@@ -26,16 +26,24 @@ func testServer(args []string) int {
 	name := fs.String("peer", "", "")
 	addr := fs.String("addr", "127.0.0.1:0", "")
 	eof := fs.Bool("exit-on-eof", false, "")
+	listeners := fs.Int("listeners", 1, "")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	if *name == ScalePeer {
+		if err := ServeScaleMain(ctx, "127.0.0.1", *listeners, os.Stdin, os.Stdout, *eof); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
 	}
 	p, err := peer.ByName(*name)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
-	defer stop()
 	if err := ServeMain(ctx, p, *addr, os.Stdin, os.Stdout, *eof); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

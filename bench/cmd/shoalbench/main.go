@@ -6,13 +6,17 @@
 // Usage:
 //
 //	shoalbench [-c 100,1000] [-rounds 3] [-d 3s] [-warmup 1s] [-peers shoal,net/rpc,rpcx,grpc,raw,shoal-gen,rpcx-gen] [-json results/latest.json]
-//	shoalbench server -peer NAME [-addr 127.0.0.1:0] [-exit-on-eof]
+//	shoalbench scale [-d 1s] [-rounds 3] [-sizes 64,...,1048576] [-callers 1,...,10000] [-instances 3,30,300] [-json results/scale.json]
+//	shoalbench server -peer NAME [-addr 127.0.0.1:0] [-listeners 1] [-exit-on-eof]
 //
 // The first form runs the benchmark: it starts itself in server mode once
 // per peer, prints progress on stderr and the tables on stdout, and writes
-// the JSON report and a PNG chart next to it. The second serves one peer,
+// the JSON report and a PNG chart next to it. The second runs shoal alone
+// along three axes (payload size, callers, instances behind a ClientProxy)
+// and writes its tables, JSON and chart likewise. The third serves one peer,
 // prints "listening on ADDR", and serves until killed (or, with
-// -exit-on-eof, until its standard input closes).
+// -exit-on-eof, until its standard input closes); the peer "scale" is the
+// scale server, on -listeners ports at once.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,9 +37,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "server" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "server":
 		err = serverMain(ctx, os.Args[2:], os.Stdin, os.Stdout)
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "scale":
+		err = scaleMain(ctx, os.Args[2:], os.Stdout, os.Stderr)
+	default:
 		err = runMain(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	}
 	if errors.Is(err, flag.ErrHelp) {
@@ -57,17 +65,25 @@ func serverMain(ctx context.Context, args []string, stdin io.Reader, stdout io.W
 	addr := fs.String("addr", "127.0.0.1:0", "loopback address to listen on")
 	eof := fs.Bool("exit-on-eof", false, "exit when standard input closes (the runner's pipe)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of this server to `file` when it stops")
+	listeners := fs.Int("listeners", 1, "ports to listen on (peer "+harness.ScalePeer+" only): 1..1000, on -addr's host")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	p, err := peerByName(*name)
-	if err != nil {
+	if err := checkLoopback(*addr); err != nil {
 		return err
 	}
-	if err := checkLoopback(*addr); err != nil {
+	if *name == harness.ScalePeer {
+		host, _, _ := net.SplitHostPort(*addr) // checked by checkLoopback
+		return harness.ServeScaleMain(ctx, host, *listeners, stdin, stdout, *eof)
+	}
+	if *listeners != 1 {
+		return fmt.Errorf("-listeners: only the %s server listens on more than one port", harness.ScalePeer)
+	}
+	p, err := peerByName(*name)
+	if err != nil {
 		return err
 	}
 	if *cpuprofile != "" {

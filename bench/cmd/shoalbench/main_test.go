@@ -85,3 +85,29 @@ func TestRunnerRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestParseInts(t *testing.T) {
+	got, err := parseInts("-sizes", "64, 1024")
+	if err != nil || len(got) != 2 || got[1] != 1024 {
+		t.Errorf("parseInts: %v, %v", got, err)
+	}
+	if got, err := parseInts("-instances", " "); err != nil || got != nil {
+		t.Errorf("parseInts of nothing: %v, %v", got, err)
+	}
+	for _, bad := range []string{"0", "-1", "x", "64,"} {
+		if _, err := parseInts("-sizes", bad); err == nil {
+			t.Errorf("parseInts(%q): no error", bad)
+		}
+	}
+}
+
+// TestListenersOnlyForScale checks -listeners is refused for a peer's
+// server and bounded for the scale server.
+func TestListenersOnlyForScale(t *testing.T) {
+	if err := serverMain(context.Background(), []string{"-peer", "raw", "-listeners", "3"}, strings.NewReader(""), io.Discard); err == nil {
+		t.Error("a peer's server accepted -listeners 3")
+	}
+	if err := serverMain(context.Background(), []string{"-peer", "scale", "-listeners", "0"}, strings.NewReader(""), io.Discard); err == nil {
+		t.Error("the scale server accepted -listeners 0")
+	}
+}
