@@ -187,7 +187,7 @@ func TestPickAllocs(t *testing.T) {
 		{"consistent_hash/key", ConsistentHash, keyed, 0},
 		{"consistent_hash/identity", ConsistentHash, context.Background(), 0},
 		{"least_connections", LeastConnections, context.Background(), 0},
-		{"p2c_ewma", P2CEWMA, context.Background(), 1}, // the done closure
+		{"p2c_ewma", P2CEWMA, context.Background(), 0},
 	}
 	for _, c := range cases {
 		b := New(c.mode)

@@ -75,3 +75,36 @@ func BenchmarkPickParallel(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPickHeld is BenchmarkPick with calls held in flight, as under
+// load: each Pick's done is called 256 picks later, so the policies that
+// count calls in flight (and p2c_ewma's slots) work with many busy.
+func BenchmarkPickHeld(b *testing.B) {
+	const held = 256
+	for _, m := range []Mode{LeastConnections, P2CEWMA} {
+		for _, n := range []int{3, 300} {
+			b.Run(fmt.Sprintf("%s/n=%d", m, n), func(b *testing.B) {
+				bal := benchBalancer(m, n)
+				ring := make([]func(error), held)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					_, done, err := bal.Pick(context.Background())
+					if err != nil {
+						b.Fatal(err)
+					}
+					if prev := ring[i%held]; prev != nil {
+						prev(nil)
+					}
+					ring[i%held] = done
+					i++
+				}
+				for _, done := range ring {
+					if done != nil {
+						done(nil)
+					}
+				}
+			})
+		}
+	}
+}

@@ -33,8 +33,19 @@ import (
 // Weights are ignored.
 //
 // Pick takes no lock; the state of an instance ID (atomics) survives Update,
-// and a removed instance keeps it while it still has calls in flight. done is
-// a closure over the pick's start time: one small allocation per Pick.
+// and a removed instance keeps it while it still has calls in flight.
+//
+// Pick allocates nothing in the steady state: a call's start time lives in a
+// slot of its instance, one atomic word that is 0 when the slot is free, and
+// done is the slot's own closure, built once when the slot was made. An
+// instance grows slots up to its peak of calls in flight (p2cMaxSlots at
+// most; beyond that a pick falls back to a closure of its own). done is
+// safe to call twice: the first frees the slot (a compare-and-swap from the
+// start time it read), a second finds it free and does nothing. Slots are
+// handed out in rotation, so a freed slot is reused as late as possible; only
+// a second done that comes after its slot was taken again would end that
+// newer call's accounting early, and even then no count goes below zero or
+// stays up: the calls in flight are the busy slots.
 type p2cBalancer struct {
 	cfg     *config
 	tau     float64             // ns
@@ -56,7 +67,72 @@ type p2cPeer struct {
 	inflight atomic.Int64
 	est      atomic.Uint64 // math.Float64bits of the latency estimate, ns
 	stamp    atomic.Int64  // clock reading (ns) at which est was computed
-	mu       sync.Mutex    // serialises observe; readers use the atomics
+	mu       sync.Mutex    // serialises observe and growing slots; readers use the atomics
+
+	slots atomic.Pointer[[]*p2cSlot] // grown copy-on-write under mu, never shrunk
+	next  atomic.Uint32              // rotating cursor into slots
+}
+
+// p2cSlot holds one call in flight to a peer between Pick and done.
+type p2cSlot struct {
+	start atomic.Int64 // clock reading (ns) at the pick + 1; 0: free
+	done  func(error)  // this slot's done, built once
+}
+
+const (
+	// p2cProbes is how many slots a pick tries before it grows a new one.
+	p2cProbes = 4
+	// p2cMaxSlots bounds the slots of one instance: a caller that never calls
+	// done cannot make it grow without end.
+	p2cMaxSlots = 4096
+)
+
+// acquire takes a free slot for a call started at now and returns its done,
+// or nil when the instance has p2cMaxSlots busy ones.
+func (p *p2cPeer) acquire(b *p2cBalancer, now time.Duration) func(error) {
+	v := int64(now) + 1
+	if v == 0 { // a clock reading of -1 ns: record it as 0
+		v = 1
+	}
+	if ss := p.slots.Load(); ss != nil {
+		n := uint32(len(*ss))
+		for range min(p2cProbes, n) {
+			s := (*ss)[p.next.Add(1)%n]
+			if s.start.Load() == 0 && s.start.CompareAndSwap(0, v) {
+				return s.done
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var old []*p2cSlot
+	if ss := p.slots.Load(); ss != nil {
+		old = *ss
+	}
+	if len(old) >= p2cMaxSlots {
+		return nil
+	}
+	// Two slots at a time: with one call at a time a freed slot is then not
+	// the next one handed out, so a second done right after the first finds
+	// its slot still free.
+	grown := append(old[:len(old):len(old)], p.newSlot(b), p.newSlot(b))
+	s := grown[len(old)]
+	s.start.Store(v)
+	p.slots.Store(&grown)
+	return s.done
+}
+
+// newSlot returns a free slot of p whose done finishes its call once.
+func (p *p2cPeer) newSlot(b *p2cBalancer) *p2cSlot {
+	s := &p2cSlot{}
+	s.done = func(err error) {
+		start := s.start.Load()
+		if start == 0 || !s.start.CompareAndSwap(start, 0) {
+			return // done called again: the slot is free already
+		}
+		b.finish(p, time.Duration(start-1), err)
+	}
+	return s
 }
 
 func newP2CEWMA(cfg *config) *p2cBalancer {
@@ -119,6 +195,9 @@ func (b *p2cBalancer) Pick(context.Context) (*naming.Instance, func(error), erro
 	}
 	peer := e.peer
 	peer.inflight.Add(1)
+	if done := peer.acquire(b, now); done != nil {
+		return e.in, done, nil
+	}
 	return e.in, func(err error) { b.finish(peer, now, err) }, nil
 }
 

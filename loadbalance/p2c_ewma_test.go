@@ -165,3 +165,63 @@ func TestP2CNewInstance(t *testing.T) {
 		t.Errorf("in flight = %v", got)
 	}
 }
+
+// TestP2CDoneTwiceIsHarmless: a second done of the same pick neither
+// uncounts another call nor records a second latency, whether it comes at
+// once or after the instance was picked again; each call's latency is its
+// own, from its own pick (the start time lives in the pick's slot).
+func TestP2CDoneTwiceIsHarmless(t *testing.T) {
+	clock := &fakeClock{}
+	b := newP2C(t, 1, clock, WithInitialLatency(time.Millisecond))
+	_, first := pick(t, b, context.Background())
+	clock.advance(100 * time.Millisecond)
+	first(nil) // a peak: the estimate becomes 100ms
+	if e := estimate(b, "i0", clock.now()); e != 100*time.Millisecond {
+		t.Fatalf("estimate %v after a 100ms call, want 100ms", e)
+	}
+	first(errors.New("again")) // would record the 1 s error penalty
+	if e := estimate(b, "i0", clock.now()); e != 100*time.Millisecond {
+		t.Errorf("estimate %v after a second done, want the 100ms of the first", e)
+	}
+	if n := inflightCounts(b)["i0"]; n != 0 {
+		t.Errorf("in flight = %d after done twice, want 0", n)
+	}
+
+	_, second := pick(t, b, context.Background()) // in flight now
+	clock.advance(10 * time.Second)
+	first(errors.New("stale")) // the first pick's done, a third time
+	if n := inflightCounts(b)["i0"]; n != 1 {
+		t.Errorf("in flight = %d after a stale done, want the second pick's 1", n)
+	}
+	second(nil) // a 10 s call: a peak
+	if e := estimate(b, "i0", clock.now()); e != 10*time.Second {
+		t.Errorf("estimate %v after the second call, want its 10s", e)
+	}
+	if n := inflightCounts(b)["i0"]; n != 0 {
+		t.Errorf("in flight = %d at the end, want 0", n)
+	}
+}
+
+// TestP2CManyInFlight: more calls in flight on one instance than it keeps
+// slots for are still counted, and all uncounted by their dones.
+func TestP2CManyInFlight(t *testing.T) {
+	clock := &fakeClock{}
+	b := newP2C(t, 1, clock)
+	dones := make([]func(error), p2cMaxSlots+10)
+	for i := range dones {
+		_, dones[i] = pick(t, b, context.Background())
+	}
+	if n := inflightCounts(b)["i0"]; n != int64(len(dones)) {
+		t.Fatalf("in flight = %d, want %d", n, len(dones))
+	}
+	if n := len(*(*b.snap.Load())[0].peer.slots.Load()); n > p2cMaxSlots {
+		t.Errorf("%d slots, want at most %d", n, p2cMaxSlots)
+	}
+	for _, done := range dones {
+		done(nil)
+		done(nil)
+	}
+	if n := inflightCounts(b)["i0"]; n != 0 {
+		t.Errorf("in flight = %d after every done, want 0", n)
+	}
+}
