@@ -406,3 +406,47 @@ func TestReaderEndsOnAbsurdLength(t *testing.T) {
 		t.Fatalf("Read = %v, want ErrTooLarge that is not a skipped frame", err)
 	}
 }
+
+// TestReaderReleasesBuffersWhileIdle: a Reader with OnWait holds neither its
+// read buffer nor a large body buffer while it waits for the next frame, and
+// still reads every frame whole, whether its bytes come a few at a time (the
+// header split over reads) or many frames in one read.
+func TestReaderReleasesBuffersWhileIdle(t *testing.T) {
+	var stream []byte
+	sizes := []int{10, 300 << 10, 5, 64 << 10, 0, 9000}
+	for i, n := range sizes {
+		var err error
+		stream, err = AppendFrame(stream, &Message{Header: Header{Kind: KindRequest, Seq: uint64(i)}, Method: "S.M", Payload: bytes.Repeat([]byte{byte(i + 1)}, n)}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, step := range []int{3, 16, 1 << 20} {
+		r := NewReader(&trickle{data: bytes.Clone(stream), n: step}, 0)
+		idleWaits := 0
+		r.OnWait = func(started bool) {
+			if started {
+				return
+			}
+			idleWaits++
+			if r.r != nil || cap(r.body) > idleBodySize {
+				t.Errorf("step %d: waiting idle with a read buffer (%v) or a body buffer of %d bytes", step, r.r != nil, cap(r.body))
+			}
+		}
+		var m Message
+		for i, n := range sizes {
+			if err := r.Read(&m); err != nil {
+				t.Fatalf("step %d, frame %d: %v", step, i, err)
+			}
+			if m.Seq != uint64(i) || len(m.Payload) != n || (n > 0 && m.Payload[n-1] != byte(i+1)) {
+				t.Fatalf("step %d, frame %d: seq %d, payload %d bytes", step, i, m.Seq, len(m.Payload))
+			}
+		}
+		if err := r.Read(&m); err != io.EOF {
+			t.Fatalf("step %d: after the last frame: %v, want io.EOF", step, err)
+		}
+		if idleWaits == 0 {
+			t.Errorf("step %d: the reader never waited idle", step)
+		}
+	}
+}

@@ -31,12 +31,13 @@ const (
 	idleConnsShort   = 1000
 	// maxGoPerConn bounds the Go heap and stacks one idle connection may
 	// cost the provider, with or without the race detector (which does not
-	// change the runtime's accounting): 41.9 KiB measured at 10,000
-	// connections, 42.2 KiB at 1,000 (-short). The bound leaves about 24 %
-	// for noise and catches a 35 % regression (56.6 KiB). maxRSSPerConn, the
-	// resident-set bound, depends on the build (norace_test.go,
-	// race_test.go).
-	maxGoPerConn = 52 << 10
+	// change the runtime's accounting): 10.1 KiB measured at 10,000
+	// connections, 10.5 KiB at 1,000 (-short), of which 8 KiB is the read
+	// goroutine's stack (41.9 KiB before the idle reader released its
+	// 32 KiB read buffer). The bound leaves about 30 % for noise and fails
+	// if the read buffer is held again. maxRSSPerConn, the resident-set
+	// bound, depends on the build (norace_test.go, race_test.go).
+	maxGoPerConn = 14 << 10
 )
 
 // providerStats is what the child provider reports about itself.
