@@ -112,14 +112,17 @@ func (r *ScaleReport) WriteChart(w io.Writer) error {
 	pool := fmt.Sprintf("pool of %d", r.Config.Conns)
 	panels := []struct {
 		title, x string
+		logY     bool
 		lines    []series
 	}{
-		{"payload MB/s (each way)", "payload bytes", []series{{"1 connection", CurveSize, func(p ScalePoint) float64 { return p.MBPerSec }}}},
-		{"CPU ns per payload byte, client + server", "payload bytes", []series{{"1 connection", CurveSize, func(p ScalePoint) float64 { return p.CPUnsPerByte }}}},
-		{"calls/s by payload size", "payload bytes", []series{{"1 connection", CurveSize, cps}}},
-		{"calls/s by callers", "callers", []series{{"1 connection", CurveCallers, cps}, {pool, CurvePool, cps}}},
-		{"CPU µs per call, client + server, by callers", "callers", []series{{"1 connection", CurveCallers, cpu}, {pool, CurvePool, cpu}}},
-		{"ClientProxy by instances: calls/s", "instances", []series{{"calls/s", CurveInstances, cps}}},
+		{"payload MB/s (each way)", "payload bytes", false, []series{{"1 connection", CurveSize, func(p ScalePoint) float64 { return p.MBPerSec }}}},
+		{"CPU ns per payload byte, client + server (log)", "payload bytes", true, []series{{"1 connection", CurveSize, func(p ScalePoint) float64 { return p.CPUnsPerByte }}}},
+		{"calls/s by payload size (log)", "payload bytes", true, []series{{"1 connection", CurveSize, cps}}},
+		{"calls/s by callers", "callers", false, []series{{"1 connection", CurveCallers, cps}, {pool, CurvePool, cps}}},
+		{"CPU µs per call, client + server, by callers", "callers", false, []series{{"1 connection", CurveCallers, cpu}, {pool, CurvePool, cpu}}},
+		{"ClientProxy: calls/s and CPU µs per call ×1000", "instances", false, []series{
+			{"calls/s", CurveInstances, cps},
+			{"CPU µs/call ×1000, client + server", CurveInstances, func(p ScalePoint) float64 { return 1000 * cpu(p) }}}},
 	}
 	const cols, rows = 3, 2
 	grid := make([][]*plot.Plot, rows)
@@ -134,12 +137,20 @@ func (r *ScaleReport) WriteChart(w io.Writer) error {
 		for k, s := range pn.lines {
 			var xys plotter.XYs
 			for _, pt := range r.Points {
-				if pt.Curve == s.curve && pt.X > 0 {
-					xys = append(xys, plotter.XY{X: float64(pt.X), Y: max(s.value(pt), 0)})
+				v := s.value(pt)
+				if pt.Curve == s.curve && pt.X > 0 && (v > 0 || !pn.logY) {
+					xys = append(xys, plotter.XY{X: float64(pt.X), Y: max(v, 0)})
 				}
 			}
 			if len(xys) == 0 {
 				continue
+			}
+			if pn.logY {
+				p.Y.Min = xys[0].Y
+				for _, xy := range xys {
+					p.Y.Min = min(p.Y.Min, xy.Y)
+				}
+				p.Y.Min /= 2
 			}
 			line, dots, err := plotter.NewLinePoints(xys)
 			if err != nil {
@@ -152,6 +163,12 @@ func (r *ScaleReport) WriteChart(w io.Writer) error {
 			if len(pn.lines) > 1 {
 				p.Legend.Add(s.name, line)
 			}
+		}
+		if pn.logY && p.Y.Max > p.Y.Min && p.Y.Min > 0 {
+			// A logarithmic scale only over positive values (a failed
+			// point may be 0, and gonum panics on one).
+			p.Y.Scale = plot.LogScale{}
+			p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 		}
 		grid[i/cols] = append(grid[i/cols], p)
 	}
