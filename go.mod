@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/hashicorp/consul/api v1.31.2
+	github.com/klauspost/compress v1.20.4
 	github.com/miekg/dns v1.1.68
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/common v0.72.0

@@ -356,6 +356,9 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("call %s: %w", call.Method, err)
 	}
+	if c.opts.compress {
+		flags |= protocol.FlagCompress
+	}
 	m := protocol.Message{
 		Header:   protocol.Header{Kind: protocol.KindRequest, Flags: flags},
 		Method:   call.Method,

@@ -69,6 +69,7 @@ func (o *options) check() error { return errors.Join(o.errs...) }
 
 type options struct {
 	codec             protocol.Codec
+	compress          bool // WithCompression
 	maxBody           int
 	dialTimeout       time.Duration
 	heartbeatInterval time.Duration
@@ -146,6 +147,18 @@ func WithCodec(c protocol.Codec) DialOption {
 		}
 		o.codec = c
 	})
+}
+
+// WithCompression compresses the payloads of the client's requests of at
+// least protocol.CompressThreshold bytes (4 KiB) with s2
+// (github.com/klauspost/compress), whatever the codec, and asks the server
+// to answer alike: its large replies come compressed too. Small payloads go
+// as they are. Worth it for large, compressible payloads over a network
+// slower than the CPU; it costs CPU on both sides. A compressed payload is
+// checked against the body limit (WithMaxBodySize) by its decompressed size,
+// before it is decompressed.
+func WithCompression() DialOption {
+	return dialOption(func(o *options) { o.compress = true })
 }
 
 // WithMaxBodySize limits the body of a frame the client reads or writes

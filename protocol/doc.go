@@ -12,8 +12,11 @@
 //	0       1     magic      0xC5
 //	1       1     version    1
 //	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away, 5 cancel
-//	3       1     flags      bit 0 one-way, bit 1 error, bit 2 reply (heartbeat answer);
-//	                         other bits must be zero
+//	3       1     flags      bit 0 one-way, bit 1 error, bit 2 reply (heartbeat answer),
+//	                         bit 3 compress (the sender compresses large payloads and
+//	                         reads compressed ones: a server answers alike), bit 4
+//	                         compressed (the payload is s2-compressed); other bits
+//	                         must be zero
 //	4       1     codec      payload codec: 1 msgpack, 2 JSON, 3 msgpack with structs
 //	                         as arrays (0 = none, for frames
 //	                         without a payload)
@@ -60,4 +63,16 @@
 // nesting at most 256 deep), because the msgpack library sizes its
 // allocations from those lengths. A malformed frame is reported as an error wrapping ErrMalformed, ErrTooLarge,
 // ErrBadMagic or ErrVersion; it never panics.
+//
+// # Compression
+//
+// A frame with the compress flag has its payload (whatever the codec) compressed
+// by the writer when it is at least CompressThreshold bytes and compressing
+// makes it smaller; the compressed flag then says so. The compressed payload is
+// in the s2 block format (github.com/klauspost/compress/s2), which starts with
+// the decompressed length: Reader checks that length against its body limit
+// before it allocates or decompresses anything, so a frame that would inflate
+// past the limit (a compression bomb) is refused like a body over it, as a
+// *TooLargeError, and the stream stays in step. Reader hands the payload on
+// decompressed, with the compressed flag cleared.
 package protocol

@@ -61,8 +61,14 @@ const (
 	FlagOneWay Flags = 1 << 0 // request expects no response
 	FlagError  Flags = 1 << 1 // payload is an error message, status says which kind
 	FlagReply  Flags = 1 << 2 // heartbeat answer
+	// FlagCompress: the sender compresses large payloads and reads
+	// compressed ones; a server answers a request that carries it alike.
+	FlagCompress Flags = 1 << 3
+	// FlagCompressed: the payload is compressed (s2 block format); set by the
+	// frame writer, cleared by Reader once it has decompressed the payload.
+	FlagCompressed Flags = 1 << 4
 
-	knownFlags = FlagOneWay | FlagError | FlagReply
+	knownFlags = FlagOneWay | FlagError | FlagReply | FlagCompress | FlagCompressed
 )
 
 // Status is the outcome of a request, carried by its response.

@@ -20,12 +20,18 @@ type Message struct {
 func (m *Message) Reset() { *m = Message{} }
 
 // AppendFrame appends the frame of m to dst: header, body fields and m.Payload.
-// m.BodyLen is ignored and computed. The body must fit in maxBody
+// m.BodyLen is ignored and computed. With FlagCompress, a payload of at
+// least CompressThreshold bytes is compressed when that makes it smaller
+// (and the frame then carries FlagCompressed). The body must fit in maxBody
 // (DefaultMaxBodySize when maxBody <= 0).
 func AppendFrame(dst []byte, m *Message, maxBody int) ([]byte, error) {
 	start := len(dst)
 	dst = appendHead(dst, m)
+	payloadStart := len(dst)
 	dst = append(dst, m.Payload...)
+	if m.Flags&FlagCompress != 0 {
+		dst = compressPayload(dst, start, payloadStart, maxBody)
+	}
 	return finishFrame(dst, start, maxBody)
 }
 
@@ -35,9 +41,13 @@ func AppendFrameEncode(dst []byte, m *Message, c Codec, v any, maxBody int) ([]b
 	start := len(dst)
 	m.Codec = c.ID()
 	dst = appendHead(dst, m)
+	payloadStart := len(dst)
 	dst, err := c.Append(dst, v)
 	if err != nil {
 		return dst[:start], fmt.Errorf("encode %s payload: %w", c.Name(), err)
+	}
+	if m.Flags&FlagCompress != 0 {
+		dst = compressPayload(dst, start, payloadStart, maxBody)
 	}
 	return finishFrame(dst, start, maxBody)
 }

@@ -64,7 +64,8 @@ type Reader struct {
 	maxBody int
 	head    [HeaderSize]byte
 	body    []byte
-	waited  bool // OnWait(true) was called for the frame being read
+	plain   []byte // a compressed payload, decompressed
+	waited  bool   // OnWait(true) was called for the frame being read
 
 	// OnWait, if set, is called before the Reader waits on the stream for
 	// bytes: started is false when no byte of the next frame has arrived (the
@@ -104,6 +105,9 @@ func (r *Reader) waitIdle() error {
 	if cap(r.body) > idleBodySize {
 		r.body = nil
 	}
+	if cap(r.plain) > idleBodySize {
+		r.plain = nil
+	}
 	r.OnWait(false)
 	var n int
 	for n == 0 {
@@ -128,7 +132,10 @@ func (r *Reader) waitIdle() error {
 }
 
 // Read decodes the next frame into m, which it resets first. m.Payload aliases
-// the Reader's buffer and is valid only until the next Read. A clean end of
+// the Reader's buffer and is valid only until the next Read. A compressed
+// payload (FlagCompressed) is decompressed, and the flag cleared; one that
+// would decompress past the body limit is refused like a body over it, as
+// a *TooLargeError. A clean end of
 // stream between frames is io.EOF. A frame over the body limit but within
 // SkipFactor times it is skipped and reported as a *TooLargeError (m.Header
 // is its header), after which Read may be called again; anything else is a
@@ -170,7 +177,13 @@ func (r *Reader) Read(m *Message) error {
 		return fmt.Errorf("%w: reading %s body of %d bytes: %w", ErrMalformed, h.Kind, h.BodyLen, err)
 	}
 	m.Header = h
-	return ParseBody(r.body, m)
+	if err := ParseBody(r.body, m); err != nil || h.Flags&FlagCompressed == 0 {
+		return err
+	}
+	if cap(r.plain) > keepBufferSize {
+		r.plain = nil
+	}
+	return decompressPayload(m, &r.plain, r.maxBody)
 }
 
 // waitMidFrame tells OnWait, once per frame, that the reader waits inside a frame.

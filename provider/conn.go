@@ -352,7 +352,7 @@ func (c *conn) handle(m *protocol.Message) {
 		c.running[m.Seq] = ctx
 		c.mu.Unlock()
 	}
-	s.dispatch(task{c: c, ctx: ctx, mt: mt, argPtr: ptr, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay, stats: st, cost: cost})
+	s.dispatch(task{c: c, ctx: ctx, mt: mt, argPtr: ptr, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay, compress: m.Flags & protocol.FlagCompress, stats: st, cost: cost})
 }
 
 // task is an admitted request, decoded and ready to run.
@@ -367,6 +367,10 @@ type task struct {
 	oneWay bool
 	stats  *requestStats // nil without stats handlers
 	cost   int           // what the request reserves of its connection until answered (conn.reserved)
+
+	// compress is FlagCompress when the client sent it: the reply is
+	// compressed alike (protocol.AppendFrameEncode decides by its size).
+	compress protocol.Flags
 }
 
 // run calls the method, through the interceptors if there are any, and
@@ -408,7 +412,7 @@ func (t *task) run() {
 	case oneWay:
 		c.release(1)
 	default:
-		status, sent = c.reply(seq, t.codec, reply)
+		status, sent = c.reply(seq, t.codec, t.compress, reply)
 		t.mt.replied(sent)
 	}
 	c.unreserve(t.cost)
@@ -477,10 +481,11 @@ func (t *task) finish() {
 }
 
 // reply sends a successful response carrying v, and returns its status (OK,
-// or internal when v cannot be encoded) and the bytes of its frame.
-func (c *conn) reply(seq uint64, codec protocol.Codec, v any) (protocol.Status, int) {
+// or internal when v cannot be encoded) and the bytes of its frame; flags
+// are the response's (FlagCompress or none).
+func (c *conn) reply(seq uint64, codec protocol.Codec, flags protocol.Flags, v any) (protocol.Status, int) {
 	buf := getBuffer()
-	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse, Seq: seq}}
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse, Flags: flags, Seq: seq}}
 	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, codec, v, c.srv.opts.maxBody)
 	if err != nil {
 		putBuffer(buf)
