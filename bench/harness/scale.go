@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/shoalrpc/shoal/bench/peer"
+	"github.com/shoalrpc/shoal/consumer"
 )
 
 // ScalePeer is the name the scale server is started under
@@ -19,6 +21,7 @@ const ScalePeer = "scale"
 // Curves of the scale benchmark.
 const (
 	CurveSize      = "size"      // X: payload bytes each way (Blob.Echo), one connection, ScaleConfig.SizeCallers callers
+	CurveSizeS2    = "size-s2"   // CurveSize with consumer.WithCompression, at ScaleConfig.CompressSizes
 	CurveCallers   = "callers"   // X: caller goroutines on one connection (Hello.Say, the plain struct)
 	CurvePool      = "pool"      // X: caller goroutines on a Pool of ScaleConfig.Conns connections
 	CurveInstances = "instances" // X: instances behind a ClientProxy, ScaleConfig.ProxyCallers callers
@@ -28,10 +31,13 @@ const (
 // server one process (the runner starts it with ServerArgs(ScalePeer) and
 // -listeners), along three axes.
 type ScaleConfig struct {
-	Sizes     []int // payload sizes, bytes
-	Callers   []int // caller goroutines, on one connection and on a Pool
-	Conns     int   // connections of the Pool curve (consumer.WithConnsPerAddr)
-	Instances []int // instances behind the ClientProxy curve
+	Sizes []int // payload sizes, bytes
+	// CompressSizes are the payload sizes measured again with
+	// consumer.WithCompression (s2).
+	CompressSizes []int
+	Callers       []int // caller goroutines, on one connection and on a Pool
+	Conns         int   // connections of the Pool curve (consumer.WithConnsPerAddr)
+	Instances     []int // instances behind the ClientProxy curve
 	// SizeCallers and ProxyCallers are the callers of the size and
 	// instances curves.
 	SizeCallers, ProxyCallers int
@@ -55,10 +61,10 @@ func (c *ScaleConfig) check() error {
 		return errors.New("no server command")
 	case c.Conns < 1 || c.SizeCallers < 1 || c.ProxyCallers < 1:
 		return errors.New("conns and callers must be at least 1")
-	case len(c.Sizes)+len(c.Callers)+len(c.Instances) == 0:
+	case len(c.Sizes)+len(c.CompressSizes)+len(c.Callers)+len(c.Instances) == 0:
 		return errors.New("no points")
 	}
-	for _, n := range c.Sizes {
+	for _, n := range append(slices.Clone(c.Sizes), c.CompressSizes...) {
 		if n < 1 || n > 4<<20 {
 			return fmt.Errorf("size %d: want 1..4 MiB", n)
 		}
@@ -88,16 +94,17 @@ type ScaleReport struct {
 
 // ScaleConfigSummary records how a scale run was made.
 type ScaleConfigSummary struct {
-	Command      string  `json:"command,omitempty"`
-	Sizes        []int   `json:"sizes"`
-	Callers      []int   `json:"callers"`
-	Conns        int     `json:"conns"`
-	Instances    []int   `json:"instances"`
-	SizeCallers  int     `json:"size_callers"`
-	ProxyCallers int     `json:"proxy_callers"`
-	Rounds       int     `json:"rounds"`
-	DurationSec  float64 `json:"duration_sec"`
-	WarmupSec    float64 `json:"warmup_sec"`
+	Command       string  `json:"command,omitempty"`
+	Sizes         []int   `json:"sizes"`
+	CompressSizes []int   `json:"compress_sizes,omitempty"`
+	Callers       []int   `json:"callers"`
+	Conns         int     `json:"conns"`
+	Instances     []int   `json:"instances"`
+	SizeCallers   int     `json:"size_callers"`
+	ProxyCallers  int     `json:"proxy_callers"`
+	Rounds        int     `json:"rounds"`
+	DurationSec   float64 `json:"duration_sec"`
+	WarmupSec     float64 `json:"warmup_sec"`
 }
 
 // ScalePoint is one point of a curve: the median over its rounds of each
@@ -136,7 +143,7 @@ func RunScale(ctx context.Context, cfg ScaleConfig) (*ScaleReport, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	rep := &ScaleReport{Machine: machineInfo(ctx), Config: ScaleConfigSummary{
-		Sizes: cfg.Sizes, Callers: cfg.Callers, Conns: cfg.Conns, Instances: cfg.Instances,
+		Sizes: cfg.Sizes, CompressSizes: cfg.CompressSizes, Callers: cfg.Callers, Conns: cfg.Conns, Instances: cfg.Instances,
 		SizeCallers: cfg.SizeCallers, ProxyCallers: cfg.ProxyCallers, Rounds: cfg.Rounds,
 		DurationSec: cfg.Duration.Seconds(), WarmupSec: cfg.Warmup.Seconds(),
 	}}
@@ -236,6 +243,12 @@ func dialPoints(ctx context.Context, cfg ScaleConfig, addrs []string) ([]point, 
 			return out, err
 		}
 	}
+	for _, size := range cfg.CompressSizes {
+		c, err := peer.DialBlob(dctx, addrs[0], size, consumer.WithCompression())
+		if err := add(CurveSizeS2, size, cfg.SizeCallers, c, err); err != nil {
+			return out, err
+		}
+	}
 	if len(cfg.Callers) > 0 {
 		one, err := peer.Shoal{}.Dial(dctx, addrs[0])
 		if err != nil {
@@ -291,7 +304,7 @@ func (r *ScaleReport) summarise(points []point) {
 		}
 		s := summarise(p.label(), p.conc, rs)
 		sp := ScalePoint{Curve: p.curve, X: p.x, Rounds: s.Rounds, Calls: s.Calls, Errors: s.Errors, Metrics: s.Metrics}
-		if p.curve == CurveSize {
+		if p.curve == CurveSize || p.curve == CurveSizeS2 {
 			sp.MBPerSec = sp.CallsPerSec * float64(p.x) / 1e6
 			if sp.ClientCPUusPerCall >= 0 && sp.ServerCPUusPerCall >= 0 {
 				sp.CPUnsPerByte = 1000 * (sp.ClientCPUusPerCall + sp.ServerCPUusPerCall) / float64(p.x)

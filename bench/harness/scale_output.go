@@ -27,6 +27,7 @@ func (r *ScaleReport) WriteTable(w io.Writer) error {
 	b.WriteString("\n")
 	for _, c := range []struct{ curve, title string }{
 		{CurveSize, fmt.Sprintf("Payload size (Blob.Echo, the bytes each way; one connection, %d callers)", r.Config.SizeCallers)},
+		{CurveSizeS2, fmt.Sprintf("Payload size with consumer.WithCompression (s2 both ways; one connection, %d callers)", r.Config.SizeCallers)},
 		{CurveCallers, "Callers on one connection (Hello.Say, the plain struct)"},
 		{CurvePool, fmt.Sprintf("Callers on a Pool with WithConnsPerAddr(%d) (Hello.Say)", r.Config.Conns)},
 		{CurveInstances, fmt.Sprintf("ClientProxy over N instances (static registry, default balancer; %d callers; Hello.Say)", r.Config.ProxyCallers)},
@@ -47,12 +48,13 @@ func (r *ScaleReport) WriteTable(w io.Writer) error {
 }
 
 func (r *ScaleReport) curveTable(curve string) table {
-	head := map[string]string{CurveSize: "bytes", CurveCallers: "callers", CurvePool: "callers", CurveInstances: "instances"}[curve]
+	head := map[string]string{CurveSize: "bytes", CurveSizeS2: "bytes", CurveCallers: "callers", CurvePool: "callers", CurveInstances: "instances"}[curve]
 	t := table{
 		head:  []string{head, "calls/s", "p50 ms", "p99 ms", "allocs/call", "B/call", "client µs/call", "server µs/call"},
 		right: []bool{true, true, true, true, true, true, true, true},
 	}
-	if curve == CurveSize {
+	sized := curve == CurveSize || curve == CurveSizeS2
+	if sized {
 		t.head = append(t.head, "MB/s", "CPU ns/byte")
 		t.right = append(t.right, true, true)
 	}
@@ -62,7 +64,7 @@ func (r *ScaleReport) curveTable(curve string) table {
 		}
 		row := []string{group(float64(p.X)), group(p.CallsPerSec), fixed(p.P50ms, 2), fixed(p.P99ms, 2),
 			fixed(p.AllocsPerCall, 1), group(p.BytesPerCall), fixed(p.ClientCPUusPerCall, 1), fixed(p.ServerCPUusPerCall, 1)}
-		if curve == CurveSize {
+		if sized {
 			row = append(row, fixed(p.MBPerSec, 1), fixed(p.CPUnsPerByte, 2))
 		}
 		t.rows = append(t.rows, row)
@@ -109,15 +111,17 @@ type series struct {
 func (r *ScaleReport) WriteChart(w io.Writer) error {
 	cpu := func(p ScalePoint) float64 { return p.ClientCPUusPerCall + p.ServerCPUusPerCall }
 	cps := func(p ScalePoint) float64 { return p.CallsPerSec }
+	mbps := func(p ScalePoint) float64 { return p.MBPerSec }
+	nsb := func(p ScalePoint) float64 { return p.CPUnsPerByte }
 	pool := fmt.Sprintf("pool of %d", r.Config.Conns)
 	panels := []struct {
 		title, x string
 		logY     bool
 		lines    []series
 	}{
-		{"payload MB/s (each way)", "payload bytes", false, []series{{"1 connection", CurveSize, func(p ScalePoint) float64 { return p.MBPerSec }}}},
-		{"CPU ns per payload byte, client + server (log)", "payload bytes", true, []series{{"1 connection", CurveSize, func(p ScalePoint) float64 { return p.CPUnsPerByte }}}},
-		{"calls/s by payload size (log)", "payload bytes", true, []series{{"1 connection", CurveSize, cps}}},
+		{"payload MB/s (each way)", "payload bytes", false, []series{{"1 connection", CurveSize, mbps}, {"with s2", CurveSizeS2, mbps}}},
+		{"CPU ns per payload byte, client + server (log)", "payload bytes", true, []series{{"1 connection", CurveSize, nsb}, {"with s2", CurveSizeS2, nsb}}},
+		{"calls/s by payload size (log)", "payload bytes", true, []series{{"1 connection", CurveSize, cps}, {"with s2", CurveSizeS2, cps}}},
 		{"calls/s by callers", "callers", false, []series{{"1 connection", CurveCallers, cps}, {pool, CurvePool, cps}}},
 		{"CPU µs per call, client + server, by callers", "callers", false, []series{{"1 connection", CurveCallers, cpu}, {pool, CurvePool, cpu}}},
 		{"ClientProxy: calls/s and CPU µs per call ×1000", "instances", false, []series{

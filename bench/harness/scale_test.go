@@ -20,7 +20,7 @@ func TestRunScaleEndToEnd(t *testing.T) {
 	defer cancel()
 	var progress bytes.Buffer
 	rep, err := RunScale(ctx, ScaleConfig{
-		Sizes: []int{64, 300 << 10}, Callers: []int{1, 50}, Conns: 2, Instances: []int{1, 3},
+		Sizes: []int{64, 300 << 10}, CompressSizes: []int{300 << 10}, Callers: []int{1, 50}, Conns: 2, Instances: []int{1, 3},
 		SizeCallers: 2, ProxyCallers: 4, Rounds: 2,
 		Duration: 100 * time.Millisecond, Warmup: 20 * time.Millisecond,
 		Exe: testExe(t), ServerArgs: serverArgs, Progress: &progress,
@@ -28,7 +28,7 @@ func TestRunScaleEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, progress.String())
 	}
-	want := []string{"size=64", "size=307200", "callers=1", "callers=50", "pool=1", "pool=50", "instances=1", "instances=3"}
+	want := []string{"size=64", "size=307200", "size-s2=307200", "callers=1", "callers=50", "pool=1", "pool=50", "instances=1", "instances=3"}
 	if len(rep.Points) != len(want) {
 		t.Fatalf("%d points, want %d: %+v", len(rep.Points), len(want), rep.Points)
 	}
@@ -39,7 +39,7 @@ func TestRunScaleEndToEnd(t *testing.T) {
 		if p.Rounds != 2 || p.Calls == 0 || p.Errors != 0 || p.CallsPerSec <= 0 {
 			t.Errorf("%s=%d: %d rounds, %d calls, %d errors", p.Curve, p.X, p.Rounds, p.Calls, p.Errors)
 		}
-		if p.Curve == CurveSize {
+		if p.Curve == CurveSize || p.Curve == CurveSizeS2 {
 			if wantMB := p.CallsPerSec * float64(p.X) / 1e6; p.MBPerSec != wantMB {
 				t.Errorf("size=%d: %v MB/s, want %v", p.X, p.MBPerSec, wantMB)
 			}
@@ -61,7 +61,7 @@ func TestRunScaleEndToEnd(t *testing.T) {
 	if err := rep.WriteTable(&table); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"Payload size", "| 307 200 |", "WithConnsPerAddr(2)", "ClientProxy over N instances", "CPU ns/byte", rep.Machine.CPU} {
+	for _, s := range []string{"Payload size", "| 307 200 |", "WithConnsPerAddr(2)", "WithCompression (s2", "ClientProxy over N instances", "CPU ns/byte", rep.Machine.CPU} {
 		if !strings.Contains(table.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, table.String())
 		}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 
+	"github.com/shoalrpc/shoal/bench/msg"
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
@@ -63,17 +64,22 @@ type caller struct {
 func (c caller) NewCaller() func(ctx context.Context) error { return c.newCaller() }
 func (c caller) Close() error                               { return c.close() }
 
-// DialBlob dials one shoal connection to addr whose callers send size bytes
-// in Blob.Echo and check the reply carries them back.
-func DialBlob(ctx context.Context, addr string, size int) (Client, error) {
-	c, err := consumer.DialContext(ctx, "tcp@"+addr)
+// DialBlob dials one shoal connection to addr, with opts, whose callers
+// send size bytes in Blob.Echo and check the reply carries them back. The
+// bytes are text (the benchmark message's string over and over, with a
+// counter every 64 bytes), so that compression has something realistic to
+// work on.
+func DialBlob(ctx context.Context, addr string, size int, opts ...consumer.DialOption) (Client, error) {
+	c, err := consumer.DialContext(ctx, "tcp@"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("shoal: dial %s: %w", addr, err)
 	}
-	args := &Blob{Data: make([]byte, size)}
-	for i := range args.Data {
-		args.Data[i] = byte(i)
+	args := &Blob{Data: make([]byte, 0, size+64)}
+	for i := 0; len(args.Data) < size; i++ {
+		args.Data = fmt.Appendf(args.Data, "%d %s", i, msg.Text)
 	}
+	args.Data = args.Data[:size]
+	last := args.Data[size-1]
 	return caller{
 		newCaller: func() func(ctx context.Context) error {
 			reply := new(Blob)
@@ -82,7 +88,7 @@ func DialBlob(ctx context.Context, addr string, size int) (Client, error) {
 				if err := c.Call(ctx, "Blob.Echo", args, reply); err != nil {
 					return err
 				}
-				if len(reply.Data) != size || (size > 0 && reply.Data[size-1] != byte(size-1)) {
+				if len(reply.Data) != size || reply.Data[size-1] != last {
 					return fmt.Errorf("%w: %d bytes back, want %d", ErrBadReply, len(reply.Data), size)
 				}
 				return nil

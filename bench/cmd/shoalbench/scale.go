@@ -19,6 +19,7 @@ func scaleMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("shoalbench scale", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	sizes := fs.String("sizes", "64,256,1024,4096,16384,65536,262144,1048576", "payload sizes in bytes (Blob.Echo), comma-separated")
+	compress := fs.String("compress-sizes", "262144,1048576", "payload sizes measured again with consumer.WithCompression (s2); empty: none")
 	callers := fs.String("callers", "1,10,100,1000,10000", "caller goroutines (Hello.Say), on one connection and on a pool; empty: none")
 	conns := fs.Int("conns", 4, "connections of the pool curve (consumer.WithConnsPerAddr)")
 	instances := fs.String("instances", "3,30,300", "instances behind the ClientProxy curve, all served by one server process on as many ports; empty: none")
@@ -39,6 +40,9 @@ func scaleMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var cfg harness.ScaleConfig
 	var err error
 	if cfg.Sizes, err = parseInts("-sizes", *sizes); err != nil {
+		return err
+	}
+	if cfg.CompressSizes, err = parseInts("-compress-sizes", *compress); err != nil {
 		return err
 	}
 	if cfg.Callers, err = parseInts("-callers", *callers); err != nil {
