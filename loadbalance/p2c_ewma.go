@@ -38,8 +38,9 @@ import (
 // Pick allocates nothing in the steady state: a call's start time lives in a
 // slot of its instance, one atomic word that is 0 when the slot is free, and
 // done is the slot's own closure, built once when the slot was made. An
-// instance grows slots up to its peak of calls in flight (p2cMaxSlots at
-// most; beyond that a pick falls back to a closure of its own). done is
+// instance has two slots in itself and grows more up to its peak of calls in
+// flight (p2cMaxSlots more at most; beyond that a pick falls back to a
+// closure of its own). done is
 // safe to call twice: the first frees the slot (a compare-and-swap from the
 // start time it read), a second finds it free and does nothing. Slots are
 // handed out in rotation, so a freed slot is reused as late as possible; only
@@ -69,8 +70,9 @@ type p2cPeer struct {
 	stamp    atomic.Int64  // clock reading (ns) at which est was computed
 	mu       sync.Mutex    // serialises observe and growing slots; readers use the atomics
 
-	slots atomic.Pointer[[]*p2cSlot] // grown copy-on-write under mu, never shrunk
-	next  atomic.Uint32              // rotating cursor into slots
+	first [2]p2cSlot                 // the slots of the first two calls in flight, in the peer itself
+	slots atomic.Pointer[[]*p2cSlot] // more, grown copy-on-write under mu, never shrunk
+	next  atomic.Uint32              // rotating cursor into first and slots
 }
 
 // p2cSlot holds one call in flight to a peer between Pick and done.
@@ -82,8 +84,8 @@ type p2cSlot struct {
 const (
 	// p2cProbes is how many slots a pick tries before it grows a new one.
 	p2cProbes = 4
-	// p2cMaxSlots bounds the slots of one instance: a caller that never calls
-	// done cannot make it grow without end.
+	// p2cMaxSlots bounds the slots an instance grows beyond its first two: a
+	// caller that never calls done cannot make it grow without end.
 	p2cMaxSlots = 4096
 )
 
@@ -94,10 +96,16 @@ func (p *p2cPeer) acquire(b *p2cBalancer, now time.Duration) func(error) {
 	if v == 0 { // a clock reading of -1 ns: record it as 0
 		v = 1
 	}
+	i := p.next.Add(1)
+	for k := range uint32(2) {
+		if s := &p.first[(i+k)&1]; s.start.Load() == 0 && s.start.CompareAndSwap(0, v) {
+			return s.done
+		}
+	}
 	if ss := p.slots.Load(); ss != nil {
 		n := uint32(len(*ss))
-		for range min(p2cProbes, n) {
-			s := (*ss)[p.next.Add(1)%n]
+		for k := range min(p2cProbes, n) {
+			s := (*ss)[(i+k)%n]
 			if s.start.Load() == 0 && s.start.CompareAndSwap(0, v) {
 				return s.done
 			}
@@ -115,16 +123,19 @@ func (p *p2cPeer) acquire(b *p2cBalancer, now time.Duration) func(error) {
 	// Two slots at a time: with one call at a time a freed slot is then not
 	// the next one handed out, so a second done right after the first finds
 	// its slot still free.
-	grown := append(old[:len(old):len(old)], p.newSlot(b), p.newSlot(b))
+	a, c := new(p2cSlot), new(p2cSlot)
+	p.initSlot(a, b)
+	p.initSlot(c, b)
+	grown := append(old[:len(old):len(old)], a, c)
 	s := grown[len(old)]
 	s.start.Store(v)
 	p.slots.Store(&grown)
 	return s.done
 }
 
-// newSlot returns a free slot of p whose done finishes its call once.
-func (p *p2cPeer) newSlot(b *p2cBalancer) *p2cSlot {
-	s := &p2cSlot{}
+// initSlot builds the done of s, a free slot of p, which finishes its call
+// once.
+func (p *p2cPeer) initSlot(s *p2cSlot, b *p2cBalancer) {
 	s.done = func(err error) {
 		start := s.start.Load()
 		if start == 0 || !s.start.CompareAndSwap(start, 0) {
@@ -132,7 +143,6 @@ func (p *p2cPeer) newSlot(b *p2cBalancer) *p2cSlot {
 		}
 		b.finish(p, time.Duration(start-1), err)
 	}
-	return s
 }
 
 func newP2CEWMA(cfg *config) *p2cBalancer {
@@ -158,6 +168,8 @@ func (b *p2cBalancer) Update(instances []*naming.Instance) {
 		p := b.peers[k]
 		if p == nil {
 			p = &p2cPeer{}
+			p.initSlot(&p.first[0], b)
+			p.initSlot(&p.first[1], b)
 			p.est.Store(math.Float64bits(b.initial))
 			p.stamp.Store(now)
 		}
