@@ -81,7 +81,7 @@ func (r *Report) WriteChart(w io.Writer) error {
 
 func (r *Report) chartTitle() string {
 	date := r.Machine.Date[:min(10, len(r.Machine.Date))]
-	return fmt.Sprintf("shoal and its peers on the rpcx-benchmark workload, one connection each, medians of %d rounds — %s, %d cores, %s, %s",
+	return fmt.Sprintf("shoal and its peers on the rpcx-benchmark workload (a plain struct; -gen: generated code), one connection each, medians of %d rounds — %s, %d cores, %s, %s",
 		r.Config.Rounds, r.Machine.CPU, r.Machine.Cores, r.Machine.Go, date)
 }
 
