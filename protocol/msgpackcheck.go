@@ -12,8 +12,9 @@ const maxMsgpackDepth = 256
 // errMsgpackCheck is wrapped by the errors of checkMsgpack.
 var errMsgpackCheck = errors.New("msgpack payload")
 
-// checkMsgpack walks the first msgpack value in data without allocating and
-// rejects one the decoder must not be given: a string, binary or extension
+// checkMsgpack walks the first msgpack value in data without allocating
+// (unless it nests deeper than 16) and rejects one the decoder must not be
+// given: a string, binary or extension
 // longer than the bytes that remain, an array or map with more elements than
 // bytes remain (every element takes at least one), nesting deeper than
 // maxMsgpackDepth, or a truncated value. The msgpack library sizes its
@@ -29,7 +30,12 @@ func checkMsgpack(data []byte) error {
 // at most maxDepth containers open at once: it returns the offset where the
 // value ends. The compiled decoder skips unknown struct fields with it.
 func msgpackValueEnd(data []byte, p, maxDepth int) (int, error) {
-	var stack [maxMsgpackDepth]uint64 // values left in each enclosing container
+	// Values left in each enclosing container: the first 16 levels in a small
+	// array, deeper ones (up to maxMsgpackDepth) in a slice grown on demand.
+	// A 256-entry array here took 2 KiB of the reading goroutine's stack,
+	// which then grew to 8 KiB and stayed so while the connection was idle.
+	var inline [16]uint64
+	stack := inline[:]
 	depth := 0
 	rem := uint64(1) // values left in the innermost open container (the top level holds one)
 	maxDepth = min(maxDepth, maxMsgpackDepth)
@@ -66,7 +72,11 @@ func msgpackValueEnd(data []byte, p, maxDepth int) (int, error) {
 				if depth >= maxDepth {
 					return 0, fmt.Errorf("%w: nested deeper than %d", errMsgpackCheck, maxMsgpackDepth)
 				}
-				stack[depth] = rem
+				if depth < len(stack) {
+					stack[depth] = rem
+				} else {
+					stack = append(stack, rem)
+				}
 				depth++
 				rem = elems
 				continue

@@ -31,13 +31,14 @@ const (
 	idleConnsShort   = 1000
 	// maxGoPerConn bounds the Go heap and stacks one idle connection may
 	// cost the provider, with or without the race detector (which does not
-	// change the runtime's accounting): 10.1 KiB measured at 10,000
-	// connections, 10.5 KiB at 1,000 (-short), of which 8 KiB is the read
-	// goroutine's stack (41.9 KiB before the idle reader released its
-	// 32 KiB read buffer). The bound leaves about 30 % for noise and fails
-	// if the read buffer is held again. maxRSSPerConn, the resident-set
+	// change the runtime's accounting): 6.0 KiB measured at 10,000
+	// connections, 6.2 KiB at 1,000 (-short): 2 KiB of heap and the reading
+	// goroutine's 4 KiB stack. It was 41.9 KiB while an idle connection kept
+	// its 32 KiB read buffer, and 10.1 KiB while the payload check's 2 KiB
+	// frame made that stack grow to 8 KiB. The bound leaves about 30 % for
+	// noise and fails if either comes back. maxRSSPerConn, the resident-set
 	// bound, depends on the build (norace_test.go, race_test.go).
-	maxGoPerConn = 14 << 10
+	maxGoPerConn = 8 << 10
 )
 
 // providerStats is what the child provider reports about itself.
