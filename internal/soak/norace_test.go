@@ -17,5 +17,5 @@ const (
 	// 8 KiB. The bound leaves about 30 % for noise and fails if either
 	// comes back.
 	maxGoPerConn = 8 << 10
-	raceNote      = ""
+	raceNote     = ""
 )

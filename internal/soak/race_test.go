@@ -15,5 +15,5 @@ const (
 	// larger frames making the reading goroutine's stack grow to 8 KiB. It
 	// was 42 KiB while an idle connection kept its 32 KiB read buffer.
 	maxGoPerConn = 14 << 10
-	raceNote      = " (race detector on: not representative)"
+	raceNote     = " (race detector on: not representative)"
 )
