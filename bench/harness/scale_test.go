@@ -103,8 +103,8 @@ func TestRunScaleRefusesBadConfig(t *testing.T) {
 	} {
 		c := good
 		mutate(&c)
-		if _, err := RunScale(context.Background(), c); err == nil {
-			t.Errorf("%s: no error", name)
+		if _, err := RunScale(context.Background(), c); err == nil || !strings.HasPrefix(err.Error(), "config: ") {
+			t.Errorf("%s: %v, want a config error before anything starts", name, err)
 		}
 	}
 }
