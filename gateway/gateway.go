@@ -306,7 +306,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // writeError answers with an httpstatus.ErrorBody.
 func writeError(w http.ResponseWriter, code int, status, msg string) {
-	b, _ := json.Marshal(httpstatus.ErrorBody{Status: status, Message: msg})
+	b, _ := json.Marshal(httpstatus.ErrorBody{Status: httpstatus.Name(status), Error: msg})
 	w.Header().Set("Content-Type", httpstatus.ContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)

@@ -30,17 +30,21 @@ const (
 	ContentType = "application/json"
 )
 
-// ErrorBody is the JSON body of every error answer:
+// ErrorBody is the JSON body of every error answer, as the provider's own
+// HTTP side writes it (provider.HTTPError):
 //
-//	{"status":"service error","message":"divide by zero"}
+//	{"status":"service_error","error":"divide by zero"}
 //
-// Status is shoal's status name (protocol.Status.String, or one of the
-// names of this package's transport statuses), Message the error's text:
-// the method's own text, intact, for a service error.
+// Status is shoal's status name with underscores (Name), Error the error's
+// text: the method's own text, intact, for a service error.
 type ErrorBody struct {
-	Status  string `json:"status"`
-	Message string `json:"message"`
+	Status string `json:"status"`
+	Error  string `json:"error"`
 }
+
+// Name is a status name as an error body carries it: with underscores,
+// "unknown_method" for "unknown method".
+func Name(status string) string { return strings.ReplaceAll(status, " ", "_") }
 
 // Status names for outcomes that have no protocol.Status because no
 // response arrived: they happen between a gateway and the providers.
@@ -51,10 +55,12 @@ const (
 	Canceled    = "canceled"          // the HTTP client went away
 )
 
-// Code returns the HTTP status for a shoal status:
+// Code returns the HTTP status for a shoal status, the same table as the
+// provider's own HTTP side (provider.HTTPStatus):
 //
 //	ok                               200 OK
-//	service error (the method's own) 500 Internal Server Error, the message intact in the body
+//	service error (the method's own) 422 Unprocessable Content, the message intact in the body
+//	                                 (a 4xx: it ran, so HTTP clients and proxies must not retry it)
 //	unknown service, unknown method  404 Not Found
 //	bad request                      400 Bad Request
 //	unauthenticated                  401 Unauthorized
@@ -77,6 +83,8 @@ func Code(s protocol.Status) int {
 		return http.StatusForbidden
 	case protocol.StatusTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case protocol.StatusServiceError:
+		return http.StatusUnprocessableEntity
 	case protocol.StatusOverloaded:
 		return http.StatusTooManyRequests
 	case protocol.StatusShuttingDown:

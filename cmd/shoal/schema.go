@@ -80,6 +80,28 @@ func (vr *validator) check(s map[string]any, v any, path string, depth int) erro
 	if s = vr.resolve(s); s == nil || v == nil {
 		return nil
 	}
+	// anyOf / oneOf (a pointer is its element or null): fits when one fits.
+	for _, key := range []string{"anyOf", "oneOf"} {
+		alts, ok := s[key].([]any)
+		if !ok || len(alts) == 0 {
+			continue
+		}
+		var first error
+		for _, a := range alts {
+			as, ok := a.(map[string]any)
+			if !ok {
+				return nil
+			}
+			err := vr.check(as, v, path, depth+1)
+			if err == nil {
+				return nil
+			}
+			if first == nil {
+				first = err
+			}
+		}
+		return first
+	}
 	where := func() string {
 		if path == "" {
 			return "the body"

@@ -49,7 +49,8 @@ func TestParseTarget(t *testing.T) {
 func TestValidate(t *testing.T) {
 	schema := `{"$defs":{"Item":{"type":"object","properties":{"Qty":{"type":"integer"},"Tags":{"type":["array","null"],"items":{"type":"string"}}}}},
 		"type":"object","properties":{"Name":{"type":"string"},"Items":{"type":"array","items":{"$ref":"#/$defs/Item"}},
-		"Attrs":{"type":"object","additionalProperties":{"type":"number"}},"When":{"type":"string","format":"date-time"}}}`
+		"Attrs":{"type":"object","additionalProperties":{"type":"number"}},"When":{"type":"string","format":"date-time"},
+		"Next":{"anyOf":[{"$ref":"#/$defs/Item"},{"type":"null"}]}}}`
 	for _, tc := range []struct{ body, err string }{
 		{`{"Name":"a","Items":[{"Qty":1,"Tags":["x"]}],"Attrs":{"k":1.5},"When":"2026-01-01T00:00:00Z"}`, ""},
 		{`{"name":"a"}`, ""},      // encoding/json matches case-insensitively
@@ -63,6 +64,8 @@ func TestValidate(t *testing.T) {
 		{`{"Attrs":{"k":"x"}}`, `field Attrs["k"]: want number, got string`},
 		{`{"Nme":"a"}`, `did you mean Name?`},
 		{`[1]`, `the body: want object, got array`},
+		{`{"Next":{"Qty":2}}`, ""},
+		{`{"Next":{"Qty":"2"}}`, `field Next.Qty: want integer, got string "2"`},
 	} {
 		err := validate(schema, json.RawMessage(tc.body))
 		switch {

@@ -67,7 +67,7 @@ func TestGatewayCommand(t *testing.T) {
 	}
 	code, body, err := post("/Arith.Div", `{"A":1,"B":0}`)
 	var eb httpstatus.ErrorBody
-	if err != nil || code != 500 || json.Unmarshal([]byte(body), &eb) != nil || eb != (httpstatus.ErrorBody{Status: "service error", Message: "divide by zero"}) {
+	if err != nil || code != 422 || json.Unmarshal([]byte(body), &eb) != nil || eb != (httpstatus.ErrorBody{Status: "service_error", Error: "divide by zero"}) {
 		t.Errorf("Arith.Div by zero: %d %q %v", code, body, err)
 	}
 
