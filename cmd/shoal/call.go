@@ -328,7 +328,7 @@ func suggestion(name string, names []string) string {
 		if strings.EqualFold(n, name) {
 			d = 0
 		}
-		if d <= max(2, len(name)/3) {
+		if d <= max(1, len(name)/3) && d < len(name) {
 			close = append(close, scored{n, d})
 		}
 	}

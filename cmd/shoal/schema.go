@@ -104,14 +104,14 @@ func (vr *validator) check(s map[string]any, v any, path string, depth int) erro
 	}
 	where := func() string {
 		if path == "" {
-			return "the body"
+			return ""
 		}
-		return "field " + path
+		return "field " + path + ": "
 	}
 	want := types(s)
 	got := jsonType(v)
 	if len(want) > 0 && !slices.Contains(want, got) && !(got == "integer" && slices.Contains(want, "number")) {
-		return fmt.Errorf("%s: want %s, got %s %s", where(), strings.Join(want, " or "), got, shortValue(v))
+		return fmt.Errorf("%swant %s, got %s", where(), strings.Join(want, " or "), strings.TrimSpace(got+" "+shortValue(v)))
 	}
 	switch v := v.(type) {
 	case map[string]any:
@@ -135,7 +135,7 @@ func (vr *validator) check(s map[string]any, v any, path string, depth int) erro
 					names = append(names, n)
 				}
 				slices.Sort(names)
-				return fmt.Errorf("%s: unknown field %q (the decoder would drop it)%s; the fields are %s",
+				return fmt.Errorf("%sunknown field %q (the decoder would drop it)%s; the fields are %s",
 					where(), k, suggestion(k, names), strings.Join(names, ", "))
 			default:
 				if es, ok := extra.(map[string]any); ok {

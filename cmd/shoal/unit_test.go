@@ -63,7 +63,7 @@ func TestValidate(t *testing.T) {
 		{`{"Items":[{"Qtty":1}]}`, `field Items[0]: unknown field "Qtty"`},
 		{`{"Attrs":{"k":"x"}}`, `field Attrs["k"]: want number, got string`},
 		{`{"Nme":"a"}`, `did you mean Name?`},
-		{`[1]`, `the body: want object, got array`},
+		{`[1]`, `want object, got array`},
 		{`{"Next":{"Qty":2}}`, ""},
 		{`{"Next":{"Qty":"2"}}`, `field Next.Qty: want integer, got string "2"`},
 	} {
