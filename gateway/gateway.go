@@ -283,7 +283,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		status := StatusOf(err)
-		msg := err.Error()
+		// The consumer's text starts with "shoal: <status>: ", which the
+		// body's status says already: the rest is what the provider said.
+		msg := strings.Replace(err.Error(), "shoal: "+status+": ", "", 1)
 		if status == httpstatus.NoInstances {
 			msg = fmt.Sprintf("no instance of %q in the registry (service %s is looked up as %q): %v", name, service, name, err)
 		}
