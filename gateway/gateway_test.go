@@ -27,6 +27,7 @@ import (
 type Work struct {
 	id       string
 	executed atomic.Int64
+	running  atomic.Int64
 }
 
 // DoArgs are Do's args.
@@ -45,6 +46,8 @@ type DoReply struct {
 // Do sleeps SleepMs and echoes N with the instance's ID.
 func (w *Work) Do(ctx context.Context, args DoArgs, reply *DoReply) error {
 	w.executed.Add(1)
+	w.running.Add(1)
+	defer w.running.Add(-1)
 	if args.SleepMs > 0 {
 		select {
 		case <-time.After(time.Duration(args.SleepMs) * time.Millisecond):
@@ -291,6 +294,13 @@ func TestShutdownAndKillUnderLoad(t *testing.T) {
 		t.Errorf("shutdown: %v", err)
 	}
 	waitCalls(300)
+	// Kill w2 while it runs calls: their connections break mid-call.
+	for deadline := time.Now().Add(30 * time.Second); works[1].running.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("w2 never had a call running")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 	killedAt := works[1].executed.Load()
 	srvs[1].Close()
 	lastBefore := works[2].executed.Load()
