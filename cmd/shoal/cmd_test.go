@@ -101,3 +101,11 @@ func TestLoad(t *testing.T) {
 	r = shoal(t, "", "load", p.addr, "Arith.Div", `{"A":1,"B":0}`, "-c", "2", "-n", "20", "-d", "0")
 	r.expect(t, exitServiceError, want("[service error]  20 calls", "[service error] divide by zero"), want("every call failed"))
 }
+
+func TestHelp(t *testing.T) {
+	shoal(t, "", "help").expect(t, exitOK, want("shoal call TARGET Service.Method", "Exit status:", "  1  service error", "  9  health"), nil)
+	shoal(t, "").expect(t, exitUsage, nil, want("usage:"))
+	shoal(t, "", "cal").expect(t, exitUsage, nil, want(`unknown command "cal"; did you mean call?`))
+	shoal(t, "", "call", "-h").expect(t, exitOK, nil, want("usage: shoal call", "-timeout"))
+	shoal(t, "", "call", "-bogus").expect(t, exitUsage, nil, want("flag provided but not defined: -bogus"))
+}
