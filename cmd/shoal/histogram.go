@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"math/bits"
+	"slices"
 	"time"
 )
 
@@ -94,18 +95,21 @@ func (h *histogram) mean() time.Duration {
 	return h.sum / time.Duration(h.total)
 }
 
-// bars returns n equal-width bars from min to max, in the manner of hey:
-// each bar's upper bound and how many calls took up to it. A count is
-// assigned by its bucket's middle.
+// bars returns n bars from min to max, in the manner of hey: each bar's
+// upper bound and how many calls took more than the bound before it and up
+// to its own. The bounds grow geometrically (each bar spans the same ratio),
+// so that a long tail does not squeeze every call into the first bar; a
+// count is assigned by its bucket's middle.
 func (h *histogram) bars(n int) (bounds []time.Duration, counts []int64) {
 	if h.total == 0 {
 		return nil, nil
 	}
 	bounds = make([]time.Duration, n)
 	counts = make([]int64, n)
-	width := float64(h.max-h.min) / float64(n)
+	lo := max(float64(h.min), 1)
+	ratio := math.Pow(float64(h.max)/lo, 1/float64(n))
 	for i := range bounds {
-		bounds[i] = h.min + time.Duration(width*float64(i+1))
+		bounds[i] = time.Duration(lo * math.Pow(ratio, float64(i+1)))
 	}
 	bounds[n-1] = h.max
 	for i, c := range h.counts {
@@ -113,11 +117,8 @@ func (h *histogram) bars(n int) (bounds []time.Duration, counts []int64) {
 			continue
 		}
 		v := min(max(bucketMid(i), h.min), h.max)
-		j := n - 1
-		if width > 0 {
-			j = min(int(float64(v-h.min)/width), n-1)
-		}
-		counts[j] += c
+		j, _ := slices.BinarySearch(bounds, v)
+		counts[min(j, n-1)] += c
 	}
 	return bounds, counts
 }

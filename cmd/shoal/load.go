@@ -224,7 +224,7 @@ func (r *result) write(w io.Writer, target, method string) {
 	tw.Flush()
 
 	if h.total > 0 {
-		b.WriteString("\nLatency histogram (every call):\n")
+		b.WriteString("\nLatency histogram (every call; each bar spans the same ratio):\n")
 		bounds, counts := h.bars(10)
 		var most int64
 		for _, c := range counts {
