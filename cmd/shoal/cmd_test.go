@@ -77,7 +77,9 @@ func TestHealth(t *testing.T) {
 	shoal(t, "", "health", p.addr).expect(t, exitOK, want("SERVING\n"), nil)
 	shoal(t, "", "health", p.addr, "Nope").expect(t, exitNotServing, want("SERVICE_UNKNOWN\n"), want("service Nope at "+p.addr+" is SERVICE_UNKNOWN"))
 	q := startProvider(t, "a2", nil)
-	q.health.status.Store(int32(health.NotServing))
+	if err := q.srv.Health().SetStatus("", health.NotServing); err != nil {
+		t.Fatal(err)
+	}
 	r := shoal(t, "", "health", "static://"+p.addr+","+q.addr+"/arith")
 	r.expect(t, exitNotServing, want(p.addr+"  SERVING", q.addr+"  NOT_SERVING"), want("1 of 2 instances of arith are not SERVING"))
 }

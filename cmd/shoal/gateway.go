@@ -37,7 +37,7 @@ func runGateway(_ context.Context, e *env, args []string) error {
 		return nil
 	})
 	timeout := fs.Duration("timeout", gateway.DefaultTimeout, "deadline of a call whose request gives none (Shoal-Timeout header or ?timeout=)")
-	healthInterval := fs.Duration("health-interval", 5*time.Second, "how often each instance's health service is asked (0: never)")
+	healthInterval := fs.Duration("health-interval", 5*time.Second, "how often each instance's health service (ShoalHealth.Check) is asked; an instance NOT_SERVING or not answering gets no calls until it is SERVING again (0: never)")
 	maxBody := fs.Int64("max-body", gateway.DefaultMaxBodySize, "largest request body, in bytes")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for the calls in flight")
 	if _, err := parse(fs, args, 0, 0); err != nil {
@@ -68,10 +68,10 @@ func runGateway(_ context.Context, e *env, args []string) error {
 	for k, v := range names {
 		opts = append(opts, gateway.WithServiceName(k, v))
 	}
-	// TODO(health): pass consumer.WithHealthCheck(*healthInterval, timeout)
-	// once the consumer has active health checks; until then the flag is
-	// read and reported, and instances leave through the registry, the
-	// outlier detector and the retry of calls that did not run.
+	if *healthInterval > 0 {
+		// Each check bounded by half the interval (WithHealthCheck's default).
+		opts = append(opts, gateway.WithProxyOptions(consumer.WithHealthCheck(*healthInterval, 0)))
+	}
 	g, err := gateway.New(reg, opts...)
 	if err != nil {
 		return &usageError{err}
@@ -91,7 +91,7 @@ func runGateway(_ context.Context, e *env, args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("gateway: serving", "addr", ln.Addr().String(), "registry", *registry, "lb", pf.lb.String(), "fail", pf.fail.String(),
-		"health_interval", healthInterval.String(), "active_health_checks", "not in this build yet")
+		"health_interval", healthInterval.String())
 
 	select {
 	case err := <-served:

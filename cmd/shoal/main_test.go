@@ -16,7 +16,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shoalrpc/shoal/demo/arith"
-	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
 	"github.com/shoalrpc/shoal/reflection"
@@ -61,22 +60,21 @@ func (Echo) Meta(ctx context.Context, _ struct{}, reply *map[string]string) erro
 // live is a provider the tests run the command against.
 type live struct {
 	srv    *provider.Server
-	arith  *arith.Arith
-	health *standinHealth
-	addr   string // "tcp@127.0.0.1:port"
+	arith *arith.Arith
+	addr  string // "tcp@127.0.0.1:port"
 }
 
-// startProvider serves arith (as instance id), Echo and the stand-ins on
+// startProvider serves arith (as instance id), Echo and the reflection stand-in on
 // loopback, registered in reg under "arith" when reg is not nil.
 func startProvider(t *testing.T, id string, reg naming.Registry) *live {
 	t.Helper()
-	l := &live{arith: arith.New(id), health: &standinHealth{}}
+	l := &live{arith: arith.New(id)}
 	opts := []provider.Option{provider.WithLogger(slog.New(slog.DiscardHandler)), provider.WithDrainGrace(0)}
 	if reg != nil {
 		opts = append(opts, provider.WithRegistry(reg, naming.Instance{ID: id, Service: "arith"}))
 	}
 	l.srv = provider.NewServer(opts...)
-	for name, rcvr := range map[string]any{"Arith": l.arith, "Echo": Echo{}, reflection.Service: standinReflection{}, health.Service: l.health} {
+	for name, rcvr := range map[string]any{"Arith": l.arith, "Echo": Echo{}, reflection.Service: standinReflection{}} {
 		if err := l.srv.RegisterName(name, rcvr); err != nil {
 			t.Fatal(err)
 		}

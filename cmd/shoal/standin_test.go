@@ -1,14 +1,13 @@
 package main
 
-// Stand-ins for the provider's built-in reflection and health services,
-// until they are on main: they answer with the wire types of packages
-// reflection and health, for the demo's arith service and the test's Echo
-// service only. Delete this file once the provider serves both itself.
+// A stand-in for the provider's built-in reflection service, until it is
+// on main: it answers with the wire types of package reflection, for the
+// demo's arith service and the test's Echo service only. Delete this file
+// once the provider serves reflection itself.
 
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 
 	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/reflection"
@@ -50,16 +49,3 @@ func (standinReflection) Describe(ctx context.Context, req reflection.DescribeRe
 	return nil
 }
 
-type standinHealth struct{ status atomic.Int32 } // health.Status; 0 reads as SERVING
-
-func (h *standinHealth) Check(ctx context.Context, req health.CheckRequest, reply *health.CheckResponse) error {
-	switch {
-	case req.Service != "" && req.Service != "Arith" && req.Service != "Echo":
-		reply.Status = health.ServiceUnknown
-	case h.status.Load() == 0:
-		reply.Status = health.Serving
-	default:
-		reply.Status = health.Status(h.status.Load())
-	}
-	return nil
-}

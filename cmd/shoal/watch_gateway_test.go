@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/demo/arith"
+	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/httpstatus"
 	"github.com/shoalrpc/shoal/internal/consultest"
 	"github.com/shoalrpc/shoal/naming"
@@ -107,5 +108,60 @@ func TestGatewayCommand(t *testing.T) {
 	}
 	if _, _, err := post("/Arith.Add", `{}`); err == nil {
 		t.Error("the gateway still answers after it exited")
+	}
+}
+
+// TestGatewayHealthChecks: with -health-interval, an instance that turns
+// NOT_SERVING stops getting the gateway's calls, and gets them again once
+// it is SERVING.
+func TestGatewayHealthChecks(t *testing.T) {
+	p1 := startProvider(t, "a1", nil)
+	p2 := startProvider(t, "a2", nil)
+	g := startShoal(t, "gateway", "-listen", "127.0.0.1:0", "-registry", "static://"+p1.addr+","+p2.addr, "-health-interval", "100ms")
+	line, _ := g.stderr.waitFor(t, 0, "gateway: serving", g.exited)
+	base := "http://" + strings.Fields(line[strings.Index(line, "addr=")+len("addr="):])[0]
+	served := func() string {
+		resp, err := http.Post(base+"/Arith.Sleep", "application/json", strings.NewReader("0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	// waitServed calls until until(served) holds for 20 calls in a row
+	// (round robin over two instances alternates while both are in).
+	waitServed := func(what string, until func(id string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for run := 0; run < 20; {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 30 s: %s", what)
+			}
+			if until(served()) {
+				run++
+			} else {
+				run = 0
+			}
+		}
+	}
+	if err := p2.srv.Health().SetStatus("", health.NotServing); err != nil {
+		t.Fatal(err)
+	}
+	waitServed("only a1 serves", func(id string) bool { return id == `"a1"` })
+	if err := p2.srv.Health().SetStatus("", health.Serving); err != nil {
+		t.Fatal(err)
+	}
+	// Back in: a2 serves again, every other call.
+	seen := false
+	waitServed("a2 serves again", func(id string) bool {
+		seen = seen || id == `"a2"`
+		return seen
+	})
+	if code := g.stop(t, syscall.SIGTERM); code != exitOK {
+		t.Errorf("gateway exited %d", code)
 	}
 }
