@@ -59,7 +59,7 @@ func (Echo) Meta(ctx context.Context, _ struct{}, reply *map[string]string) erro
 
 // live is a provider the tests run the command against.
 type live struct {
-	srv    *provider.Server
+	srv   *provider.Server
 	arith *arith.Arith
 	addr  string // "tcp@127.0.0.1:port"
 }

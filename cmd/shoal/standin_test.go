@@ -48,4 +48,3 @@ func (standinReflection) Describe(ctx context.Context, req reflection.DescribeRe
 	*reply = d
 	return nil
 }
-
