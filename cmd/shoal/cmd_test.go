@@ -14,7 +14,7 @@ import (
 func TestList(t *testing.T) {
 	p := startProvider(t, "a1", nil)
 	host := strings.TrimPrefix(p.addr, "tcp@")
-	shoal(t, "", "list", host).expect(t, exitOK, want("Arith\n", "  Arith.Add    unary\n", "  Arith.Sleep  unary\n", "ShoalHealth\n"), nil)
+	shoal(t, "", "list", host).expect(t, exitOK, want("Arith\n", "  Arith.Add    unary\n", "  Arith.Sleep  unary\n", "Echo\n  Echo.Meta  unary\n"), nil)
 	shoal(t, "", "list", p.addr, "Arith").expect(t, exitOK, want("Arith.Div"), nil)
 	r := shoal(t, "", "list", p.addr, "Arth")
 	r.expect(t, exitUnknown, nil, want(`serves no service "Arth"; did you mean Arith?`))

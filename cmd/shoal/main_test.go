@@ -74,10 +74,15 @@ func startProvider(t *testing.T, id string, reg naming.Registry) *live {
 		opts = append(opts, provider.WithRegistry(reg, naming.Instance{ID: id, Service: "arith"}))
 	}
 	l.srv = provider.NewServer(opts...)
-	for name, rcvr := range map[string]any{"Arith": l.arith, "Echo": Echo{}, reflection.Service: standinReflection{}} {
+	for name, rcvr := range map[string]any{"Arith": l.arith, "Echo": Echo{}} {
 		if err := l.srv.RegisterName(name, rcvr); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// The stand-in, where the provider has no reflection service of its
+	// own; where it has, the built-in serves and the stand-in is not needed.
+	if err := l.srv.RegisterName(reflection.Service, standinReflection{}); err != nil && !strings.Contains(err.Error(), "already registered") {
+		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
