@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -123,13 +124,16 @@ type Gateway struct {
 	mu      sync.Mutex
 	closed  bool
 	proxies map[string]*entry // by registry name
+	closers sync.WaitGroup    // closing dropped proxies
 }
 
 // entry is one service's proxy, made by the first request that needs it.
 type entry struct {
-	ready chan struct{} // closed once p or err is set
-	p     *consumer.ClientProxy
-	err   error
+	ready  chan struct{} // closed once p or err is set
+	p      *consumer.ClientProxy
+	err    error
+	users  sync.WaitGroup // requests using p; added to under Gateway.mu only
+	served atomic.Bool    // a call through p got an answer from the service
 }
 
 // New returns a gateway to the services in reg. The gateway does not close
@@ -165,40 +169,81 @@ func (g *Gateway) RegistryName(service string) string {
 	return strings.ToLower(service)
 }
 
-// proxy returns the ClientProxy of the service registered as name, making
-// it on first use. A service the registry lists no instance of is an error
-// wrapping loadbalance.ErrNoInstances, and is looked up afresh next time,
-// so that a name in a request cannot make the gateway hold a proxy for a
-// service that does not exist.
-func (g *Gateway) proxy(ctx context.Context, name string) (*consumer.ClientProxy, error) {
+// acquire returns the entry of the service registered as name, making its
+// proxy on first use, and counts the caller as its user until release. A
+// service the registry lists no instance of is an error wrapping
+// loadbalance.ErrNoInstances, and is looked up afresh next time, so that a
+// name in a request cannot make the gateway hold a proxy for a service that
+// does not exist.
+func (g *Gateway) acquire(ctx context.Context, name string) (*entry, error) {
 	g.mu.Lock()
 	if g.closed {
 		g.mu.Unlock()
 		return nil, ErrClosed
 	}
 	e := g.proxies[name]
-	if e == nil {
+	made := e == nil
+	if made {
 		e = &entry{ready: make(chan struct{})}
 		g.proxies[name] = e
-		g.mu.Unlock()
+	}
+	e.users.Add(1)
+	g.mu.Unlock()
+	if made {
 		e.p, e.err = consumer.NewClientProxy(name, g.reg, g.opts.proxy...)
 		if e.err != nil {
-			g.mu.Lock()
-			delete(g.proxies, name)
-			g.mu.Unlock()
+			g.drop(name, e)
 		} else {
 			g.opts.logger.Info("gateway: following a service", "service", name)
 		}
 		close(e.ready)
-	} else {
-		g.mu.Unlock()
 	}
 	select {
 	case <-e.ready:
-		return e.p, e.err
+		if e.err != nil {
+			e.users.Done()
+			return nil, e.err
+		}
+		return e, nil
 	case <-ctx.Done():
+		e.users.Done()
 		return nil, ctx.Err()
 	}
+}
+
+// release ends a use of e, whose call ended with err. A call the instances
+// answered "unknown service" through a proxy that never had an answer from
+// the service means the registry resolved a name no provider serves (a
+// static registry resolves every name): the proxy is dropped, so that names
+// in requests cannot pile proxies up.
+func (g *Gateway) release(name string, e *entry, err error) {
+	switch {
+	case err == nil || errors.As(err, new(*consumer.ServiceError)):
+		e.served.Store(true)
+	case errors.Is(err, consumer.ErrUnknownService) && !e.served.Load():
+		g.drop(name, e)
+	}
+	e.users.Done()
+}
+
+// drop forgets e, and closes its proxy once its users are done.
+func (g *Gateway) drop(name string, e *entry) {
+	g.mu.Lock()
+	if g.proxies[name] != e {
+		g.mu.Unlock()
+		return // dropped already, or Close took it
+	}
+	delete(g.proxies, name)
+	g.closers.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.closers.Done()
+		<-e.ready
+		e.users.Wait()
+		if e.p != nil {
+			e.p.Close()
+		}
+	}()
 }
 
 // Close closes every service's ClientProxy. Calls still running fail; shut
@@ -216,6 +261,7 @@ func (g *Gateway) Close() error {
 			errs = append(errs, e.p.Close())
 		}
 	}
+	g.closers.Wait()
 	return errors.Join(errs...)
 }
 
@@ -277,9 +323,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	name := g.RegistryName(service)
 	var reply json.RawMessage
-	p, err := g.proxy(ctx, name)
+	e, err := g.acquire(ctx, name)
 	if err == nil {
-		err = p.Call(ctx, method, args, &reply)
+		err = e.p.Call(ctx, method, args, &reply)
+		g.release(name, e, err)
 	}
 	if err != nil {
 		status := StatusOf(err)

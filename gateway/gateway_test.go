@@ -351,3 +351,46 @@ func TestProxyCloseRace(t *testing.T) {
 		t.Errorf("after Close: %d %s", code, body)
 	}
 }
+
+// TestUnknownServicesHoldNoProxy: a static registry resolves every name,
+// so a request for a service no provider serves must not leave a proxy
+// behind, or names in requests would pile them up.
+func TestUnknownServicesHoldNoProxy(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	startWork(t, reg, "w1")
+	list, err := reg.Fetch(context.Background(), "work")
+	if err != nil || len(list) != 1 {
+		t.Fatal(list, err)
+	}
+	static, err := naming.NewStatic(list[0].Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer static.Close()
+	g, err := New(static, WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	hs := httptest.NewServer(g)
+	defer hs.Close()
+	for i := range 20 {
+		if code, body := post(t, hs.Client(), fmt.Sprintf("%s/Nope%d.Do", hs.URL, i), `{}`); code != http.StatusNotFound {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	if code, body := post(t, hs.Client(), hs.URL+"/Work.Do", `{"N":1}`); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if code, body := post(t, hs.Client(), hs.URL+"/Work.Nope", `{}`); code != http.StatusNotFound {
+		t.Fatalf("%d %s", code, body)
+	}
+	g.mu.Lock()
+	n := len(g.proxies)
+	_, work := g.proxies["work"]
+	g.mu.Unlock()
+	if n != 1 || !work {
+		t.Errorf("the gateway holds %d proxies (work among them: %v), want only work's", n, work)
+	}
+}
