@@ -128,18 +128,26 @@ func RetryAfter(name string) string {
 }
 
 // Metadata returns the metadata carried by h's MetadataPrefix headers,
-// keys lower-cased, or nil when there is none. A header given more than
-// once keeps its first value.
+// keys lower-cased, and the Authorization header as "authorization" (for
+// the provider's WithAuth), or nil when there is none. A header given more
+// than once keeps its first value.
 func Metadata(h http.Header) map[string]string {
 	var md map[string]string
 	for k, vs := range h {
-		if len(k) <= len(MetadataPrefix) || !strings.EqualFold(k[:len(MetadataPrefix)], MetadataPrefix) || len(vs) == 0 {
+		key := ""
+		switch {
+		case len(k) > len(MetadataPrefix) && strings.EqualFold(k[:len(MetadataPrefix)], MetadataPrefix):
+			key = k[len(MetadataPrefix):]
+		case strings.EqualFold(k, "Authorization"):
+			key = k
+		}
+		if key == "" || len(vs) == 0 {
 			continue
 		}
 		if md == nil {
 			md = make(map[string]string)
 		}
-		md[strings.ToLower(k[len(MetadataPrefix):])] = vs[0]
+		md[strings.ToLower(key)] = vs[0]
 	}
 	return md
 }

@@ -39,8 +39,9 @@ func TestMetadata(t *testing.T) {
 	h.Add("shoal-meta-trace-id", "1")
 	h.Add("shoal-meta-trace-id", "2")
 	h.Set("Shoal-Meta-", "no key")
-	h.Set("Authorization", "x")
-	want := map[string]string{"tenant": "acme", "trace-id": "1"}
+	h.Set("Authorization", "Bearer x")
+	h.Set("Accept", "*/*")
+	want := map[string]string{"tenant": "acme", "trace-id": "1", "authorization": "Bearer x"}
 	if got := Metadata(h); !reflect.DeepEqual(got, want) {
 		t.Errorf("Metadata = %v, want %v", got, want)
 	}
