@@ -8,9 +8,11 @@
 // A request's body is the method's args as JSON, passed through as it is (the
 // gateway needs no Go types: calls use the JSON codec, and the provider
 // decodes the body into the method's args type); the reply's JSON is the
-// answer's body. Headers named httpstatus.MetadataPrefix+"Key" become the
-// call's metadata, httpstatus.TimeoutHeader or ?timeout= its deadline.
-// Errors answer with httpstatus.Code's statuses and an httpstatus.ErrorBody.
+// answer's body. Headers named httpstatus.MetadataPrefix+"Key" (and
+// Authorization) become the call's metadata, httpstatus.TimeoutHeader or
+// ?timeout= its deadline. Errors answer with httpstatus.Code's statuses and
+// an httpstatus.ErrorBody. Active health checks are the proxies' own:
+// WithProxyOptions(consumer.WithHealthCheck(5*time.Second, 0)).
 //
 // The service in the path is found in the registry under its lower-cased
 // name ("Arith" under "arith", as the demo registers it), unless
