@@ -1,10 +1,9 @@
-// Package httpstatus is the one place that says how shoal's call outcomes
-// look over HTTP/JSON: the HTTP status of each protocol.Status, the JSON
-// body of an error, and the headers that carry metadata and a deadline. The
-// gateway (package gateway) answers with it, and so can the provider's own
-// HTTP side, so that a client sees the same statuses whichever it talks to.
-//
-// It imports only the protocol package, so that both ends can use it.
+// Package httpstatus says how shoal's call outcomes look over HTTP/JSON
+// for the gateway (package gateway): the provider's own table and error
+// body (provider.HTTPStatus, provider.HTTPError), so that a client sees the
+// same statuses whichever it talks to, and the statuses of what happens
+// between a gateway and the providers (no instances, unavailable, a
+// deadline), which the provider's side never meets.
 package httpstatus
 
 import (
@@ -12,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/shoalrpc/shoal/protocol"
+	"github.com/shoalrpc/shoal/provider"
 )
 
 // Headers and query parameters of an HTTP/JSON call.
@@ -19,10 +19,10 @@ const (
 	// MetadataPrefix starts the name of a request header that carries one
 	// metadata entry: "Shoal-Meta-Tenant: a" is metadata "tenant" = "a"
 	// (keys are lower-cased, as HTTP header names are case-insensitive).
-	MetadataPrefix = "Shoal-Meta-"
+	MetadataPrefix = provider.HTTPMetaPrefix
 	// TimeoutHeader carries the call's deadline as a Go duration
 	// ("250ms", "2s"); the query parameter TimeoutParam does the same.
-	TimeoutHeader = "Shoal-Timeout"
+	TimeoutHeader = provider.HTTPTimeoutHeader
 	// TimeoutParam is the query parameter form of TimeoutHeader:
 	// POST /Arith.Add?timeout=2s.
 	TimeoutParam = "timeout"
@@ -30,17 +30,13 @@ const (
 	ContentType = "application/json"
 )
 
-// ErrorBody is the JSON body of every error answer, as the provider's own
-// HTTP side writes it (provider.HTTPError):
+// ErrorBody is the JSON body of every error answer, the provider's own:
 //
 //	{"status":"service_error","error":"divide by zero"}
 //
 // Status is shoal's status name with underscores (Name), Error the error's
 // text: the method's own text, intact, for a service error.
-type ErrorBody struct {
-	Status string `json:"status"`
-	Error  string `json:"error"`
-}
+type ErrorBody = provider.HTTPError
 
 // Name is a status name as an error body carries it: with underscores,
 // "unknown_method" for "unknown method".
@@ -55,43 +51,11 @@ const (
 	Canceled    = "canceled"          // the HTTP client went away
 )
 
-// Code returns the HTTP status for a shoal status, the same table as the
-// provider's own HTTP side (provider.HTTPStatus):
-//
-//	ok                               200 OK
-//	service error (the method's own) 422 Unprocessable Content, the message intact in the body
-//	                                 (a 4xx: it ran, so HTTP clients and proxies must not retry it)
-//	unknown service, unknown method  404 Not Found
-//	bad request                      400 Bad Request
-//	unauthenticated                  401 Unauthorized
-//	refused (by a server interceptor) 403 Forbidden
-//	too large                        413 Content Too Large
-//	overloaded                       429 Too Many Requests
-//	shutting down                    503 Service Unavailable, with Retry-After
-//	internal error, anything else    500 Internal Server Error
-func Code(s protocol.Status) int {
-	switch s {
-	case protocol.StatusOK:
-		return http.StatusOK
-	case protocol.StatusUnknownService, protocol.StatusUnknownMethod:
-		return http.StatusNotFound
-	case protocol.StatusBadRequest:
-		return http.StatusBadRequest
-	case protocol.StatusUnauthenticated:
-		return http.StatusUnauthorized
-	case protocol.StatusRefused:
-		return http.StatusForbidden
-	case protocol.StatusTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case protocol.StatusServiceError:
-		return http.StatusUnprocessableEntity
-	case protocol.StatusOverloaded:
-		return http.StatusTooManyRequests
-	case protocol.StatusShuttingDown:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
+// Code returns the HTTP status for a shoal status: provider.HTTPStatus,
+// the one table (service error 422, unknown service or method 404, bad
+// request 400, unauthenticated 401, refused 403, too large 413, overloaded
+// 429, shutting down 503, internal error 500).
+func Code(s protocol.Status) int { return provider.HTTPStatus(s) }
 
 // CodeOf returns the HTTP status for a status name: a protocol.Status's
 // name (Code's table) or one of this package's transport statuses:

@@ -62,6 +62,7 @@ func TestCall(t *testing.T) {
 		{"registry target without a service", "", []string{"call", "consul://127.0.0.1:8500", "Arith.Add", `{}`}, exitUsage, nil, want("name the service after the registry")},
 		{"memory target", "", []string{"call", "memory:///arith", "Arith.Add", `{}`}, exitUsage, nil, want("memory:// is the registry of one process")},
 		{"nothing listening", "", []string{"call", "127.0.0.1:1", "Arith.Add", `{}`, "-timeout", "2s"}, exitUnavailable, nil, want("shoal: unavailable:")},
+		{"an http@ address", "", []string{"call", "http@" + strings.TrimPrefix(p.addr, "tcp@"), "Arith.Add", `{"A":20,"B":22}`}, exitOK, want("42\n"), nil},
 		{"a registry target", "", []string{"call", "static://" + p.addr + "/arith", "Arith.Add", `{"A":2,"B":2}`, "-lb", "random", "-fail", "failover"}, exitOK, want("4\n"), nil},
 		{"a bad -lb", "", []string{"call", "static://" + p.addr + "/arith", "Arith.Add", "-lb", "fastest"}, exitUsage, nil, want("-lb")},
 		{"two bodies", "", []string{"call", p.addr, "Arith.Add", `{}`, "-d", `{}`}, exitUsage, nil, want("a body given twice")},

@@ -18,7 +18,6 @@ import (
 	"github.com/shoalrpc/shoal/demo/arith"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
-	"github.com/shoalrpc/shoal/reflection"
 )
 
 // shoalBin is the command, built once by TestMain.
@@ -64,8 +63,9 @@ type live struct {
 	addr  string // "tcp@127.0.0.1:port"
 }
 
-// startProvider serves arith (as instance id), Echo and the reflection stand-in on
-// loopback, registered in reg under "arith" when reg is not nil.
+// startProvider serves arith (as instance id) and Echo, with the built-in
+// reflection and health services, on loopback, registered in reg under
+// "arith" when reg is not nil.
 func startProvider(t *testing.T, id string, reg naming.Registry) *live {
 	t.Helper()
 	l := &live{arith: arith.New(id)}
@@ -78,11 +78,6 @@ func startProvider(t *testing.T, id string, reg naming.Registry) *live {
 		if err := l.srv.RegisterName(name, rcvr); err != nil {
 			t.Fatal(err)
 		}
-	}
-	// The stand-in, where the provider has no reflection service of its
-	// own; where it has, the built-in serves and the stand-in is not needed.
-	if err := l.srv.RegisterName(reflection.Service, standinReflection{}); err != nil && !strings.Contains(err.Error(), "already registered") {
-		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
