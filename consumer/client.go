@@ -399,7 +399,24 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	}
 	// The writer sets call.mark under its lock: stop, which fails the writer
 	// first, sees it, and a call without one was never queued.
-	if err := c.w.Queue(frame, &call.mark); err != nil {
+	// A full write queue (the connection is not taking bytes as fast as
+	// callers give them) holds a Call until there is room or its context
+	// ends; Go and Notify, which never wait, are refused at once. Either
+	// way only that call is not sent: the connection and its other calls
+	// go on.
+	roomCtx := ctx
+	if watch || oneWay {
+		roomCtx = doneContext
+	}
+	if err := c.w.QueueWait(roomCtx, frame, &call.mark); errors.Is(err, batchwriter.ErrNoRoom) {
+		if oneWay || c.forget(call.seq) {
+			if roomCtx == doneContext {
+				return fmt.Errorf("call %s: %w: write queue full", call.Method, ErrNotSent)
+			}
+			return fmt.Errorf("call %s: %w: write queue full: %w", call.Method, ErrNotSent, ctx.Err())
+		}
+		return nil // the connection failed meanwhile and completed the call: wait takes its outcome
+	} else if err != nil {
 		c.stop(fmt.Errorf("write: %w", err)) // completes the call, not sent, if it is pending
 		if oneWay {
 			return fmt.Errorf("call %s: %w: %w", call.Method, ErrNotSent, err)
@@ -428,6 +445,13 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	}
 	return nil
 }
+
+// doneContext is a context that has ended: QueueWait with it never waits.
+var doneContext = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // contextEnded returns ctx's error, or DeadlineExceeded once the deadline has
 // passed even if ctx's timer has not fired yet.

@@ -20,6 +20,7 @@ package batchwriter
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,10 @@ import (
 // ErrQueueFull is the writer's error once more bytes were queued than its
 // limit: the peer is not reading fast enough, or at all.
 var ErrQueueFull = errors.New("batchwriter: write queue full")
+
+// ErrNoRoom is QueueWait's error when its context ended while it waited for
+// room in the queue: the frame was not queued, and the writer goes on.
+var ErrNoRoom = errors.New("batchwriter: no room in the write queue")
 
 const (
 	// maxRounds is how many writes a caller does for others before it hands
@@ -47,11 +52,12 @@ type Writer struct {
 	limit     int               // most bytes queued; 0: no limit
 
 	mu       sync.Mutex
-	queue    []byte // frames waiting to be written
-	spare    []byte // the last written batch, reused as the next queue
-	counted  int    // counted frames in queue
-	flushing bool   // a goroutine is writing (async: Run has been woken or is writing)
-	err      error  // sticky: set by the first failed write or by Fail
+	queue    []byte        // frames waiting to be written
+	spare    []byte        // the last written batch, reused as the next queue
+	counted  int           // counted frames in queue
+	flushing bool          // a goroutine is writing (async: Run has been woken or is writing)
+	err      error         // sticky: set by the first failed write or by Fail
+	room     chan struct{} // closed when the queue is taken or the writer fails; nil while nobody waits
 
 	// Positions count every byte ever queued, withdrawn ones included.
 	base      int64  // the position of queue[0]
@@ -117,7 +123,7 @@ func NewAsync(w io.Writer, onWritten func(counted int), limit int, a Async) *Wri
 // the writer's error once it has failed; a counted frame refused that way is
 // reported to onWritten before Write returns.
 func (w *Writer) Write(frame []byte, counted bool) error {
-	return w.queueFrame(frame, counted, nil)
+	return w.queueFrame(nil, frame, counted, nil)
 }
 
 // Queue is Write for an uncounted frame that also stores where the frame lies
@@ -125,11 +131,52 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 // whoever later calls Fail or Taken sees it; it is left untouched when Queue
 // fails (the frame was not queued).
 func (w *Writer) Queue(frame []byte, mark *Mark) error {
-	return w.queueFrame(frame, false, mark)
+	return w.queueFrame(nil, frame, false, mark)
 }
 
-func (w *Writer) queueFrame(frame []byte, counted bool, mark *Mark) error {
+// QueueWait is Queue for a caller that would rather wait than fail the
+// writer: while frame would take the queue past the limit, it waits until
+// the flusher takes the queue, the writer fails or ctx ends. If ctx ends
+// first it returns ErrNoRoom wrapping ctx's error; the frame was not queued
+// and the writer goes on. A frame larger than the limit alone is queued
+// once the queue is empty, as Queue does.
+func (w *Writer) QueueWait(ctx context.Context, frame []byte, mark *Mark) error {
+	return w.queueFrame(ctx, frame, false, mark)
+}
+
+// full reports whether frame would take the queue past the limit. w.mu
+// must be held.
+func (w *Writer) full(frame []byte) bool {
+	return w.limit > 0 && len(w.queue)+len(frame) > w.limit && len(w.queue) > 0
+}
+
+// freed wakes the callers of QueueWait waiting for room. w.mu must be held.
+func (w *Writer) freed() {
+	if w.room != nil {
+		close(w.room)
+		w.room = nil
+	}
+}
+
+// queueFrame queues frame; with a ctx, it waits for room instead of failing
+// the writer when the queue is full.
+func (w *Writer) queueFrame(ctx context.Context, frame []byte, counted bool, mark *Mark) error {
 	w.mu.Lock()
+	for ctx != nil && w.err == nil && w.full(frame) {
+		// A full queue always has a flusher (or the writer has failed):
+		// it takes the queue, or fails, and closes room.
+		if w.room == nil {
+			w.room = make(chan struct{})
+		}
+		room := w.room
+		w.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNoRoom, ctx.Err())
+		}
+		w.mu.Lock()
+	}
 	if w.err != nil {
 		err := w.err
 		w.mu.Unlock()
@@ -138,8 +185,9 @@ func (w *Writer) queueFrame(frame []byte, counted bool, mark *Mark) error {
 		}
 		return err
 	}
-	if w.limit > 0 && len(w.queue)+len(frame) > w.limit && len(w.queue) > 0 {
+	if w.full(frame) {
 		w.err = fmt.Errorf("%w: %d bytes waiting", ErrQueueFull, len(w.queue))
+		w.freed()
 		err := w.err
 		dropped := 0
 		if !w.flushing {
@@ -194,6 +242,7 @@ func (w *Writer) signal() {
 // frames it held. w.mu must be held.
 func (w *Writer) drop() int {
 	dropped := w.counted + w.restCounted
+	w.freed()
 	w.base += int64(len(w.queue))
 	w.queue, w.counted, w.withdrawn = nil, 0, nil
 	w.rest, w.restCounted = nil, 0
@@ -264,6 +313,7 @@ func (w *Writer) take() (batch []byte, counted int) {
 	w.base += int64(len(batch))
 	w.taken = w.base
 	w.queue, w.spare, w.counted = w.spare[:0], nil, 0
+	w.freed()
 	if len(w.withdrawn) > 0 {
 		// Withdrawals come in any order; the batch is cut in queue order.
 		slices.SortFunc(w.withdrawn, func(a, b Mark) int { return cmp.Compare(a.start, b.start) })
@@ -372,6 +422,7 @@ func (w *Writer) Fail(err error) (taken int64) {
 	if w.err == nil {
 		w.err = err
 	}
+	w.freed()
 	dropped := 0
 	if !w.flushing {
 		dropped = w.drop()

@@ -2,6 +2,7 @@ package batchwriter
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"runtime"
@@ -358,5 +359,71 @@ func TestATryWriteCutShortIsFinishedByRun(t *testing.T) {
 	<-ran
 	if tries.Load() == 0 || partial.Load() != 1 {
 		t.Fatalf("TryWrite ran %d times, cut short %d times", tries.Load(), partial.Load())
+	}
+}
+
+// TestQueueWaitWaitsForRoomInsteadOfFailing: with the queue at its limit
+// behind a write that does not return, QueueWait waits rather than failing
+// the writer; its context ending leaves the frame unqueued and the writer
+// working; once the write returns, a waiting QueueWait gets its frame
+// queued and written.
+func TestQueueWaitWaitsForRoomInsteadOfFailing(t *testing.T) {
+	bw := blockedWriter{release: make(chan struct{})}
+	rec := &recorder{}
+	w := NewAsync(io.MultiWriter(bw, rec), nil, 1000, Async{})
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run() }()
+	stopped := false
+	defer func() {
+		if !stopped {
+			close(bw.release)
+			w.Fail(errors.New("test over"))
+			<-done
+		}
+	}()
+
+	var m Mark
+	if err := w.QueueWait(context.Background(), make([]byte, 10), &m); err != nil {
+		t.Fatal(err)
+	}
+	for w.Taken() < m.End() { // Run has the first frame and is blocked writing it
+		runtime.Gosched()
+	}
+	for i := 0; i < 10; i++ { // the queue is now at its limit
+		if err := w.QueueWait(context.Background(), make([]byte, 100), &m); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.QueueWait(ctx, make([]byte, 100), &m); !errors.Is(err, ErrNoRoom) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("QueueWait on a full queue with an ended context: %v, want ErrNoRoom and context.Canceled", err)
+	}
+
+	queued := make(chan error, 1)
+	last := make([]byte, 100)
+	last[0] = 0xEE
+	go func() { queued <- w.QueueWait(context.Background(), last, &m) }()
+	select {
+	case err := <-queued:
+		t.Fatalf("QueueWait returned %v on a full queue, want it to wait", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	stopped = true
+	close(bw.release) // the peer reads again: Run takes the queue
+	if err := <-queued; err != nil {
+		t.Fatalf("QueueWait after room was made: %v", err)
+	}
+	for w.Taken() < m.End() { // every frame handed to the connection
+		runtime.Gosched()
+	}
+	w.Fail(errors.New("test over")) // Run finishes its write, then returns
+	<-done
+	rec.mu.Lock()
+	got := rec.buf.Len()
+	rec.mu.Unlock()
+	if want := 10 + 10*100 + 100; got != want {
+		t.Fatalf("%d bytes written, want %d (every frame but the one whose context ended)", got, want)
 	}
 }
