@@ -11,19 +11,22 @@
 //	offset  size  field
 //	0       1     magic      0xC5
 //	1       1     version    1
-//	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away, 5 cancel
+//	2       1     kind       1 request, 2 response, 3 heartbeat, 4 go-away, 5 cancel,
+//	                         6 stream data, 7 stream end, 8 window, 9 reset
 //	3       1     flags      bit 0 one-way, bit 1 error, bit 2 reply (heartbeat answer),
 //	                         bit 3 compress (the sender compresses large payloads and
 //	                         reads compressed ones: a server answers alike), bit 4
-//	                         compressed (the payload is s2-compressed); other bits
-//	                         must be zero
+//	                         compressed (the payload is s2-compressed), bit 5 stream
+//	                         (a request that opens a stream; not with one-way); other
+//	                         bits must be zero
 //	4       1     codec      payload codec: 1 msgpack, 2 JSON, 3 msgpack with structs
 //	                         as arrays (0 = none, for frames
 //	                         without a payload)
 //	5       1     status     0 OK, 1 service error, 2 unknown service, 3 unknown
 //	                         method, 4 bad request, 5 shutting down, 6 internal,
 //	                         7 overloaded, 8 unauthenticated, 9 too large,
-//	                         10 refused (by a server interceptor)
+//	                         10 refused (by a server interceptor), 11 aborted (a
+//	                         stream reset while its method ran; maybe executed)
 //	6       2     reserved   must be zero
 //	8       8     sequence   chosen by the client, echoed in the response
 //	16      4     body length
@@ -45,6 +48,44 @@
 // frame (client to server) names the sequence number of a request whose
 // caller gave up: the server cancels that request's context, and its reply,
 // if one is still sent, is ignored.
+//
+// # Streams
+//
+// A request with the stream flag opens a stream; its sequence number names
+// the stream in every later frame, both ways. Its payload is the arguments
+// of a server stream, and empty (codec 0) for a client or bidirectional
+// stream. The server answers it with a response, as a call: an error status
+// refuses the stream (the not-executed statuses mean the method did not
+// start), status OK without payload accepts it. Then:
+//
+//	stream data (6)  one message, codec-encoded in the payload, either way
+//	stream end (7)   the sender will send no more: from the client a
+//	                 half-close (status OK); from the server the stream's
+//	                 outcome, its status and, with the error flag, the
+//	                 error text; the stream is over once the server's end
+//	                 has been received
+//	window (8)       the receiver grants the sender more credit: the
+//	                 payload is a 4-byte increment, not 0
+//	reset (9)        the stream is abandoned at once, either way: from the
+//	                 client, the caller gave up (the method's context ends);
+//	                 from the server, with its status and text (aborted:
+//	                 the server shut down before the method returned)
+//
+// Stream data, end, window and reset frames carry no method, metadata or
+// timeout (those three body fields are zero); end and reset carry text only
+// with the error flag.
+//
+// Flow control is per stream and per direction, in the manner of HTTP/2 and
+// yamux: every stream starts with StreamWindow bytes of credit each way, and
+// a data frame costs its whole size (header and body, FrameCost). A sender
+// sends a message only while its credit covers it, or, for a message larger
+// than the window, while it holds the whole window (nothing it sent is
+// unread). The receiver returns credit with window frames as the
+// application takes messages, so a receiver that stops reading holds at
+// most one window (or one message) per stream. A data frame beyond the
+// credit its receiver granted, or a window frame raising the credit past
+// MaxWindowCredit, ends the connection: the peer is cut, not obeyed. Frames
+// for a stream that has ended are ignored.
 //
 // # Limits
 //

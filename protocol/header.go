@@ -34,6 +34,16 @@ const (
 	KindHeartbeat Kind = 3 // a liveness probe, or its answer when FlagReply is set
 	KindGoAway    Kind = 4 // the server is shutting down: send no new calls here
 	KindCancel    Kind = 5 // the caller gave up on the request with this sequence number
+
+	// Stream frames name their stream by the sequence number of the request
+	// that opened it (a request with FlagStream); see the package
+	// documentation.
+	KindStreamData Kind = 6 // one message of a stream, either way; counts against the receiver's window
+	KindStreamEnd  Kind = 7 // the sender sends no more on the stream: a client's half-close, or the server's end with its status
+	KindWindow     Kind = 8 // the receiver grants the sender more bytes of the stream's window
+	KindReset      Kind = 9 // the stream is abandoned, either way, with a status
+
+	lastKind = KindReset
 )
 
 // String returns the kind's name, e.g. "request".
@@ -49,6 +59,14 @@ func (k Kind) String() string {
 		return "go-away"
 	case KindCancel:
 		return "cancel"
+	case KindStreamData:
+		return "stream data"
+	case KindStreamEnd:
+		return "stream end"
+	case KindWindow:
+		return "window"
+	case KindReset:
+		return "reset"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -67,8 +85,9 @@ const (
 	// FlagCompressed: the payload is compressed (s2 block format); set by the
 	// frame writer, cleared by Reader once it has decompressed the payload.
 	FlagCompressed Flags = 1 << 4
+	FlagStream     Flags = 1 << 5 // on a request: open a stream rather than make a call
 
-	knownFlags = FlagOneWay | FlagError | FlagReply | FlagCompress | FlagCompressed
+	knownFlags = FlagOneWay | FlagError | FlagReply | FlagCompress | FlagCompressed | FlagStream
 )
 
 // Status is the outcome of a request, carried by its response.
@@ -87,6 +106,7 @@ const (
 	StatusUnauthenticated Status = 8  // the credentials were refused; not executed
 	StatusTooLarge        Status = 9  // the request's body was over the server's limit; not executed
 	StatusRefused         Status = 10 // a server interceptor refused the request; not executed
+	StatusAborted         Status = 11 // a stream was reset while its method ran (the server shut down, or a limit); maybe executed
 )
 
 // String returns the status's name, e.g. "unknown method".
@@ -114,14 +134,16 @@ func (s Status) String() string {
 		return "too large"
 	case StatusRefused:
 		return "refused"
+	case StatusAborted:
+		return "aborted"
 	}
 	return fmt.Sprintf("status(%d)", uint8(s))
 }
 
 // Header is the fixed part of a frame.
 type Header struct {
-	Kind    Kind    // what the frame is: request, response, heartbeat, go-away, cancel
-	Flags   Flags   // one-way, error, reply (of a heartbeat)
+	Kind    Kind    // what the frame is: request, response, heartbeat, go-away, cancel, or a stream frame
+	Flags   Flags   // one-way, error, reply (of a heartbeat), stream (of a request)
 	Codec   CodecID // the payload's codec; CodecNone for a frame without one
 	Status  Status  // a response's outcome; StatusOK otherwise
 	Seq     uint64  // matches a response (or cancel) to its request
@@ -158,11 +180,14 @@ func ParseHeader(b []byte, maxBody int) (Header, error) {
 		Seq:     binary.BigEndian.Uint64(b[8:16]),
 		BodyLen: binary.BigEndian.Uint32(b[16:20]),
 	}
-	if h.Kind < KindRequest || h.Kind > KindCancel {
+	if h.Kind < KindRequest || h.Kind > lastKind {
 		return Header{}, fmt.Errorf("%w: unknown kind %d", ErrMalformed, b[2])
 	}
 	if h.Flags&^knownFlags != 0 {
 		return Header{}, fmt.Errorf("%w: unknown flags 0x%02x", ErrMalformed, b[3])
+	}
+	if h.Flags&FlagStream != 0 && (h.Kind != KindRequest || h.Flags&FlagOneWay != 0) {
+		return Header{}, fmt.Errorf("%w: stream flag on a %s frame", ErrMalformed, h.Kind)
 	}
 	if b[6] != 0 || b[7] != 0 {
 		return Header{}, fmt.Errorf("%w: reserved bytes set", ErrMalformed)

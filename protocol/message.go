@@ -115,6 +115,9 @@ func ParseBody(body []byte, m *Message) error {
 	}
 	m.Timeout = time.Duration(timeout)
 	m.Payload = p.b
+	if m.Kind >= KindStreamData {
+		return checkStreamFrame(m)
+	}
 	return nil
 }
 

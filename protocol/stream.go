@@ -1,0 +1,62 @@
+package protocol
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Stream flow control; see the package documentation.
+const (
+	// StreamWindow is every stream's receive window, each way, in bytes of
+	// stream data frames (header and body): the most a sender may have sent
+	// on a stream that its receiver has not yet handed to the application.
+	StreamWindow = 64 << 10
+
+	// MaxWindowCredit is the most credit a sender may hold: a window frame
+	// that would raise it above is a protocol error.
+	MaxWindowCredit = 1<<31 - 1
+
+	windowBodySize = 3 + 4 // no method, metadata or timeout; a 4-byte increment
+)
+
+// FrameCost is what a stream data frame of bodyLen body bytes counts against
+// its stream's window: the whole frame, so that many empty messages cost
+// their headers, and what a receiver queues is bounded by the window.
+func FrameCost(bodyLen uint32) int64 { return HeaderSize + int64(bodyLen) }
+
+// AppendWindow appends a window frame granting stream seq increment more
+// bytes of credit (increment > 0).
+func AppendWindow(dst []byte, seq uint64, increment uint32) []byte {
+	dst = appendHeader(dst, &Header{Kind: KindWindow, Seq: seq, BodyLen: windowBodySize})
+	dst = append(dst, 0, 0, 0)
+	return binary.BigEndian.AppendUint32(dst, increment)
+}
+
+// WindowIncrement returns the credit a decoded window frame grants.
+func WindowIncrement(m *Message) uint32 {
+	return binary.BigEndian.Uint32(m.Payload)
+}
+
+// checkStreamFrame checks what ParseBody decoded of a stream frame: stream
+// frames carry no method, metadata or timeout; a window frame carries an
+// increment of 4 bytes, not zero, and no codec; end and reset frames carry
+// text only with the error flag.
+func checkStreamFrame(m *Message) error {
+	if m.Method != "" || m.Metadata != nil || m.Timeout != 0 {
+		return fmt.Errorf("%w: %s frame with a method, metadata or timeout", ErrMalformed, m.Kind)
+	}
+	switch m.Kind {
+	case KindWindow:
+		if len(m.Payload) != 4 || m.Codec != CodecNone || m.Flags != 0 || m.Status != StatusOK {
+			return fmt.Errorf("%w: window frame with a payload of %d bytes, codec %d, flags 0x%02x, status %d", ErrMalformed, len(m.Payload), m.Codec, m.Flags, m.Status)
+		}
+		if WindowIncrement(m) == 0 {
+			return fmt.Errorf("%w: window frame granting 0 bytes", ErrMalformed)
+		}
+	case KindStreamEnd, KindReset:
+		if m.Flags&FlagError == 0 && len(m.Payload) > 0 {
+			return fmt.Errorf("%w: %s frame with %d payload bytes and no error flag", ErrMalformed, m.Kind, len(m.Payload))
+		}
+	}
+	return nil
+}

@@ -1,0 +1,45 @@
+package protocol
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestWindowFrameRoundTrip(t *testing.T) {
+	frame := AppendWindow(nil, 7, 12345)
+	var m Message
+	n, err := DecodeFrame(frame, 0, &m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(frame) || m.Kind != KindWindow || m.Seq != 7 || WindowIncrement(&m) != 12345 {
+		t.Fatalf("decoded %d of %d bytes: %+v, increment %d", n, len(frame), m.Header, WindowIncrement(&m))
+	}
+}
+
+func TestMalformedStreamFramesAreRefused(t *testing.T) {
+	encode := func(m Message) []byte {
+		b, err := AppendFrame(nil, &m, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	zero := AppendWindow(nil, 1, 0)
+	short := encode(Message{Header: Header{Kind: KindWindow, Seq: 1}, Payload: []byte{0, 1}})
+	cases := map[string][]byte{
+		"window of 0 bytes":               zero,
+		"window with a 2-byte increment":  short,
+		"data frame with a method":        encode(Message{Header: Header{Kind: KindStreamData, Seq: 1}, Method: "A.B"}),
+		"reset with metadata":             encode(Message{Header: Header{Kind: KindReset, Seq: 1}, Metadata: map[string]string{"a": "b"}}),
+		"end with text and no error flag": encode(Message{Header: Header{Kind: KindStreamEnd, Seq: 1}, Payload: []byte("x")}),
+		"stream flag on a response":       encode(Message{Header: Header{Kind: KindResponse, Flags: FlagStream, Seq: 1}}),
+		"stream flag on a one-way call":   encode(Message{Header: Header{Kind: KindRequest, Flags: FlagStream | FlagOneWay, Seq: 1}, Method: "A.B"}),
+	}
+	for name, frame := range cases {
+		var m Message
+		if _, err := DecodeFrame(frame, 0, &m); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: got %v, want ErrMalformed", name, err)
+		}
+	}
+}
