@@ -1,0 +1,185 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/shoalrpc/shoal/protocol"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pipe connects a sender stream to a receiver stream the way two
+// connection readers would: data frames to Deliver, window frames to Grant.
+type pipe struct {
+	mu       sync.Mutex
+	send     *Stream
+	recv     *Stream
+	violated error
+}
+
+func newPipe() *pipe {
+	p := &pipe{}
+	p.send = New(1, func(frame []byte) error { // sender → receiver
+		var m protocol.Message
+		if _, err := protocol.DecodeFrame(frame, 0, &m); err != nil {
+			return err
+		}
+		if err := p.recv.Deliver(&m); err != nil {
+			p.mu.Lock()
+			p.violated = err
+			p.mu.Unlock()
+		}
+		return nil
+	})
+	p.recv = New(1, func(frame []byte) error { // receiver → sender: window frames
+		var m protocol.Message
+		if _, err := protocol.DecodeFrame(frame, 0, &m); err != nil {
+			return err
+		}
+		return p.send.Grant(protocol.WindowIncrement(&m))
+	})
+	return p
+}
+
+func dataFrame(t testing.TB, n int) []byte {
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Codec: protocol.CodecMsgpack, Seq: 1}, Payload: make([]byte, n)}
+	b, err := protocol.AppendFrame(nil, &m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// A sender whose receiver takes nothing stops at one window; what the
+// receiver holds stays within it; taking messages lets the sender go on.
+func TestSendWaitsForCreditAndReceiverHoldsOneWindow(t *testing.T) {
+	p := newPipe()
+	frame := dataFrame(t, 1000)
+	sent := 0
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := p.send.Send(ctx, frame)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		if sent > 1000 {
+			t.Fatal("the sender never ran out of credit")
+		}
+	}
+	if want := protocol.StreamWindow / len(frame); sent != want {
+		t.Fatalf("sent %d frames of %d bytes before blocking, want %d (one window)", sent, len(frame), want)
+	}
+	if got := p.recv.Buffered(); got > protocol.StreamWindow {
+		t.Fatalf("receiver holds %d bytes, window %d", got, protocol.StreamWindow)
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- p.send.Send(context.Background(), frame) }()
+	for range sent {
+		if _, err := p.recv.Recv(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	if p.violated != nil {
+		t.Fatal(p.violated)
+	}
+}
+
+// A message larger than the window goes once the receiver took everything.
+func TestOversizedMessageWaitsForAnEmptyWindow(t *testing.T) {
+	p := newPipe()
+	if err := p.send.Send(context.Background(), dataFrame(t, 10)); err != nil {
+		t.Fatal(err)
+	}
+	big := dataFrame(t, 2*protocol.StreamWindow)
+	done := make(chan error, 1)
+	go func() { done <- p.send.Send(context.Background(), big) }()
+	select {
+	case err := <-done:
+		t.Fatalf("an oversized message went while the window was in use: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := p.recv.Recv(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m, err := p.recv.Recv(context.Background()); err != nil || len(m.Payload) != 2*protocol.StreamWindow {
+		t.Fatalf("got %d bytes, %v", len(m.Payload), err)
+	}
+	if p.violated != nil {
+		t.Fatal(p.violated)
+	}
+}
+
+// A peer that sends beyond its credit is reported, so the connection is cut.
+func TestDataBeyondTheWindowIsAViolation(t *testing.T) {
+	s := New(1, func([]byte) error { return nil })
+	var m protocol.Message
+	frame := dataFrame(t, 1000)
+	protocol.DecodeFrame(frame, 0, &m)
+	var err error
+	for i := 0; i < 2*protocol.StreamWindow/len(frame) && err == nil; i++ {
+		err = s.Deliver(&m)
+	}
+	if !errors.Is(err, ErrFlowControl) {
+		t.Fatalf("got %v, want ErrFlowControl", err)
+	}
+	if got := s.Buffered(); got > protocol.StreamWindow {
+		t.Fatalf("holds %d bytes past the window %d", got, protocol.StreamWindow)
+	}
+	if err := s.Grant(protocol.MaxWindowCredit); !errors.Is(err, ErrFlowControl) {
+		t.Fatalf("credit past the maximum: got %v", err)
+	}
+}
+
+// The peer's end delivers what is queued, then io.EOF; Fail wakes a
+// waiting Recv and Send at once.
+func TestEndAndFail(t *testing.T) {
+	p := newPipe()
+	p.send.Send(context.Background(), dataFrame(t, 1))
+	p.recv.PeerEnded(nil, false)
+	if _, err := p.recv.Recv(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.recv.Recv(context.Background()); err != io.EOF {
+		t.Fatalf("after the end: %v, want io.EOF", err)
+	}
+	q := newPipe()
+	cut := errors.New("cut")
+	recvErr := make(chan error, 1)
+	go func() { _, err := q.recv.Recv(context.Background()); recvErr <- err }()
+	for q.send.Send(context.Background(), dataFrame(t, 1000)) == nil && q.recv.Buffered() < protocol.StreamWindow-1100 {
+	}
+	sendErr := make(chan error, 1)
+	go func() {
+		var err error
+		for err == nil {
+			err = q.send.Send(context.Background(), dataFrame(t, 1000))
+		}
+		sendErr <- err
+	}()
+	q.send.Fail(cut)
+	q.recv.Fail(cut)
+	if err := <-sendErr; err != cut {
+		t.Fatalf("Send: %v", err)
+	}
+	if err := <-recvErr; err != nil && err != cut {
+		t.Fatalf("Recv: %v", err)
+	}
+}
