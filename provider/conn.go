@@ -50,6 +50,7 @@ type conn struct {
 
 	mu      sync.Mutex
 	running map[uint64]*requestContext // requests a cancel frame or close can stop; nil once closed
+	streams map[uint64]*streamCore     // open streams, by the sequence number that opened them
 
 	remote string // the peer's address, formatted once for stats handlers; "" without them
 }
@@ -224,6 +225,9 @@ func (c *conn) serve() {
 	r := protocol.NewReader(in, s.opts.maxBody)
 	r.OnWait = func(started bool) {
 		timeout := s.opts.idleTimeout
+		if !started && c.openStreams() > 0 {
+			timeout = 0 // open streams are activity: the connection is not idle
+		}
 		if started {
 			timeout = s.opts.readTimeout
 		}
@@ -269,6 +273,12 @@ func (c *conn) serve() {
 			if rc != nil {
 				rc.cancel()
 			}
+		case m.Kind >= protocol.KindStreamData && m.Kind <= protocol.KindReset:
+			if err := c.streamFrame(&m); err != nil {
+				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
+				cause = err
+				return
+			}
 		default:
 			s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", "unexpected "+m.Kind.String()+" frame from a client")
 			return
@@ -302,6 +312,10 @@ func (c *conn) refuseTooLarge(m *protocol.Message, e *protocol.TooLargeError) {
 // handle admits one request, decodes its arguments while m's payload is
 // valid, and hands it to a worker.
 func (c *conn) handle(m *protocol.Message) {
+	if m.Flags&protocol.FlagStream != 0 {
+		c.handleStream(m)
+		return
+	}
 	s := c.srv
 	oneWay := m.Flags&protocol.FlagOneWay != 0
 	st := c.beginRequest(m)
@@ -565,9 +579,12 @@ func (c *conn) close() {
 		c.nc.Close()
 		c.cancel()
 		c.mu.Lock()
-		running := c.running
-		c.running = nil
+		running, streams := c.running, c.streams
+		c.running, c.streams = nil, nil
 		c.mu.Unlock()
+		for _, sc := range streams {
+			sc.s.Fail(errConnClosed)
+		}
 		for _, rc := range running {
 			rc.cancel()
 		}

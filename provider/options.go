@@ -29,6 +29,8 @@ type options struct {
 	maxPerConn       int
 	maxPerServer     int
 	interceptors     []Interceptor
+	streamIcs        []StreamInterceptor
+	maxStreams       int
 	stats            stats.Handlers
 	tls              *tls.Config
 	noHealth         bool // WithoutHealth
@@ -51,6 +53,7 @@ func defaultOptions() options {
 		drainGrace:       time.Second,
 		readTimeout:      30 * time.Second,
 		writeTimeout:     30 * time.Second,
+		maxStreams:       DefaultMaxStreams,
 		logger:           slog.Default(),
 	}
 }
@@ -202,7 +205,7 @@ func WithMaxConcurrent(perConn, perServer int) Option {
 // goroutine and may block; ctx carries the caller's deadline.
 type AuthFunc func(ctx context.Context, method string, md map[string]string) error
 
-// WithAuth checks every request with auth before its method runs. It is a
+// WithAuth checks every request, and every stream, with auth before its method runs. It is a
 // convenience for an interceptor that refuses with
 // protocol.StatusUnauthenticated; it runs first, before the interceptors of
 // WithInterceptors. A nil auth is ignored.
@@ -210,6 +213,7 @@ func WithAuth(auth AuthFunc) Option {
 	return func(o *options) {
 		if auth != nil {
 			o.interceptors = append([]Interceptor{authInterceptor(auth)}, o.interceptors...)
+			o.streamIcs = append([]StreamInterceptor{authStreamInterceptor(auth)}, o.streamIcs...)
 		}
 	}
 }

@@ -20,9 +20,10 @@ var ErrServerClosed = errors.New("provider: server closed")
 
 // Server serves registered services on any number of listeners.
 type Server struct {
-	opts      options
-	intercept Interceptor // the interceptors as one, built by NewServer; nil: none
-	health    *Health     // the health service's statuses (health.go)
+	opts            options
+	intercept       Interceptor       // the interceptors as one, built by NewServer; nil: none
+	streamIntercept StreamInterceptor // the stream interceptors as one; nil: none
+	health          *Health           // the health service's statuses (health.go)
 
 	methods  atomic.Pointer[map[string]*method] // "Service.Method" → method; copied on Register
 	services atomic.Pointer[map[string]bool]    // service names, to tell unknown service from unknown method
@@ -69,6 +70,7 @@ func NewServer(opts ...Option) *Server {
 		o(&s.opts)
 	}
 	s.intercept = chain(s.opts.interceptors)
+	s.streamIntercept = chainStream(s.opts.streamIcs)
 	empty := map[string]*method{}
 	s.methods.Store(&empty)
 	names := map[string]bool{}
@@ -485,7 +487,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	defer goAways.Wait()
 	err := s.drain(ctx) // 6
-	s.closeAll()        // 7
+	if err != nil {
+		for _, c := range conns { // streams still open are reset, maybe executed
+			c.abortStreams("the server shut down before the stream ended")
+		}
+	}
+	s.closeAll() // 7
 	if err == nil && s.forced.Load() {
 		err = fmt.Errorf("provider: shutdown cut short by Close: %w", ErrServerClosed)
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/shoalrpc/shoal/reflection"
 )
 
 var (
@@ -24,8 +26,15 @@ type method struct {
 	rcvr    reflect.Value
 	fn      reflect.Value // the method's func, receiver first
 	hasCtx  bool          // takes a leading context.Context
-	argType reflect.Type  // as declared: a value or a pointer type
-	reply   reflect.Type  // the reply's element type (reply is declared as *reply)
+	argType reflect.Type  // as declared: a value or a pointer type; nil for a client or bidi stream
+	reply   reflect.Type  // the reply's element type (reply is declared as *reply); nil when there is none
+
+	// kind is how the method is called: reflection.Unary, or one of the
+	// three stream kinds (the reflection service reads it). streamType is
+	// the stream parameter's type (*ServerStream[R], *ClientStream[A] or
+	// *BidiStream[A, R]) for a stream method.
+	kind       reflection.Kind
+	streamType reflect.Type
 
 	// replySize is the size of a recent reply frame, 0 before the first:
 	// what a call reserves of its connection for its reply (see
@@ -183,17 +192,22 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 		if !m.IsExported() {
 			continue
 		}
-		mt, why := shapeOf(m)
+		mt, why := streamShapeOf(m)
+		if mt == nil && why == "" {
+			mt, why = shapeOf(m)
+		}
 		if why != "" {
 			skipped = append(skipped, fmt.Sprintf("%s.%s: %s", name, m.Name, why))
 			continue
 		}
 		mt.rcvr, mt.name = v, name+"."+m.Name
-		directCall(mt, v, m.Name)
+		if mt.kind == reflection.Unary {
+			directCall(mt, v, m.Name)
+		}
 		methods[mt.name] = mt
 	}
 	if len(methods) == 0 {
-		msg := fmt.Sprintf("provider: register %s: type %s has no exported methods of the form func([ctx context.Context,] args A, reply *R) error", name, t)
+		msg := fmt.Sprintf("provider: register %s: type %s has no exported methods of the form func([ctx context.Context,] args A, reply *R) error (or of a stream's form)", name, t)
 		if t.Kind() != reflect.Pointer && reflect.PointerTo(t).NumMethod() > t.NumMethod() {
 			msg += "; methods with pointer receivers need a pointer: Register(&v)"
 		}
@@ -249,7 +263,7 @@ func shapeOf(m reflect.Method) (*method, string) {
 		return nil, "must return exactly one value, of type error"
 	}
 	in := ft.NumIn() - 1
-	mt := &method{fn: m.Func}
+	mt := &method{fn: m.Func, kind: reflection.Unary}
 	first := 1
 	if in == 3 {
 		if ft.In(1) != typeOfContext {

@@ -126,6 +126,7 @@ type RPCInfo struct {
 	Hedge   bool      // attempts: a hedge, sent while an earlier attempt was still running
 	Codec   string    // the payload codec's name, where known
 	Begin   time.Time // when it began
+	Stream  bool      // a stream rather than a unary call: it begins when it opens and ends with its last frame
 }
 
 // RPCEnd is how a call, an attempt or a request ended. Like RPCInfo, a

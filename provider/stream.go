@@ -1,0 +1,466 @@
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shoalrpc/shoal/internal/stream"
+	"github.com/shoalrpc/shoal/protocol"
+	"github.com/shoalrpc/shoal/reflection"
+)
+
+// DefaultMaxStreams is how many streams one connection may have open at
+// once unless WithMaxStreams says otherwise. With protocol.StreamWindow
+// bytes of window each way, a connection's streams hold at most
+// DefaultMaxStreams × 64 KiB (64 MiB) of received messages their methods
+// have not taken.
+const DefaultMaxStreams = 1024
+
+// WithMaxStreams limits the streams open at once on one connection (default
+// DefaultMaxStreams). A stream opened past it is refused "overloaded", not
+// executed. Streams also count against WithMaxConcurrent, as requests.
+func WithMaxStreams(n int) Option {
+	return func(o *options) {
+		if n <= 0 {
+			o.invalid("WithMaxStreams", n, "must be at least 1")
+			return
+		}
+		o.maxStreams = n
+	}
+}
+
+// ErrStreamAborted is what a stream method's Send and Recv return once its
+// stream was reset: the caller gave up (its context ended, or it closed the
+// stream) or the server shut down before the method returned. The method's
+// context has ended too.
+var ErrStreamAborted = errors.New("provider: stream aborted")
+
+// Stream is a stream as interceptors see it: messages of any type. The
+// method's typed stream (ServerStream, ClientStream, BidiStream) sends and
+// receives through the Stream its interceptors passed on.
+type Stream interface {
+	// Context is the stream's context: the caller's deadline and metadata,
+	// ended when the caller gives up or the connection ends.
+	Context() context.Context
+	// SendMsg sends m, a pointer to the method's reply type, waiting for
+	// the caller's window.
+	SendMsg(m any) error
+	// RecvMsg decodes the caller's next message into m, a pointer to the
+	// method's argument type; io.EOF once the caller has closed its side.
+	RecvMsg(m any) error
+}
+
+// StreamInfo describes the stream a stream interceptor wraps.
+type StreamInfo struct {
+	Method  string          // "Service.Method"
+	Service string          // "Service"
+	Name    string          // "Method"
+	Kind    reflection.Kind // server_stream, client_stream or bidi_stream
+	Args    any             // a server stream's decoded arguments; nil for the others
+	Peer    Peer            // the caller
+}
+
+// StreamHandler is what a stream interceptor wraps: the rest of the chain
+// and, at its end, the method.
+type StreamHandler func(ctx context.Context, s Stream) error
+
+// StreamInterceptor runs around a stream method, as an Interceptor runs
+// around a unary one: it may wrap the stream (count or log messages), enrich
+// the context, or refuse the stream by returning an error without calling
+// next — the caller then learns that the stream was refused, not executed
+// (with the status of a Refusal, or protocol.StatusRefused). An error
+// returned after next ran ends the stream as the method's own error.
+type StreamInterceptor func(ctx context.Context, info *StreamInfo, s Stream, next StreamHandler) error
+
+// WithStreamInterceptors adds interceptors around every stream method, in
+// order: the first given is the outermost. Several calls add to the chain.
+func WithStreamInterceptors(ics ...StreamInterceptor) Option {
+	return func(o *options) {
+		for _, ic := range ics {
+			if ic != nil {
+				o.streamIcs = append(o.streamIcs, ic)
+			}
+		}
+	}
+}
+
+// chainStream makes one stream interceptor of many, the first outermost.
+func chainStream(ics []StreamInterceptor) StreamInterceptor {
+	switch len(ics) {
+	case 0:
+		return nil
+	case 1:
+		return ics[0]
+	}
+	return func(ctx context.Context, info *StreamInfo, s Stream, final StreamHandler) error {
+		return ics[0](ctx, info, s, nextStream(ics[1:], info, final))
+	}
+}
+
+func nextStream(ics []StreamInterceptor, info *StreamInfo, final StreamHandler) StreamHandler {
+	if len(ics) == 0 {
+		return final
+	}
+	return func(ctx context.Context, s Stream) error {
+		return ics[0](ctx, info, s, nextStream(ics[1:], info, final))
+	}
+}
+
+// authStreamInterceptor is WithAuth for streams.
+func authStreamInterceptor(auth AuthFunc) StreamInterceptor {
+	return func(ctx context.Context, info *StreamInfo, s Stream, next StreamHandler) error {
+		if err := auth(ctx, info.Method, Metadata(ctx)); err != nil {
+			return Refuse(protocol.StatusUnauthenticated, err)
+		}
+		return next(ctx, s)
+	}
+}
+
+// ServerStream is the sending end of a server stream, as its method gets
+// it:
+//
+//	func (t *T) Count(ctx context.Context, args *A, s *provider.ServerStream[R]) error
+//
+// The stream ends when the method returns: cleanly with nil, with the
+// method's error otherwise (the caller receives it as a
+// *consumer.ServiceError).
+type ServerStream[R any] struct{ c *streamCore }
+
+// Send sends one message, waiting while the caller's window is full (the
+// caller has not taken what was sent). It returns ErrStreamAborted (and
+// the context's error) once the caller gave up.
+func (s *ServerStream[R]) Send(m *R) error { return s.c.msgs().SendMsg(m) }
+
+// Context returns the stream's context.
+func (s *ServerStream[R]) Context() context.Context { return s.c.ctx }
+
+// ClientStream is the receiving end of a client stream:
+//
+//	func (t *T) Sum(ctx context.Context, s *provider.ClientStream[A], reply *R) error
+//
+// The reply is sent when the method returns nil.
+type ClientStream[A any] struct{ c *streamCore }
+
+// Recv returns the caller's next message, waiting for it; io.EOF once the
+// caller has sent everything (CloseSend).
+func (s *ClientStream[A]) Recv() (*A, error) {
+	m := new(A)
+	if err := s.c.msgs().RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Context returns the stream's context.
+func (s *ClientStream[A]) Context() context.Context { return s.c.ctx }
+
+// BidiStream is both ends of a bidirectional stream:
+//
+//	func (t *T) Echo(ctx context.Context, s *provider.BidiStream[A, R]) error
+//
+// Send and Recv may be used from different goroutines.
+type BidiStream[A, R any] struct{ c *streamCore }
+
+// Send sends one message; see ServerStream.Send.
+func (s *BidiStream[A, R]) Send(m *R) error { return s.c.msgs().SendMsg(m) }
+
+// Recv returns the caller's next message; see ClientStream.Recv.
+func (s *BidiStream[A, R]) Recv() (*A, error) {
+	m := new(A)
+	if err := s.c.msgs().RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Context returns the stream's context.
+func (s *BidiStream[A, R]) Context() context.Context { return s.c.ctx }
+
+// streamCore is one open stream on the server: what the typed streams and
+// interceptors send and receive through.
+type streamCore struct {
+	c     *conn
+	s     *stream.Stream
+	rc    *requestContext // the stream's own context, which a reset or close cancels
+	ctx   context.Context // what the method runs under: rc, as stats and interceptors made it
+	codec protocol.Codec
+	name  string
+	via   Stream // what an interceptor passed on, if not this
+}
+
+func (sc *streamCore) msgs() Stream {
+	if sc.via != nil {
+		return sc.via
+	}
+	return sc
+}
+
+// Context implements Stream.
+func (sc *streamCore) Context() context.Context { return sc.ctx }
+
+// SendMsg implements Stream.
+func (sc *streamCore) SendMsg(v any) error {
+	buf := getBuffer()
+	defer putBuffer(buf)
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: sc.s.ID()}}
+	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, sc.codec, v, sc.c.srv.opts.maxBody)
+	*buf = frame
+	if err != nil {
+		return fmt.Errorf("provider: %s: send: %w", sc.name, err)
+	}
+	return sc.wrap(sc.s.Send(sc.ctx, frame))
+}
+
+// RecvMsg implements Stream.
+func (sc *streamCore) RecvMsg(v any) error {
+	msg, err := sc.s.Recv(sc.ctx)
+	if err != nil {
+		return sc.wrap(err)
+	}
+	codec, err := protocol.CodecByID(msg.Codec)
+	if err == nil {
+		err = codec.Decode(msg.Payload, v)
+	}
+	if err != nil {
+		return fmt.Errorf("provider: %s: decode a message: %w", sc.name, err)
+	}
+	return nil
+}
+
+// wrap says why a stream operation failed: io.EOF and nil as they are.
+func (sc *streamCore) wrap(err error) error {
+	if err == nil || errors.Is(err, io.EOF) {
+		return err
+	}
+	if cerr := sc.ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w: %s: %w", ErrStreamAborted, sc.name, cerr)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrStreamAborted, sc.name, err)
+}
+
+// handleStream admits a request that opens a stream and starts its method.
+// The stream is accepted (a response with status OK) once the interceptors
+// let the method start; before that it may still be refused, not executed.
+func (c *conn) handleStream(m *protocol.Message) {
+	s := c.srv
+	st := c.beginRequest(m)
+	if status := c.admit(); status != protocol.StatusOK {
+		c.refuse(st, m.Seq, false, status, m.Method+" not executed")
+		return
+	}
+	mt, status := s.lookup(m.Method)
+	switch {
+	case status == protocol.StatusBadRequest:
+		c.refuse(st, m.Seq, false, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
+		return
+	case status != protocol.StatusOK:
+		c.refuse(st, m.Seq, false, status, s.unknownMessage(m.Method, status))
+		return
+	case mt.kind == reflection.Unary:
+		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, m.Method+" is a unary method: call it, do not open a stream")
+		return
+	}
+	codec, err := protocol.CodecByID(m.Codec)
+	if err != nil {
+		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, err.Error())
+		return
+	}
+	var argPtr any
+	var arg reflect.Value
+	if mt.kind == reflection.ServerStream {
+		argPtr, arg = mt.newArg()
+		if err := codec.Decode(m.Payload, argPtr); err != nil {
+			c.refuse(st, m.Seq, false, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
+			return
+		}
+	}
+	var deadline time.Time
+	if m.Timeout > 0 {
+		deadline = time.Now().Add(m.Timeout)
+	}
+	ctx := newRequestContext(deadline, m.Metadata, c)
+	sc := &streamCore{c: c, rc: ctx, ctx: ctx, codec: codec, name: mt.name}
+	sc.s = stream.New(m.Seq, c.writeStreamFrame)
+	c.mu.Lock()
+	switch {
+	case c.running == nil: // closed while this request was decoded
+		c.mu.Unlock()
+		c.release(1)
+		return
+	case len(c.streams) >= s.opts.maxStreams:
+		c.mu.Unlock()
+		c.refuse(st, m.Seq, false, protocol.StatusOverloaded,
+			fmt.Sprintf("%s not executed: the connection has %d streams open, its limit (WithMaxStreams)", m.Method, s.opts.maxStreams))
+		return
+	}
+	if c.streams == nil {
+		c.streams = make(map[uint64]*streamCore)
+	}
+	c.streams[m.Seq] = sc
+	c.running[m.Seq] = ctx
+	c.mu.Unlock()
+	go c.runStream(sc, mt, argPtr, arg, st)
+}
+
+// writeStreamFrame queues a stream frame that counts for nothing in flight.
+func (c *conn) writeStreamFrame(frame []byte) error {
+	c.write(frame, false)
+	return nil
+}
+
+// runStream runs a stream method through the stream interceptors, then ends
+// the stream with the method's outcome: a clean end, the method's error, or
+// (when the interceptors refused it) a not-executed refusal. The stream
+// counts in flight until its end is written.
+func (c *conn) runStream(sc *streamCore, mt *method, argPtr any, arg reflect.Value, st *requestStats) {
+	seq := sc.s.ID()
+	var ctx context.Context = sc.ctx
+	if st != nil {
+		ctx = st.begin(c.srv.opts.stats, ctx)
+	}
+	ran := false
+	var reply reflect.Value
+	final := func(ctx context.Context, s Stream) error {
+		ran = true
+		if s != Stream(sc) {
+			sc.via = s
+		}
+		sc.ctx = ctx
+		// Accepted: the caller's open returns, and its messages may come.
+		c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse, Seq: seq}}, false)
+		if mt.reply != nil {
+			reply = mt.newReply()
+		}
+		return mt.callStream(ctx, arg, mt.newStream(sc), reply)
+	}
+	var err error
+	if ic := c.srv.streamIntercept; ic != nil {
+		err = c.interceptStream(ctx, ic, sc, mt, argPtr, final)
+	} else {
+		err = final(ctx, sc)
+	}
+	if err == nil && reply.IsValid() { // a client stream's reply, before its end
+		err = sc.SendMsg(reply.Interface())
+	}
+	c.mu.Lock()
+	delete(c.running, seq)
+	delete(c.streams, seq)
+	c.mu.Unlock()
+	sc.rc.cancel()
+
+	status, text := protocol.StatusOK, ""
+	switch {
+	case !ran && err != nil:
+		status, text = refusalStatus(err), err.Error()
+	case err != nil && isPanic(err):
+		c.srv.opts.logger.Error("provider: stream method panicked", "method", mt.name, "remote", c.nc.RemoteAddr(), "err", err, "stack", string(panicStack(err)))
+		status, text = protocol.StatusInternal, err.Error()
+	case err != nil:
+		status, text = protocol.StatusServiceError, err.Error()
+	}
+	sent := 0
+	if !ran {
+		sent = c.fail(seq, false, status, text) // refused: a response, as for a call
+	} else {
+		end := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamEnd, Status: status, Seq: seq}}
+		if status != protocol.StatusOK {
+			end.Flags, end.Payload = protocol.FlagError, []byte(text)
+		}
+		buf := getBuffer()
+		frame, ferr := protocol.AppendFrame((*buf)[:0], &end, c.srv.opts.maxBody)
+		if ferr != nil { // an error text past the body limit: cut it
+			end.Payload = end.Payload[:min(len(end.Payload), 1024)]
+			frame, _ = protocol.AppendFrame((*buf)[:0], &end, 0)
+		}
+		wrote, _ := sc.s.CloseSend(frame, func(f []byte) error { c.write(f, true); return nil })
+		*buf = frame
+		putBuffer(buf)
+		if wrote {
+			sent = len(frame)
+		} else {
+			c.release(1) // reset or cut: no end goes out
+		}
+		sc.s.Fail(errStreamOver)
+	}
+	if st != nil {
+		st.end(c.srv.opts.stats, status, err, sent)
+	}
+}
+
+// errStreamOver fails what is left of a stream whose method returned.
+var errStreamOver = errors.New("provider: the stream's method has returned")
+
+// interceptStream runs the stream interceptors around final; a panic in one
+// is answered as a method's panic is.
+func (c *conn) interceptStream(ctx context.Context, ic StreamInterceptor, sc *streamCore, mt *method, argPtr any, final StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &panicError{value: r, stack: debug.Stack()}
+		}
+	}()
+	name := mt.name
+	dot := strings.IndexByte(name, '.')
+	info := &StreamInfo{Method: name, Service: name[:dot], Name: name[dot+1:], Kind: mt.kind, Args: argPtr,
+		Peer: Peer{Addr: c.nc.RemoteAddr(), TLS: c.tlsState()}}
+	return ic(ctx, info, sc, final)
+}
+
+// streamFrame routes a stream frame from the client to its stream. A frame
+// for a stream that has ended is ignored; a violation of a stream's window
+// is returned, and ends the connection.
+func (c *conn) streamFrame(m *protocol.Message) error {
+	c.mu.Lock()
+	sc := c.streams[m.Seq]
+	c.mu.Unlock()
+	if sc == nil {
+		return nil
+	}
+	switch m.Kind {
+	case protocol.KindStreamData:
+		return sc.s.Deliver(m)
+	case protocol.KindStreamEnd:
+		sc.s.PeerEnded(nil, false) // the caller has sent everything
+	case protocol.KindWindow:
+		return sc.s.Grant(protocol.WindowIncrement(m))
+	case protocol.KindReset:
+		sc.s.Fail(errors.New("the caller reset the stream"))
+		sc.rc.cancel()
+	}
+	return nil
+}
+
+// abortStreams resets every open stream of the connection with
+// StatusAborted (maybe executed): Shutdown's context ended before their
+// methods returned. Their contexts end, and no end frame follows.
+func (c *conn) abortStreams(why string) {
+	c.mu.Lock()
+	open := make([]*streamCore, 0, len(c.streams))
+	for _, sc := range c.streams {
+		open = append(open, sc)
+	}
+	c.mu.Unlock()
+	for _, sc := range open {
+		if !sc.s.Fail(fmt.Errorf("%w: %s", ErrStreamAborted, why)) {
+			continue
+		}
+		c.send(&protocol.Message{
+			Header:  protocol.Header{Kind: protocol.KindReset, Flags: protocol.FlagError, Status: protocol.StatusAborted, Seq: sc.s.ID()},
+			Payload: []byte(sc.name + ": " + why + "; it may have run in part"),
+		}, false)
+		sc.rc.cancel()
+	}
+}
+
+// openStreams reports how many streams are open on the connection.
+func (c *conn) openStreams() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.streams)
+}
