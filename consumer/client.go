@@ -27,10 +27,11 @@ type Call struct {
 	Error  error      // set when the call completes
 	Done   chan *Call // receives the call when it completes
 
-	seq   uint64
-	stop  func() bool      // stops watching the caller's context (Go only)
-	sizes *wireSizes       // where send and complete count bytes; nil without stats
-	mark  batchwriter.Mark // where the request lies in the write queue; set once queued
+	seq    uint64
+	stream *clientStream    // a stream's open: registered with its seq; nil for a call
+	stop   func() bool      // stops watching the caller's context (Go only)
+	sizes  *wireSizes       // where send and complete count bytes; nil without stats
+	mark   batchwriter.Mark // where the request lies in the write queue; set once queued
 }
 
 func (call *Call) finish() {
@@ -57,6 +58,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	pending  map[uint64]*Call
+	streams  map[uint64]*clientStream // open streams (and streams opening), by seq
 	seq      uint64
 	draining bool  // the server sent go-away: no new calls
 	err      error // why the client stopped; non-nil means stopped
@@ -391,6 +393,9 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	if !oneWay {
 		c.pending[call.seq] = call
 	}
+	if call.stream != nil {
+		c.addStream(call)
+	}
 	c.mu.Unlock()
 
 	protocol.SetSeq(frame, call.seq)
@@ -624,6 +629,11 @@ func (c *Client) read() {
 			// Its arrival is all the keepalive needs.
 		case protocol.KindGoAway:
 			c.drain()
+		case protocol.KindStreamData, protocol.KindStreamEnd, protocol.KindWindow, protocol.KindReset:
+			if err := c.streamFrame(&m); err != nil {
+				c.stop(err)
+				return
+			}
 		default:
 			c.stop(fmt.Errorf("%w: unexpected %s frame from the server", protocol.ErrMalformed, m.Kind))
 			return
@@ -684,7 +694,7 @@ func (c *Client) complete(m *protocol.Message) {
 // pending call has completed.
 func (c *Client) closeIfDrained() {
 	c.mu.Lock()
-	drained := c.draining && len(c.pending) == 0
+	drained := c.draining && len(c.pending) == 0 && len(c.streams) == 0
 	c.mu.Unlock()
 	if drained {
 		c.stop(errors.New("server sent go-away"))
@@ -738,7 +748,7 @@ func (c *Client) keepalive() {
 			last, heardAt, probeQueued, probeSent = n, now, false, time.Time{}
 			c.probing.Store(false)
 		}
-		busy := o.probeAfter > 0 && c.Pending() > 0
+		busy := o.probeAfter > 0 && c.busy()
 		switch {
 		case !busy:
 			busySince = time.Time{}
@@ -792,7 +802,7 @@ func (c *Client) keepalive() {
 			// heartbeat is due. The flag is set before the last look at the
 			// pending table, so a call that starts meanwhile is not missed.
 			c.idle.Store(true)
-			if c.Pending() > 0 && c.idle.CompareAndSwap(true, false) {
+			if c.busy() && c.idle.CompareAndSwap(true, false) {
 				next = time.Nanosecond
 			}
 		}
@@ -818,6 +828,8 @@ func (c *Client) stop(cause error) {
 	c.closed.Store(true)
 	pending := c.pending
 	c.pending = make(map[uint64]*Call)
+	streams := c.streams
+	c.streams = nil
 	c.mu.Unlock()
 
 	close(c.closing)
@@ -830,6 +842,9 @@ func (c *Client) stop(cause error) {
 		c.connEvent(false, nil)
 	} else {
 		c.connEvent(false, cause)
+	}
+	for _, cs := range streams {
+		cs.fail(fmt.Errorf("stream %s: %w: %w", cs.method, ErrConnClosed, cause))
 	}
 	for _, call := range pending {
 		if call.mark.NotTaken(taken) || call.mark == (batchwriter.Mark{}) {

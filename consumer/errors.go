@@ -129,6 +129,8 @@ func statusError(method string, status protocol.Status, msg string) error {
 		return fmt.Errorf("%w: %s: %s", ErrUnauthenticated, method, msg)
 	case protocol.StatusTooLarge:
 		return fmt.Errorf("%w: %s: %s", ErrRequestTooLarge, method, msg)
+	case protocol.StatusAborted:
+		return fmt.Errorf("%w: %s", ErrStreamAborted, msg)
 	}
 	return fmt.Errorf("%w (%s): %s", ErrInternal, status, msg)
 }

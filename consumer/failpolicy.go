@@ -81,7 +81,7 @@ func classify(ctx context.Context, err error) errKind {
 	case errors.Is(err, ErrDial), errors.Is(err, ErrClientClosed), errors.Is(err, ErrShuttingDown),
 		errors.Is(err, ErrOverloaded), errors.Is(err, ErrTooManyPending), errors.Is(err, ErrRefused):
 		return kindNotExecuted
-	case errors.Is(err, ErrConnClosed), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, ErrConnClosed), errors.Is(err, context.DeadlineExceeded), errors.Is(err, ErrStreamAborted):
 		return kindMaybeExecuted
 	}
 	// ServiceError, bad request, unknown service or method, internal error,

@@ -83,10 +83,11 @@ type options struct {
 	maxPending        int
 	tls               *tls.Config
 	credentials       map[string]string
-	interceptors      []Interceptor  // around each call (Client) or logical call (ClientProxy)
-	stats             stats.Handlers // observe calls, attempts and connections
-	underProxy        bool           // a ClientProxy's connection: the proxy runs the interceptors and reports the calls
-	errs              []error        // invalid option values, for the constructor to return
+	interceptors      []Interceptor       // around each call (Client) or logical call (ClientProxy)
+	streamIcs         []StreamInterceptor // around each stream's opening
+	stats             stats.Handlers      // observe calls, attempts and connections
+	underProxy        bool                // a ClientProxy's connection: the proxy runs the interceptors and reports the calls
+	errs              []error             // invalid option values, for the constructor to return
 	proxyOptions
 }
 
