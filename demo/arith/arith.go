@@ -4,18 +4,24 @@
 // graceful shutdown visible from the calling side.
 //
 // Served with provider.Server.Register(arith.New(id)), its methods are
-// "Arith.Add", "Arith.Mul", "Arith.Div", "Arith.Sleep" and "Arith.Stats";
-// every exported method of Arith is one of them.
+// "Arith.Add", "Arith.Mul", "Arith.Div", "Arith.Sleep" and "Arith.Stats",
+// and three streams: "Arith.Count" (server stream: 1..N), "Arith.Sum"
+// (client stream: the total of the ints sent) and "Arith.Echo"
+// (bidirectional: each message back as it arrives); every exported method
+// of Arith is one of them.
 package arith
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/shoalrpc/shoal/provider"
 )
 
 // Args are the operands of Add, Mul and Div.
@@ -124,4 +130,70 @@ func (a *Arith) Stats(ctx context.Context, _ struct{}, s *Stats) error {
 	a.mu.Unlock()
 	*s = Stats{ID: a.id, Calls: a.calls.Load(), Running: a.running.Load(), Sleeping: sleeping}
 	return nil
+}
+
+// CountArgs is the argument of Count.
+type CountArgs struct {
+	N       int // Count sends 1..N
+	EveryMs int // milliseconds between two messages (0: none), at most MaxSleep in all
+}
+
+// Count is a server stream: it sends 1, 2, …, N, then ends. The stream's
+// window paces it: it sends no faster than the caller takes. With
+// args.EveryMs it waits that long before each message after the first,
+// which makes a stream outlive a provider's shutdown signal in the demo.
+func (a *Arith) Count(ctx context.Context, args CountArgs, s *provider.ServerStream[int]) error {
+	defer a.begin()()
+	if args.N < 0 || args.EveryMs < 0 || time.Duration(args.N)*time.Duration(args.EveryMs)*time.Millisecond > MaxSleep {
+		return fmt.Errorf("count to %d every %d ms: want N >= 0 and N × EveryMs within %s", args.N, args.EveryMs, MaxSleep)
+	}
+	for i := 1; i <= args.N; i++ {
+		if i > 1 && args.EveryMs > 0 {
+			t := time.NewTimer(time.Duration(args.EveryMs) * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("count: %w", ctx.Err())
+			}
+		}
+		if err := s.Send(&i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Sum is a client stream: it adds up the ints the caller sends, and replies
+// with the total once the caller has sent them all.
+func (a *Arith) Sum(ctx context.Context, s *provider.ClientStream[int], total *int) error {
+	defer a.begin()()
+	for {
+		n, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		*total += *n
+	}
+}
+
+// Echo is a bidirectional stream: it sends each message back as it
+// arrives, and ends when the caller has sent everything.
+func (a *Arith) Echo(ctx context.Context, s *provider.BidiStream[string, string]) error {
+	defer a.begin()()
+	for {
+		m, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.Send(m); err != nil {
+			return err
+		}
+	}
 }
