@@ -393,12 +393,19 @@ func (cs *clientStream) fail(err error) {
 }
 
 // reset ends the stream from the caller's side: the server is told (its
-// method's context ends) unless the stream is over already.
+// method's context ends) unless the stream is over already or its deadline
+// passed.
 func (cs *clientStream) reset(err error) {
 	if !cs.c.removeStream(cs.s.ID()) {
 		return // ended already
 	}
 	cs.s.Fail(err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// The deadline travelled with the open: the server's copy ends the
+		// method's context as ours ended, as for a call.
+		cs.finish(err)
+		return
+	}
 	var b [protocol.HeaderSize + 3]byte
 	if frame, ferr := protocol.AppendFrame(b[:0], &protocol.Message{Header: protocol.Header{Kind: protocol.KindReset, Status: protocol.StatusOK, Seq: cs.s.ID()}}, 0); ferr == nil {
 		cs.c.writeStreamFrame(frame)

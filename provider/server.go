@@ -488,9 +488,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer goAways.Wait()
 	err := s.drain(ctx) // 6
 	if err != nil {
-		for _, c := range conns { // streams still open are reset, maybe executed
-			c.abortStreams("the server shut down before the stream ended")
-		}
+		s.abortStreams(conns) // streams still open are reset: maybe executed
 	}
 	s.closeAll() // 7
 	if err == nil && s.forced.Load() {

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shoalrpc/shoal/internal/stream"
@@ -207,6 +208,9 @@ func (sc *streamCore) Context() context.Context { return sc.ctx }
 
 // SendMsg implements Stream.
 func (sc *streamCore) SendMsg(v any) error {
+	if err := sc.ctx.Err(); err != nil {
+		return sc.wrap(err)
+	}
 	buf := getBuffer()
 	defer putBuffer(buf)
 	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: sc.s.ID()}}
@@ -434,6 +438,33 @@ func (c *conn) streamFrame(m *protocol.Message) error {
 		sc.rc.cancel()
 	}
 	return nil
+}
+
+// abortStreams resets the streams still open on conns when Shutdown's
+// context has ended, and gives each connection at most the drain grace to
+// write the resets before it is closed, so that their callers read "aborted"
+// rather than a closed connection (both say: maybe executed).
+func (s *Server) abortStreams(conns []*conn) {
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		if c.openStreams() == 0 {
+			continue
+		}
+		wg.Go(func() {
+			c.abortStreams("the server shut down before the stream ended")
+			c.awaitWritten(s.opts.drainGrace)
+		})
+	}
+	wg.Wait()
+}
+
+// awaitWritten waits until every frame queued on the connection has been
+// written, at most d.
+func (c *conn) awaitWritten(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for c.queued.Load() > 0 && c.ctx.Err() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond) // a write in progress ends within the write timeout
+	}
 }
 
 // abortStreams resets every open stream of the connection with

@@ -1,0 +1,593 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/loadbalance"
+	"github.com/shoalrpc/shoal/naming"
+	"github.com/shoalrpc/shoal/protocol"
+	"github.com/shoalrpc/shoal/provider"
+)
+
+// Streams is the stream service of these tests. Its counters are the
+// server's side of every outcome; the tests count the client's side
+// themselves.
+type Streams struct {
+	started  atomic.Int64 // stream methods that began
+	sent     atomic.Int64 // messages sent by Flood and Count
+	finished atomic.Int64 // Count calls that sent every message
+	ctxEnded chan error   // Wait and Flood: their context's error, when it ended them
+}
+
+func newStreams() *Streams { return &Streams{ctxEnded: make(chan error, 2048)} }
+
+// Blob is a message of some bytes.
+type Blob struct{ B []byte }
+
+// FloodArgs sizes Flood's messages.
+type FloodArgs struct{ Size int }
+
+// CountArgs asks Count for 1..N, one every EveryMs milliseconds.
+type CountArgs struct{ N, EveryMs int }
+
+// Flood sends Blobs of args.Size bytes until its context ends.
+func (s *Streams) Flood(ctx context.Context, args FloodArgs, st *provider.ServerStream[Blob]) error {
+	s.started.Add(1)
+	b := Blob{B: make([]byte, args.Size)}
+	for {
+		if err := st.Send(&b); err != nil {
+			s.ctxEnded <- ctx.Err()
+			return err
+		}
+		s.sent.Add(1)
+	}
+}
+
+// Count sends 1..N, one every EveryMs milliseconds.
+func (s *Streams) Count(ctx context.Context, args CountArgs, st *provider.ServerStream[int]) error {
+	s.started.Add(1)
+	for i := 1; i <= args.N; i++ {
+		if i > 1 && args.EveryMs > 0 {
+			select {
+			case <-time.After(time.Duration(args.EveryMs) * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if err := st.Send(&i); err != nil {
+			return err
+		}
+		s.sent.Add(1)
+	}
+	s.finished.Add(1)
+	return nil
+}
+
+// Wait sends nothing and returns when its context ends, with its error.
+func (s *Streams) Wait(ctx context.Context, _ int, st *provider.ServerStream[int]) error {
+	s.started.Add(1)
+	<-ctx.Done()
+	s.ctxEnded <- ctx.Err()
+	return ctx.Err()
+}
+
+// Stall is a client stream that never reads: its caller's sends fill the
+// window; it returns fail's text as its error once its context ends, or
+// after ms milliseconds if ms > 0.
+func (s *Streams) Stall(ctx context.Context, st *provider.ClientStream[Blob], reply *int) error {
+	s.started.Add(1)
+	<-ctx.Done()
+	s.ctxEnded <- ctx.Err()
+	return ctx.Err()
+}
+
+// Refuse ends the stream with an error without reading, while its caller sends.
+func (s *Streams) Refuse(ctx context.Context, st *provider.ClientStream[Blob], reply *int) error {
+	s.started.Add(1)
+	return errors.New("not today")
+}
+
+// Echo returns each message as it arrives.
+func (s *Streams) Echo(ctx context.Context, st *provider.BidiStream[int, int]) error {
+	s.started.Add(1)
+	for {
+		m, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			s.ctxEnded <- err
+			return err
+		}
+		if err := st.Send(m); err != nil {
+			return err
+		}
+	}
+}
+
+// Ping is a unary method beside the streams.
+func (s *Streams) Ping(n int, out *int) error { *out = n; return nil }
+
+func serveStreams(t *testing.T, opts ...provider.Option) (*provider.Server, *Streams, string) {
+	t.Helper()
+	srv := provider.NewServer(append([]provider.Option{provider.WithLogger(slog.New(slog.DiscardHandler))}, opts...)...)
+	svc := newStreams()
+	if err := srv.Register(svc); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ln); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv, svc, ln.Addr().String()
+}
+
+func dialStreams(t *testing.T, addr string, opts ...consumer.DialOption) *consumer.Client {
+	t.Helper()
+	c, err := consumer.Dial(addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// waitFor waits, at most 60 s (two loaded cores), until cond holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Many streams at once on one connection each receive their messages
+// complete and in order, while bidirectional streams echo.
+func TestStreamsKeepOrderConcurrently(t *testing.T) {
+	_, _, addr := serveStreams(t)
+	c := dialStreams(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for range 50 {
+		wg.Go(func() {
+			s, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: 500})
+			if err != nil {
+				errs <- err
+				return
+			}
+			for want := 1; ; want++ {
+				n, err := s.Recv()
+				if err == io.EOF && want == 501 {
+					return
+				}
+				if err != nil || *n != want {
+					errs <- fmt.Errorf("message %d: %v, %v", want, n, err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			s, err := consumer.OpenBidiStream[int, int](ctx, c, "Streams.Echo")
+			if err != nil {
+				errs <- err
+				return
+			}
+			for i := range 200 {
+				if err := s.Send(&i); err != nil {
+					errs <- err
+					return
+				}
+				if n, err := s.Recv(); err != nil || *n != i {
+					errs <- fmt.Errorf("echo %d: %v, %v", i, n, err)
+					return
+				}
+			}
+			s.CloseSend()
+			if _, err := s.Recv(); err != io.EOF {
+				errs <- fmt.Errorf("echo end: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// 1,000 streams on one connection whose receivers stop reading: each
+// sender stops at one window, the memory held stays within streams × window
+// plus a stated overhead per stream, and a unary call on the same
+// connection still goes through.
+func TestStreamBackPressureBoundsMemory(t *testing.T) {
+	const (
+		streams = 1000
+		size    = 1000
+		// What a stalled stream costs besides its window: the method's
+		// goroutine (its stack grown by reflection and encoding), the stream
+		// state on both ends, the caller's context watch.
+		perStream = 24 << 10
+		fixed     = 16 << 20 // the runtime, buffers, the test's own
+	)
+	_, svc, addr := serveStreams(t)
+	c := dialStreams(t, addr)
+	frame, err := protocol.AppendFrameEncode(nil, &protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData}}, protocol.Msgpack, Blob{B: make([]byte, size)}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perWindow := int64(protocol.StreamWindow / len(frame))
+
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	ctx, cancel := context.WithCancel(context.Background())
+	opened := make([]*consumer.RecvStream[Blob], 0, streams)
+	for range streams {
+		s, err := consumer.OpenServerStream[Blob](ctx, c, "Streams.Flood", FloodArgs{Size: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened = append(opened, s)
+	}
+	want := streams * perWindow
+	waitFor(t, "every stream to fill its window", func() bool { return svc.sent.Load() >= want })
+	// A unary call on the same connection, behind 1,000 stalled streams.
+	callCtx, callCancel := context.WithTimeout(context.Background(), 30*time.Second)
+	var pong int
+	err = c.Call(callCtx, "Streams.Ping", 7, &pong)
+	callCancel()
+	if err != nil || pong != 7 {
+		t.Fatalf("unary call beside stalled streams: %d, %v", pong, err)
+	}
+	if got := svc.sent.Load(); got != want {
+		t.Fatalf("servers sent %d messages, want exactly one window's worth per stream: %d (%d each)", got, want, perWindow)
+	}
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapAlloc+after.StackInuse) - int64(before.HeapAlloc+before.StackInuse)
+	bound := int64(streams)*(protocol.StreamWindow+perStream) + fixed
+	t.Logf("heap and stacks grew %d KiB for %d stalled streams (bound %d KiB: window %d KiB + %d KiB each, + %d KiB)",
+		grew>>10, streams, bound>>10, protocol.StreamWindow>>10, perStream>>10, fixed>>10)
+	if grew > bound {
+		t.Fatalf("heap grew %d bytes, over the bound of %d", grew, bound)
+	}
+	// Reading resumes the senders; cancelling ends every method.
+	if _, err := opened[0].Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	for range streams {
+		select {
+		case <-svc.ctxEnded:
+		case <-time.After(60 * time.Second):
+			t.Fatal("a stream method did not end when its caller cancelled")
+		}
+	}
+}
+
+// The caller's cancel ends the method's context; the method's end (its
+// error) ends the caller's stream, even one blocked sending; a deadline
+// ends both.
+func TestStreamCancellationBothWaysAndDeadline(t *testing.T) {
+	_, svc, addr := serveStreams(t)
+	c := dialStreams(t, addr)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := consumer.OpenServerStream[int](ctx, c, "Streams.Wait", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recvErr := make(chan error, 1)
+	go func() { _, err := s.Recv(); recvErr <- err }()
+	cancel()
+	if err := <-recvErr; !errors.Is(err, context.Canceled) {
+		t.Fatalf("caller's Recv after cancel: %v", err)
+	}
+	select {
+	case err := <-svc.ctxEnded:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("method's context ended with %v, want Canceled", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the method's context did not end after the caller cancelled")
+	}
+
+	// The method returns while the caller is blocked on a full window.
+	refused, err := consumer.OpenClientStream[Blob, int](context.Background(), c, "Streams.Refuse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sendErr error
+	for range 1000 {
+		if sendErr = refused.Send(&Blob{B: make([]byte, 1000)}); sendErr != nil {
+			break
+		}
+	}
+	if !errors.Is(sendErr, consumer.ErrStreamClosed) {
+		t.Fatalf("Send after the method ended: %v, want ErrStreamClosed", sendErr)
+	}
+	_, err = refused.CloseAndRecv()
+	var se *consumer.ServiceError
+	if !errors.As(err, &se) || se.Message != "not today" {
+		t.Fatalf("CloseAndRecv: %v, want the method's error as a *ServiceError", err)
+	}
+
+	dctx, dcancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer dcancel()
+	d, err := consumer.OpenServerStream[int](dctx, c, "Streams.Wait", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Recv(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Recv past the deadline: %v", err)
+	}
+	select {
+	case err := <-svc.ctxEnded:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("method's context ended with %v, want DeadlineExceeded", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the method's context did not end at the deadline")
+	}
+}
+
+// killableDialer dials TCP and keeps the connections, to cut them.
+type killableDialer struct {
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (k *killableDialer) dial(ctx context.Context, network, address string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+	if err == nil {
+		k.mu.Lock()
+		k.conns = append(k.conns, nc)
+		k.mu.Unlock()
+	}
+	return nc, err
+}
+
+func (k *killableDialer) kill() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, nc := range k.conns {
+		nc.Close()
+	}
+}
+
+// A connection that dies fails every open stream at once, on both sides.
+func TestConnDeathFailsEveryStream(t *testing.T) {
+	const n = 20
+	_, svc, addr := serveStreams(t)
+	var k killableDialer
+	c := dialStreams(t, addr, consumer.WithDialer(k.dial))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	streams := make([]*consumer.BidiStream[int, int], n)
+	for i := range streams {
+		s, err := consumer.OpenBidiStream[int, int](ctx, c, "Streams.Echo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Send(&i); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		streams[i] = s
+	}
+	k.kill()
+	for i, s := range streams {
+		if _, err := s.Recv(); !errors.Is(err, consumer.ErrConnClosed) {
+			t.Fatalf("stream %d after the connection died: %v, want ErrConnClosed", i, err)
+		}
+	}
+	for i := range n {
+		select {
+		case err := <-svc.ctxEnded:
+			if !errors.Is(err, provider.ErrStreamAborted) {
+				t.Fatalf("method %d: %v, want ErrStreamAborted", i, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("only %d of %d methods saw the connection die", i, n)
+		}
+	}
+}
+
+// Shutdown with 50 server streams open: with time enough, every stream
+// completes with every message in order; with too little, every stream is
+// reset "aborted" (maybe executed), none hangs, and no goroutine is left
+// (TestMain's goleak).
+func TestShutdownMidStream(t *testing.T) {
+	for _, long := range []bool{true, false} {
+		t.Run(map[bool]string{true: "long", false: "short"}[long], func(t *testing.T) {
+			const streams, n = 50, 20
+			srv, svc, addr := serveStreams(t)
+			c := dialStreams(t, addr)
+			every := 100 // ms: a stream lasts about 2 s, past the drain grace (1 s)
+			if !long {
+				every = 1000 // 20 s: far past Shutdown's context
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			opened := make([]*consumer.RecvStream[int], streams)
+			for i := range opened {
+				s, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: n, EveryMs: every})
+				if err != nil {
+					t.Fatal(err)
+				}
+				opened[i] = s
+			}
+			waitFor(t, "every stream to start", func() bool { return svc.started.Load() == streams })
+			shutdownCtx, shutdownCancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if !long {
+				shutdownCtx, shutdownCancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+			}
+			defer shutdownCancel()
+			shutdownErr := make(chan error, 1)
+			go func() { shutdownErr <- srv.Shutdown(shutdownCtx) }()
+
+			// A new stream is refused, not executed.
+			if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: 1}); !errors.Is(err, consumer.ErrShuttingDown) && !errors.Is(err, consumer.ErrClientClosed) {
+				t.Fatalf("a stream opened during Shutdown: %v, want refused (shutting down, or the client told to go away)", err)
+			}
+
+			var completed, aborted atomic.Int64
+			var wg sync.WaitGroup
+			for i, s := range opened {
+				wg.Go(func() {
+					for want := 1; ; want++ {
+						v, err := s.Recv()
+						switch {
+						case err == io.EOF && want == n+1:
+							completed.Add(1)
+							return
+						case errors.Is(err, consumer.ErrStreamAborted):
+							aborted.Add(1)
+							return
+						case err != nil:
+							t.Errorf("stream %d, message %d: %v", i, want, err)
+							return
+						case *v != want:
+							t.Errorf("stream %d: message %d is %d", i, want, *v)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			err := <-shutdownErr
+			if long {
+				if err != nil || completed.Load() != streams || svc.finished.Load() != streams {
+					t.Fatalf("long Shutdown: %v; %d streams completed on the client, %d methods finished, want %d", err, completed.Load(), svc.finished.Load(), streams)
+				}
+			} else if !errors.Is(err, context.DeadlineExceeded) || aborted.Load() != streams {
+				t.Fatalf("short Shutdown: %v; %d streams aborted, %d completed, want all %d aborted", err, aborted.Load(), completed.Load(), streams)
+			}
+		})
+	}
+}
+
+// A stream open refused "not executed" by one instance is opened on another
+// through a ClientProxy; the refusing instance runs nothing.
+func TestProxyRetriesRefusedStreamOpen(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	var refusals atomic.Int64
+	refuse := func(ctx context.Context, info *provider.StreamInfo, s provider.Stream, next provider.StreamHandler) error {
+		refusals.Add(1)
+		return provider.Refuse(protocol.StatusOverloaded, errors.New("busy"))
+	}
+	in := naming.Instance{Service: "streams"}
+	_, busy, _ := serveStreams(t, provider.WithRegistry(reg, in), provider.WithStreamInterceptors(refuse))
+	_, ok, _ := serveStreams(t, provider.WithRegistry(reg, in))
+	p, err := consumer.NewClientProxy("streams", reg, consumer.WithLoadBalance(loadbalance.RoundRobin), consumer.WithFailMode(consumer.Failfast))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitFor(t, "both instances listed", func() bool { return len(p.Instances()) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const streams = 20
+	completed := 0
+	for range streams {
+		s, err := consumer.OpenServerStream[int](ctx, p, "Streams.Count", CountArgs{N: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0
+		for {
+			_, err := s.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got++
+		}
+		if got == 3 {
+			completed++
+		}
+	}
+	if completed != streams || ok.started.Load() != streams || busy.started.Load() != 0 || refusals.Load() == 0 {
+		t.Fatalf("%d streams completed; the open instance ran %d, the refusing one ran %d after %d refusals; want %d, %d, 0, some",
+			completed, ok.started.Load(), busy.started.Load(), refusals.Load(), streams, streams)
+	}
+}
+
+// A stream past the connection's limit is refused "overloaded", not
+// executed; once a stream ends, a new one opens.
+func TestMaxStreamsRefusesNotExecuted(t *testing.T) {
+	_, svc, addr := serveStreams(t, provider.WithMaxStreams(2))
+	c := dialStreams(t, addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first, err := consumer.OpenServerStream[int](ctx, c, "Streams.Wait", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Wait", 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Wait", 0); !errors.Is(err, consumer.ErrOverloaded) {
+		t.Fatalf("third stream: %v, want ErrOverloaded", err)
+	}
+	if got := svc.started.Load(); got != 2 {
+		t.Fatalf("%d methods ran, want 2", got)
+	}
+	first.Close()
+	<-svc.ctxEnded
+	waitFor(t, "a stream slot to free", func() bool {
+		s, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: 1})
+		if err != nil {
+			return false
+		}
+		s.Close()
+		return true
+	})
+}
+
+// Open streams keep a connection from being idle: a stream quieter than the
+// server's idle timeout lives on.
+func TestOpenStreamIsNotIdle(t *testing.T) {
+	_, _, addr := serveStreams(t, provider.WithIdleTimeout(150*time.Millisecond))
+	c := dialStreams(t, addr, consumer.WithHeartbeat(0, 0), consumer.WithProbe(0, 0))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: 3, EveryMs: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 3; want++ {
+		if v, err := s.Recv(); err != nil || *v != want {
+			t.Fatalf("message %d: %v, %v", want, v, err)
+		}
+	}
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatalf("end: %v", err)
+	}
+}
