@@ -22,6 +22,29 @@ func (Fuzzed) Echo(ctx context.Context, s string, out *string) error { *out = s;
 // Add adds.
 func (Fuzzed) Add(args Args, sum *int) error { *sum = args.A + args.B; return nil }
 
+// Count is a server stream of at most 10 messages.
+func (Fuzzed) Count(ctx context.Context, n int, s *ServerStream[int]) error {
+	for i := 1; i <= min(n, 10); i++ {
+		if err := s.Send(&i); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Chat echoes a bidirectional stream.
+func (Fuzzed) Chat(ctx context.Context, s *BidiStream[string, string]) error {
+	for {
+		m, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		if err := s.Send(m); err != nil {
+			return err
+		}
+	}
+}
+
 // FuzzServeConn feeds random byte streams to a server connection: whatever
 // arrives, the handler must not panic, must end when the stream ends, and
 // must not allocate beyond its limits.
@@ -40,6 +63,17 @@ func FuzzServeConn(f *testing.F) {
 	oneway := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagOneWay, Seq: 4}, Method: "Fuzzed.Echo"}, "x")
 	f.Add(append(append(append(req, add...), hb...), cancel...))
 	f.Add(append(oneway, req...))
+	count := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagStream, Seq: 5}, Method: "Fuzzed.Count"}, 3)
+	chat := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagStream, Seq: 6}, Method: "Fuzzed.Chat"}, nil)
+	data := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: 6}}, "hi")
+	bare := func(kind protocol.Kind, seq uint64) []byte {
+		b, _ := protocol.AppendFrame(nil, &protocol.Message{Header: protocol.Header{Kind: kind, Seq: seq}}, 0)
+		return b
+	}
+	end, reset := bare(protocol.KindStreamEnd, 6), bare(protocol.KindReset, 6)
+	window := protocol.AppendWindow(nil, 5, 1<<20)
+	f.Add(append(append(append(append(count, window...), chat...), data...), end...))
+	f.Add(append(append(chat, data...), reset...))
 	f.Add(add[:len(add)-2])
 	huge := append([]byte(nil), req[:protocol.HeaderSize]...)
 	binary.BigEndian.PutUint32(huge[16:], 1<<31)

@@ -255,6 +255,9 @@ func (sc *streamCore) wrap(err error) error {
 func (c *conn) handleStream(m *protocol.Message) {
 	s := c.srv
 	st := c.beginRequest(m)
+	if st != nil {
+		st.info.Stream = true
+	}
 	if status := c.admit(); status != protocol.StatusOK {
 		c.refuse(st, m.Seq, false, status, m.Method+" not executed")
 		return

@@ -18,6 +18,8 @@ import (
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
+	"github.com/shoalrpc/shoal/reflection"
+	"github.com/shoalrpc/shoal/stats"
 )
 
 // Streams is the stream service of these tests. Its counters are the
@@ -589,5 +591,119 @@ func TestOpenStreamIsNotIdle(t *testing.T) {
 	}
 	if _, err := s.Recv(); err != io.EOF {
 		t.Fatalf("end: %v", err)
+	}
+}
+
+// streamStats counts what stats handlers see of streams.
+type streamStats struct {
+	stats.Base
+	mu     sync.Mutex
+	begins map[stats.Kind]int
+	ends   map[stats.Kind][]string // statuses
+}
+
+func newStreamStats() *streamStats {
+	return &streamStats{begins: map[stats.Kind]int{}, ends: map[stats.Kind][]string{}}
+}
+
+func (h *streamStats) RPCBegin(ctx context.Context, info *stats.RPCInfo) context.Context {
+	if info.Stream {
+		h.mu.Lock()
+		h.begins[info.Kind]++
+		h.mu.Unlock()
+	}
+	return ctx
+}
+
+func (h *streamStats) RPCEnd(ctx context.Context, info *stats.RPCInfo, end *stats.RPCEnd) {
+	if info.Stream {
+		h.mu.Lock()
+		h.ends[info.Kind] = append(h.ends[info.Kind], end.Status)
+		h.mu.Unlock()
+	}
+}
+
+// countingServerStream counts the messages a provider stream sends.
+type countingServerStream struct {
+	provider.Stream
+	sends *atomic.Int64
+}
+
+func (s countingServerStream) SendMsg(m any) error {
+	s.sends.Add(1)
+	return s.Stream.SendMsg(m)
+}
+
+// countingClientStream counts the messages a consumer stream receives.
+type countingClientStream struct {
+	consumer.ClientStream
+	recvs *atomic.Int64
+}
+
+func (s countingClientStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err == nil {
+		s.recvs.Add(1)
+	}
+	return err
+}
+
+// Stream interceptors on both ends see each stream and may wrap it; stats
+// handlers see each stream as one RPC, however many messages it carries.
+func TestStreamInterceptorsAndStats(t *testing.T) {
+	var serverSends, clientRecvs, opens atomic.Int64
+	var seen sync.Map // method → kind, as the provider's interceptor saw it
+	serverIc := func(ctx context.Context, info *provider.StreamInfo, s provider.Stream, next provider.StreamHandler) error {
+		seen.Store(info.Method, info.Kind)
+		return next(ctx, countingServerStream{s, &serverSends})
+	}
+	clientIc := func(ctx context.Context, desc *consumer.StreamDesc, open consumer.Streamer) (consumer.ClientStream, error) {
+		opens.Add(1)
+		s, err := open(ctx, desc)
+		if err != nil {
+			return nil, err
+		}
+		return countingClientStream{s, &clientRecvs}, nil
+	}
+	serverStats, clientStats := newStreamStats(), newStreamStats()
+	_, _, addr := serveStreams(t, provider.WithStreamInterceptors(serverIc), provider.WithStatsHandler(serverStats))
+	c := dialStreams(t, addr, consumer.WithStreamInterceptors(clientIc), consumer.WithStatsHandler(clientStats))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for range 3 {
+		s, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := s.Recv(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if opens.Load() != 3 || clientRecvs.Load() != 30 || serverSends.Load() != 30 {
+		t.Fatalf("client interceptor saw %d opens and %d messages, server interceptor %d messages; want 3, 30, 30", opens.Load(), clientRecvs.Load(), serverSends.Load())
+	}
+	if k, _ := seen.Load("Streams.Count"); k != reflection.ServerStream {
+		t.Fatalf("the provider's interceptor saw kind %v", k)
+	}
+	waitFor(t, "the server's stats to end", func() bool {
+		serverStats.mu.Lock()
+		defer serverStats.mu.Unlock()
+		return len(serverStats.ends[stats.Request]) == 3
+	})
+	clientStats.mu.Lock()
+	defer clientStats.mu.Unlock()
+	serverStats.mu.Lock()
+	defer serverStats.mu.Unlock()
+	if clientStats.begins[stats.Call] != 3 || len(clientStats.ends[stats.Call]) != 3 || serverStats.begins[stats.Request] != 3 {
+		t.Fatalf("client stats: %v begins, %v ends; server: %v begins, %v ends; want 3 streams each", clientStats.begins, clientStats.ends, serverStats.begins, serverStats.ends)
+	}
+	for _, st := range append(clientStats.ends[stats.Call], serverStats.ends[stats.Request]...) {
+		if st != "ok" {
+			t.Fatalf("a stream ended with status %q, want ok", st)
+		}
 	}
 }
