@@ -399,6 +399,7 @@ func (cs *clientStream) reset(err error) {
 	if !cs.c.removeStream(cs.s.ID()) {
 		return // ended already
 	}
+	defer cs.c.closeIfDrained() // the server asked us to go away: this may have been the last stream
 	cs.s.Fail(err)
 	if errors.Is(err, context.DeadlineExceeded) {
 		// The deadline travelled with the open: the server's copy ends the
@@ -462,17 +463,21 @@ func (cs *clientStream) Close() error {
 }
 
 // wrap says why a stream operation failed: io.EOF as it is; the caller's
-// context's error when it ended the stream.
+// context's error when it has ended (the deadline travelled: the server's
+// copy may have ended the method first, and its answer must not pass for
+// the method's own error).
 func (cs *clientStream) wrap(err error) error {
-	switch {
-	case err == io.EOF:
+	if err == io.EOF {
 		return err
-	case errors.Is(err, stream.ErrSendClosed):
-		return fmt.Errorf("stream %s: %w", cs.method, ErrStreamClosed)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		if cerr := contextEnded(cs.ctx); cerr != nil && !errors.Is(err, cerr) {
-			return fmt.Errorf("stream %s: %w", cs.method, cerr)
+	}
+	if cerr := contextEnded(cs.ctx); cerr != nil {
+		if errors.Is(err, cerr) {
+			return err
 		}
+		return fmt.Errorf("stream %s: %w (server: %v)", cs.method, cerr, err)
+	}
+	if errors.Is(err, stream.ErrSendClosed) {
+		return fmt.Errorf("stream %s: %w", cs.method, ErrStreamClosed)
 	}
 	return err
 }

@@ -332,6 +332,10 @@ func (c *conn) handle(m *protocol.Message) {
 		c.refuse(st, m.Seq, oneWay, status, s.unknownMessage(m.Method, status))
 		return
 	}
+	if mt.streamType != nil {
+		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, m.Method+" is a "+string(mt.kind)+" method: open a stream (consumer.OpenServerStream, OpenClientStream, OpenBidiStream), do not call it")
+		return
+	}
 	codec, err := protocol.CodecByID(m.Codec)
 	if err != nil {
 		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, err.Error())

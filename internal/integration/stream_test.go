@@ -707,3 +707,28 @@ func TestStreamInterceptorsAndStats(t *testing.T) {
 		}
 	}
 }
+
+// Calling a stream method, or opening a stream on a unary method, is a bad
+// request, not executed.
+func TestStreamAndCallMismatchIsABadRequest(t *testing.T) {
+	_, svc, addr := serveStreams(t)
+	c := dialStreams(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var n int
+	if err := c.Call(ctx, "Streams.Echo", 1, &n); !errors.Is(err, consumer.ErrBadRequest) {
+		t.Fatalf("Call of a bidi stream method: %v, want ErrBadRequest", err)
+	}
+	if err := c.Call(ctx, "Streams.Count", CountArgs{N: 1}, &n); !errors.Is(err, consumer.ErrBadRequest) {
+		t.Fatalf("Call of a server stream method: %v, want ErrBadRequest", err)
+	}
+	if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Ping", 1); !errors.Is(err, consumer.ErrBadRequest) {
+		t.Fatalf("a stream opened on a unary method: %v, want ErrBadRequest", err)
+	}
+	if _, err := consumer.OpenBidiStream[int, int](ctx, c, "Streams.Nope"); !errors.Is(err, consumer.ErrUnknownMethod) {
+		t.Fatalf("a stream opened on an unknown method: %v, want ErrUnknownMethod", err)
+	}
+	if got := svc.started.Load(); got != 0 {
+		t.Fatalf("%d stream methods ran", got)
+	}
+}
