@@ -732,3 +732,56 @@ func TestStreamAndCallMismatchIsABadRequest(t *testing.T) {
 		t.Fatalf("%d stream methods ran", got)
 	}
 }
+
+// recordingBalancer counts the outcomes reported to it.
+type recordingBalancer struct {
+	loadbalance.Balancer
+	outcomes atomic.Int64
+}
+
+func (b *recordingBalancer) Pick(ctx context.Context) (*naming.Instance, func(error), error) {
+	in, done, err := b.Balancer.Pick(ctx)
+	if err != nil {
+		return in, done, err
+	}
+	return in, func(err error) { b.outcomes.Add(1); done(err) }, nil
+}
+
+// A ClientProxy stream reports its outcome to the balancer once, when it
+// ends, not when it opens.
+func TestProxyStreamReportsItsOutcomeWhenItEnds(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	serveStreams(t, provider.WithRegistry(reg, naming.Instance{Service: "streams"}))
+	b := &recordingBalancer{Balancer: loadbalance.New(loadbalance.RoundRobin)}
+	p, err := consumer.NewClientProxy("streams", reg, consumer.WithBalancer(func() loadbalance.Balancer { return b }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := consumer.OpenBidiStream[int, int](ctx, p, "Streams.Echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	one := 1
+	if err := s.Send(&one); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.outcomes.Load(); got != 0 {
+		t.Fatalf("%d outcomes reported while the stream is open, want 0", got)
+	}
+	s.CloseSend()
+	if _, err := s.Recv(); err != io.EOF {
+		t.Fatal(err)
+	}
+	waitFor(t, "the outcome", func() bool { return b.outcomes.Load() == 1 })
+	s.Close() // ended already: reports nothing more
+	if got := b.outcomes.Load(); got != 1 {
+		t.Fatalf("%d outcomes reported for one stream", got)
+	}
+}
