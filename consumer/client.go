@@ -367,6 +367,9 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 		Metadata: c.metadata(ctx),
 		Timeout:  timeout,
 	}
+	if call.stream != nil {
+		m.Status = protocol.Status(call.stream.kind) // the stream's shape (protocol.StreamShape)
+	}
 	buf := getBuffer()
 	defer putBuffer(buf)
 	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, c.opts.codec, call.Args, c.opts.maxBody)

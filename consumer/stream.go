@@ -28,9 +28,9 @@ type StreamKind uint8
 
 // Stream kinds.
 const (
-	ServerStreaming StreamKind = iota + 1 // one message of arguments, a stream of replies
-	ClientStreaming                       // a stream of arguments, one reply
-	BidiStreaming                         // a stream each way
+	ServerStreaming = StreamKind(protocol.ServerStream) // one message of arguments, a stream of replies
+	ClientStreaming = StreamKind(protocol.ClientStream) // a stream of arguments, one reply
+	BidiStreaming   = StreamKind(protocol.BidiStream)   // a stream each way
 )
 
 // String returns the kind's name as package reflection spells it.
@@ -237,6 +237,7 @@ func (s *BidiStream[A, R]) Close() error { return s.s.Close() }
 type clientStream struct {
 	c       *Client
 	method  string
+	kind    StreamKind // its values are protocol.StreamShape's, sent with the open
 	ctx     context.Context
 	s       *stream.Stream
 	codec   protocol.Codec
@@ -271,7 +272,7 @@ func (c *Client) openStream(ctx context.Context, method string, kind StreamKind,
 	if kind != ServerStreaming {
 		args = nil
 	}
-	cs := &clientStream{c: c, method: method, ctx: ctx, codec: c.opts.codec}
+	cs := &clientStream{c: c, method: method, kind: kind, ctx: ctx, codec: c.opts.codec}
 	cs.s = stream.New(0, c.writeStreamFrame)
 	call := &Call{Method: method, Args: args, Done: make(chan *Call, 1), stream: cs}
 	err := c.send(ctx, call, false, protocol.FlagStream)

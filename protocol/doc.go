@@ -52,7 +52,10 @@
 // # Streams
 //
 // A request with the stream flag opens a stream; its sequence number names
-// the stream in every later frame, both ways. Its payload is the arguments
+// the stream in every later frame, both ways. Its status byte says the
+// shape the caller opens (1 server stream, 2 client stream, 3
+// bidirectional); an open of another shape than the method's is refused as
+// a bad request. Its payload is the arguments
 // of a server stream, and empty (codec 0) for a client or bidirectional
 // stream. The server answers it with a response, as a call: an error status
 // refuses the stream (the not-executed statuses mean the method did not

@@ -189,6 +189,9 @@ func ParseHeader(b []byte, maxBody int) (Header, error) {
 	if h.Flags&FlagStream != 0 && (h.Kind != KindRequest || h.Flags&FlagOneWay != 0) {
 		return Header{}, fmt.Errorf("%w: stream flag on a %s frame", ErrMalformed, h.Kind)
 	}
+	if h.Flags&FlagStream != 0 && (h.Status < Status(ServerStream) || h.Status > Status(BidiStream)) {
+		return Header{}, fmt.Errorf("%w: stream open of unknown shape %d", ErrMalformed, b[5])
+	}
 	if b[6] != 0 || b[7] != 0 {
 		return Header{}, fmt.Errorf("%w: reserved bytes set", ErrMalformed)
 	}

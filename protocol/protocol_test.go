@@ -255,7 +255,7 @@ func FuzzDecode(f *testing.F) {
 		{Header: Header{Kind: KindResponse, Flags: FlagError, Status: StatusServiceError, Seq: 2}, Payload: []byte("boom")},
 		{Header: Header{Kind: KindHeartbeat, Flags: FlagReply}},
 		{Header: Header{Kind: KindGoAway}},
-		{Header: Header{Kind: KindRequest, Flags: FlagStream, Codec: CodecMsgpack, Seq: 3}, Method: "Arith.Count", Payload: []byte{0x81, 0xa1, 0x4e, 3}},
+		{Header: Header{Kind: KindRequest, Flags: FlagStream, Codec: CodecMsgpack, Status: Status(ServerStream), Seq: 3}, Method: "Arith.Count", Payload: []byte{0x81, 0xa1, 0x4e, 3}},
 		{Header: Header{Kind: KindStreamData, Codec: CodecMsgpack, Seq: 3}, Payload: []byte{1}},
 		{Header: Header{Kind: KindStreamEnd, Seq: 3}},
 		{Header: Header{Kind: KindStreamEnd, Flags: FlagError, Status: StatusServiceError, Seq: 3}, Payload: []byte("boom")},

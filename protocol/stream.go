@@ -19,6 +19,18 @@ const (
 	windowBodySize = 3 + 4 // no method, metadata or timeout; a 4-byte increment
 )
 
+// StreamShape is the kind of stream a caller opens, carried in the status
+// byte of the request that opens it (a request's status is otherwise 0): the
+// server refuses an open whose shape is not its method's, as a bad request.
+type StreamShape uint8
+
+// Stream shapes.
+const (
+	ServerStream StreamShape = 1 // one message of arguments, a stream of replies
+	ClientStream StreamShape = 2 // a stream of arguments, one reply
+	BidiStream   StreamShape = 3 // a stream each way
+)
+
 // FrameCost is what a stream data frame of bodyLen body bytes counts against
 // its stream's window: the whole frame, so that many empty messages cost
 // their headers, and what a receiver queues is bounded by the window.

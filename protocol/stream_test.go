@@ -34,7 +34,9 @@ func TestMalformedStreamFramesAreRefused(t *testing.T) {
 		"reset with metadata":             encode(Message{Header: Header{Kind: KindReset, Seq: 1}, Metadata: map[string]string{"a": "b"}}),
 		"end with text and no error flag": encode(Message{Header: Header{Kind: KindStreamEnd, Seq: 1}, Payload: []byte("x")}),
 		"stream flag on a response":       encode(Message{Header: Header{Kind: KindResponse, Flags: FlagStream, Seq: 1}}),
-		"stream flag on a one-way call":   encode(Message{Header: Header{Kind: KindRequest, Flags: FlagStream | FlagOneWay, Seq: 1}, Method: "A.B"}),
+		"stream flag on a one-way call":   encode(Message{Header: Header{Kind: KindRequest, Flags: FlagStream | FlagOneWay, Status: Status(BidiStream), Seq: 1}, Method: "A.B"}),
+		"stream open of no shape":         encode(Message{Header: Header{Kind: KindRequest, Flags: FlagStream, Seq: 1}, Method: "A.B"}),
+		"stream open of shape 4":          encode(Message{Header: Header{Kind: KindRequest, Flags: FlagStream, Status: 4, Seq: 1}, Method: "A.B"}),
 	}
 	for name, frame := range cases {
 		var m Message

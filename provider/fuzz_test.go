@@ -63,8 +63,8 @@ func FuzzServeConn(f *testing.F) {
 	oneway := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagOneWay, Seq: 4}, Method: "Fuzzed.Echo"}, "x")
 	f.Add(append(append(append(req, add...), hb...), cancel...))
 	f.Add(append(oneway, req...))
-	count := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagStream, Seq: 5}, Method: "Fuzzed.Count"}, 3)
-	chat := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagStream, Seq: 6}, Method: "Fuzzed.Chat"}, nil)
+	count := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagStream, Status: protocol.Status(protocol.ServerStream), Seq: 5}, Method: "Fuzzed.Count"}, 3)
+	chat := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Flags: protocol.FlagStream, Status: protocol.Status(protocol.BidiStream), Seq: 6}, Method: "Fuzzed.Chat"}, nil)
 	data := frame(protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: 6}}, "hi")
 	bare := func(kind protocol.Kind, seq uint64) []byte {
 		b, _ := protocol.AppendFrame(nil, &protocol.Message{Header: protocol.Header{Kind: kind, Seq: seq}}, 0)

@@ -273,6 +273,9 @@ func (c *conn) handleStream(m *protocol.Message) {
 	case mt.kind == reflection.Unary:
 		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, m.Method+" is a unary method: call it, do not open a stream")
 		return
+	case wireShape(mt.kind) != protocol.StreamShape(m.Status):
+		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, fmt.Sprintf("%s is a %s method, opened as a %s", m.Method, mt.kind, kindOf(protocol.StreamShape(m.Status))))
+		return
 	}
 	codec, err := protocol.CodecByID(m.Codec)
 	if err != nil {
@@ -314,6 +317,30 @@ func (c *conn) handleStream(m *protocol.Message) {
 	c.running[m.Seq] = ctx
 	c.mu.Unlock()
 	go c.runStream(sc, mt, argPtr, arg, st)
+}
+
+// wireShape is the wire's name for a stream kind.
+func wireShape(k reflection.Kind) protocol.StreamShape {
+	switch k {
+	case reflection.ServerStream:
+		return protocol.ServerStream
+	case reflection.ClientStream:
+		return protocol.ClientStream
+	case reflection.BidiStream:
+		return protocol.BidiStream
+	}
+	return 0
+}
+
+// kindOf is a stream shape's kind.
+func kindOf(s protocol.StreamShape) reflection.Kind {
+	switch s {
+	case protocol.ServerStream:
+		return reflection.ServerStream
+	case protocol.ClientStream:
+		return reflection.ClientStream
+	}
+	return reflection.BidiStream
 }
 
 // writeStreamFrame queues a stream frame that counts for nothing in flight.

@@ -725,6 +725,12 @@ func TestStreamAndCallMismatchIsABadRequest(t *testing.T) {
 	if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Ping", 1); !errors.Is(err, consumer.ErrBadRequest) {
 		t.Fatalf("a stream opened on a unary method: %v, want ErrBadRequest", err)
 	}
+	if _, err := consumer.OpenBidiStream[int, int](ctx, c, "Streams.Count"); !errors.Is(err, consumer.ErrBadRequest) {
+		t.Fatalf("a bidi stream opened on a server stream method: %v, want ErrBadRequest", err)
+	}
+	if _, err := consumer.OpenClientStream[int, int](ctx, c, "Streams.Echo"); !errors.Is(err, consumer.ErrBadRequest) {
+		t.Fatalf("a client stream opened on a bidi method: %v, want ErrBadRequest", err)
+	}
 	if _, err := consumer.OpenBidiStream[int, int](ctx, c, "Streams.Nope"); !errors.Is(err, consumer.ErrUnknownMethod) {
 		t.Fatalf("a stream opened on an unknown method: %v, want ErrUnknownMethod", err)
 	}
