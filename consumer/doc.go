@@ -34,6 +34,19 @@
 // never ran: retried on another instance in every fail mode) and maybe
 // executed (the connection broke mid-call: the fail mode decides).
 //
+// # Streams
+//
+// OpenServerStream, OpenClientStream and OpenBidiStream open a stream on a
+// Client, or through a ClientProxy on one instance it picks (an open
+// refused not executed is tried on another; the stream then stays where it
+// opened and reports its outcome to the balancer when it ends). Open returns
+// once the server has accepted the stream, so refusals come from it. Send
+// waits while the server's window is full; Recv returns io.EOF at a clean
+// end and the method's error (*ServiceError) otherwise. The stream's context
+// bounds it: its end resets the stream, and the method's context ends too.
+// WithStreamInterceptors wraps the opening of streams, and stats handlers
+// see a stream as one call (stats.RPCInfo.Stream).
+//
 // # Replies
 //
 // Replies decode as encoding/json does: into a reused value they merge (map

@@ -22,6 +22,24 @@
 // method returns reaches the caller as its text; a panic is answered as an
 // internal error and logged, and does not stop the server.
 //
+// # Streams
+//
+// A method may instead be one of three kinds of stream, recognised at
+// registration by its stream parameter:
+//
+//	func (t *T) Name([ctx,] args A, s *ServerStream[R]) error          // one args, many replies
+//	func (t *T) Name([ctx,] s *ClientStream[A][, reply *R]) error      // many args, one reply
+//	func (t *T) Name([ctx,] s *BidiStream[A, R]) error                 // many each way
+//
+// Send waits while the caller's window (protocol.StreamWindow) is full; Recv
+// returns io.EOF once the caller has sent everything. The stream ends when
+// the method returns, with its error if any. Streams count in flight; at
+// most WithMaxStreams are open per connection; Shutdown lets open streams
+// run while its context lasts, then resets them (aborted, maybe executed).
+// WithStreamInterceptors wraps stream methods as WithInterceptors wraps
+// unary ones. A method's kind (reflection.Kind) is kept in the method table
+// for the reflection service.
+//
 // # Serving
 //
 // Start serves a listener in the background and returns once the listener
