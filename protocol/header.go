@@ -145,7 +145,7 @@ type Header struct {
 	Kind    Kind    // what the frame is: request, response, heartbeat, go-away, cancel, or a stream frame
 	Flags   Flags   // one-way, error, reply (of a heartbeat), stream (of a request)
 	Codec   CodecID // the payload's codec; CodecNone for a frame without one
-	Status  Status  // a response's outcome; StatusOK otherwise
+	Status  Status  // a response's, end's or reset's outcome; a stream open's shape (StreamShape); StatusOK otherwise
 	Seq     uint64  // matches a response (or cancel) to its request
 	BodyLen uint32  // the length of the body that follows the header
 }
