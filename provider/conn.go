@@ -333,7 +333,7 @@ func (c *conn) handle(m *protocol.Message) {
 		return
 	}
 	if mt.streamType != nil {
-		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, m.Method+" is a "+string(mt.kind)+" method: open a stream (consumer.OpenServerStream, OpenClientStream, OpenBidiStream), do not call it")
+		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, m.Method+" is a "+string(mt.callKind)+" method: open a stream (consumer.OpenServerStream, OpenClientStream, OpenBidiStream), do not call it")
 		return
 	}
 	codec, err := protocol.CodecByID(m.Codec)

@@ -431,6 +431,10 @@ func (c *conn) serveHTTPRequest(w http.ResponseWriter, r *http.Request) {
 		refuse(HTTPStatus(status), status, s.unknownMessage(name, status))
 		return
 	}
+	if mt.streamType != nil {
+		refuse(http.StatusBadRequest, protocol.StatusBadRequest, name+" is a "+string(mt.callKind)+" method, which HTTP/JSON does not serve; not executed")
+		return
+	}
 	if r.ContentLength > int64(limit) {
 		refuse(http.StatusRequestEntityTooLarge, protocol.StatusTooLarge,
 			fmt.Sprintf("request body of %d bytes is over the server's limit of %d bytes; not executed", r.ContentLength, limit))

@@ -32,9 +32,13 @@ func (s *Server) registerReflection() {
 // reflectionService is the built-in ShoalReflection service.
 type reflectionService struct{ s *Server }
 
-// kind is how m is called. Every method is unary until the method table
-// says otherwise.
-func (m *method) kind() reflection.Kind { return reflection.Unary }
+// kind is how m is called: unary, or the stream kind its shape says.
+func (m *method) kind() reflection.Kind {
+	if m.callKind == "" {
+		return reflection.Unary
+	}
+	return m.callKind
+}
 
 // List answers every service and method the server serves, sorted, the
 // built-in ones included.
@@ -65,7 +69,7 @@ func (r *reflectionService) Describe(_ context.Context, req *reflection.Describe
 	case status != protocol.StatusOK:
 		return errors.New("describe: " + r.s.unknownMessage(req.Method, status))
 	}
-	args := mt.argType
+	args, replyType := mt.describedTypes()
 	if args.Kind() == reflect.Pointer {
 		args = args.Elem() // the body decodes into what it points to
 	}
@@ -73,15 +77,15 @@ func (r *reflectionService) Describe(_ context.Context, req *reflection.Describe
 	if err != nil {
 		return fmt.Errorf("describe %s args: %w", req.Method, err)
 	}
-	replySchema, err := reflection.Schema(mt.reply)
+	replySchema, err := reflection.Schema(replyType)
 	if err != nil {
 		return fmt.Errorf("describe %s reply: %w", req.Method, err)
 	}
 	*resp = reflection.DescribeResponse{
 		Method:      mt.name,
 		Kind:        mt.kind(),
-		ArgsType:    reflection.TypeName(mt.argType),
-		ReplyType:   reflection.TypeName(mt.reply),
+		ArgsType:    reflection.TypeName(mt.argTypeOrMsg()),
+		ReplyType:   reflection.TypeName(replyType),
 		ArgsSchema:  argsSchema,
 		ReplySchema: replySchema,
 		Example:     reflection.Example(args),

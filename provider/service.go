@@ -29,11 +29,15 @@ type method struct {
 	argType reflect.Type  // as declared: a value or a pointer type; nil for a client or bidi stream
 	reply   reflect.Type  // the reply's element type (reply is declared as *reply); nil when there is none
 
-	// kind is how the method is called: reflection.Unary, or one of the
-	// three stream kinds (the reflection service reads it). streamType is
+	// callKind is how the method is called: reflection.Unary, or one of
+	// the three stream kinds (the reflection service reads it through
+	// kind). inMsg and outMsg are a stream's message types, A and R of its
+	// stream parameter (nil for a unary method). streamType is
 	// the stream parameter's type (*ServerStream[R], *ClientStream[A] or
 	// *BidiStream[A, R]) for a stream method.
-	kind       reflection.Kind
+	callKind   reflection.Kind
+	inMsg      reflect.Type
+	outMsg     reflect.Type
 	streamType reflect.Type
 
 	// replySize is the size of a recent reply frame, 0 before the first:
@@ -201,7 +205,7 @@ func methodsOf(name string, rcvr any) (methods map[string]*method, skipped []str
 			continue
 		}
 		mt.rcvr, mt.name = v, name+"."+m.Name
-		if mt.kind == reflection.Unary {
+		if mt.callKind == reflection.Unary {
 			directCall(mt, v, m.Name)
 		}
 		methods[mt.name] = mt
@@ -263,7 +267,7 @@ func shapeOf(m reflect.Method) (*method, string) {
 		return nil, "must return exactly one value, of type error"
 	}
 	in := ft.NumIn() - 1
-	mt := &method{fn: m.Func, kind: reflection.Unary}
+	mt := &method{fn: m.Func, callKind: reflection.Unary}
 	first := 1
 	if in == 3 {
 		if ft.In(1) != typeOfContext {

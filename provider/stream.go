@@ -142,6 +142,8 @@ func (s *ServerStream[R]) Send(m *R) error { return s.c.msgs().SendMsg(m) }
 // Context returns the stream's context.
 func (s *ServerStream[R]) Context() context.Context { return s.c.ctx }
 
+func (*ServerStream[R]) msgTypes() (in, out reflect.Type) { return nil, reflect.TypeFor[R]() }
+
 // ClientStream is the receiving end of a client stream:
 //
 //	func (t *T) Sum(ctx context.Context, s *provider.ClientStream[A], reply *R) error
@@ -161,6 +163,8 @@ func (s *ClientStream[A]) Recv() (*A, error) {
 
 // Context returns the stream's context.
 func (s *ClientStream[A]) Context() context.Context { return s.c.ctx }
+
+func (*ClientStream[A]) msgTypes() (in, out reflect.Type) { return reflect.TypeFor[A](), nil }
 
 // BidiStream is both ends of a bidirectional stream:
 //
@@ -183,6 +187,10 @@ func (s *BidiStream[A, R]) Recv() (*A, error) {
 
 // Context returns the stream's context.
 func (s *BidiStream[A, R]) Context() context.Context { return s.c.ctx }
+
+func (*BidiStream[A, R]) msgTypes() (in, out reflect.Type) {
+	return reflect.TypeFor[A](), reflect.TypeFor[R]()
+}
 
 // streamCore is one open stream on the server: what the typed streams and
 // interceptors send and receive through.
@@ -270,11 +278,11 @@ func (c *conn) handleStream(m *protocol.Message) {
 	case status != protocol.StatusOK:
 		c.refuse(st, m.Seq, false, status, s.unknownMessage(m.Method, status))
 		return
-	case mt.kind == reflection.Unary:
+	case mt.callKind == reflection.Unary:
 		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, m.Method+" is a unary method: call it, do not open a stream")
 		return
-	case wireShape(mt.kind) != protocol.StreamShape(m.Status):
-		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, fmt.Sprintf("%s is a %s method, opened as a %s", m.Method, mt.kind, kindOf(protocol.StreamShape(m.Status))))
+	case wireShape(mt.callKind) != protocol.StreamShape(m.Status):
+		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, fmt.Sprintf("%s is a %s method, opened as a %s", m.Method, mt.callKind, kindOf(protocol.StreamShape(m.Status))))
 		return
 	}
 	codec, err := protocol.CodecByID(m.Codec)
@@ -284,7 +292,7 @@ func (c *conn) handleStream(m *protocol.Message) {
 	}
 	var argPtr any
 	var arg reflect.Value
-	if mt.kind == reflection.ServerStream {
+	if mt.callKind == reflection.ServerStream {
 		argPtr, arg = mt.newArg()
 		if err := codec.Decode(m.Payload, argPtr); err != nil {
 			c.refuse(st, m.Seq, false, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
@@ -441,7 +449,7 @@ func (c *conn) interceptStream(ctx context.Context, ic StreamInterceptor, sc *st
 	}()
 	name := mt.name
 	dot := strings.IndexByte(name, '.')
-	info := &StreamInfo{Method: name, Service: name[:dot], Name: name[dot+1:], Kind: mt.kind, Args: argPtr,
+	info := &StreamInfo{Method: name, Service: name[:dot], Name: name[dot+1:], Kind: mt.callKind, Args: argPtr,
 		Peer: Peer{Addr: c.nc.RemoteAddr(), TLS: c.tlsState()}}
 	return ic(ctx, info, sc, final)
 }

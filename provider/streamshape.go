@@ -64,7 +64,12 @@ func streamShapeOf(m reflect.Method) (*method, string) {
 	if ft.NumOut() != 1 || ft.Out(0) != typeOfError {
 		return nil, "must return exactly one value, of type error"
 	}
-	mt := &method{fn: m.Func, kind: kind, streamType: ft.In(at)}
+	mt := &method{fn: m.Func, callKind: kind, streamType: ft.In(at)}
+	if typed, ok := reflect.Zero(mt.streamType).Interface().(interface {
+		msgTypes() (in, out reflect.Type)
+	}); ok {
+		mt.inMsg, mt.outMsg = typed.msgTypes()
+	}
 	first := 1
 	if ft.NumIn() > 1 && ft.In(1) == typeOfContext {
 		mt.hasCtx, first = true, 2
@@ -133,4 +138,28 @@ func (m *method) callStream(ctx context.Context, arg, stream, reply reflect.Valu
 		return e.(error)
 	}
 	return nil
+}
+
+// describedTypes are what the reflection service describes as a method's
+// args and reply: for a stream, its message types where it has no args or
+// reply of its own (a client stream without a reply replies with nothing:
+// struct{}).
+func (m *method) describedTypes() (args, reply reflect.Type) {
+	args, reply = m.argTypeOrMsg(), m.reply
+	if reply == nil {
+		reply = m.outMsg
+	}
+	if reply == nil {
+		reply = reflect.TypeFor[struct{}]()
+	}
+	return args, reply
+}
+
+// argTypeOrMsg is the method's argument type, or a client or bidi stream's
+// message type.
+func (m *method) argTypeOrMsg() reflect.Type {
+	if m.argType != nil {
+		return m.argType
+	}
+	return m.inMsg
 }

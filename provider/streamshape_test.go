@@ -2,6 +2,7 @@ package provider
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -40,12 +41,18 @@ func TestStreamShapesAreCheckedAtRegistration(t *testing.T) {
 		t.Fatalf("methods %v, want %v; skipped %v", keys(methods), want, skipped)
 	}
 	for name, kind := range want {
-		if m := methods["StreamShapes."+name]; m == nil || m.kind != kind {
+		if m := methods["StreamShapes."+name]; m == nil || m.callKind != kind {
 			t.Fatalf("%s: %+v, want kind %s", name, m, kind)
 		}
 	}
 	if m := methods["StreamShapes.Sum"]; m.reply == nil || methods["StreamShapes.Drain"].reply != nil {
 		t.Fatal("a client stream's reply is its last parameter, when it has one")
+	}
+	if e := methods["StreamShapes.Echo"]; e.inMsg != reflect.TypeFor[string]() || e.outMsg != reflect.TypeFor[string]() {
+		t.Fatalf("Echo's message types: %v, %v", e.inMsg, e.outMsg)
+	}
+	if c := methods["StreamShapes.CountNoCtx"]; c.outMsg != reflect.TypeFor[Args]() || c.argType != reflect.TypeFor[*Args]() {
+		t.Fatalf("CountNoCtx's types: args %v, messages %v", c.argType, c.outMsg)
 	}
 	// StreamByValue takes a ServerStream that is not a pointer: a unary
 	// method of a wrong shape, not a stream.
@@ -57,7 +64,7 @@ func TestStreamShapesAreCheckedAtRegistration(t *testing.T) {
 			t.Fatalf("TwoStreams left out for the wrong reason: %s", why)
 		}
 	}
-	if m, _, _ := methodsOf("", Shapes{}); m["Shapes.Plain"].kind != reflection.Unary {
+	if m, _, _ := methodsOf("", Shapes{}); m["Shapes.Plain"].callKind != reflection.Unary {
 		t.Fatal("a unary method's kind is reflection.Unary")
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -789,5 +791,45 @@ func TestProxyStreamReportsItsOutcomeWhenItEnds(t *testing.T) {
 	s.Close() // ended already: reports nothing more
 	if got := b.outcomes.Load(); got != 1 {
 		t.Fatalf("%d outcomes reported for one stream", got)
+	}
+}
+
+// The reflection service names each stream method's kind and describes its
+// message types; HTTP/JSON refuses a stream method, not executed.
+func TestReflectionAndHTTPKnowStreams(t *testing.T) {
+	_, svc, addr := serveStreams(t)
+	c := dialStreams(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var list reflection.ListResponse
+	if err := c.Call(ctx, reflection.ListMethod, &reflection.ListRequest{}, &list); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]reflection.Kind{}
+	for _, s := range list.Services {
+		for _, m := range s.Methods {
+			kinds[s.Name+"."+m.Name] = m.Kind
+		}
+	}
+	want := map[string]reflection.Kind{"Streams.Count": reflection.ServerStream, "Streams.Stall": reflection.ClientStream, "Streams.Echo": reflection.BidiStream, "Streams.Ping": reflection.Unary}
+	for m, k := range want {
+		if kinds[m] != k {
+			t.Errorf("List says %s is %q, want %q", m, kinds[m], k)
+		}
+	}
+	var d reflection.DescribeResponse
+	if err := c.Call(ctx, reflection.DescribeMethod, &reflection.DescribeRequest{Method: "Streams.Echo"}, &d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Kind != reflection.BidiStream || d.ArgsType != "int" || d.ReplyType != "int" {
+		t.Fatalf("Describe(Streams.Echo): kind %q, args %q, reply %q", d.Kind, d.ArgsType, d.ReplyType)
+	}
+	resp, err := http.Post("http://"+addr+"/Streams.Count", "application/json", strings.NewReader(`{"N":3}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || svc.started.Load() != 0 {
+		t.Fatalf("HTTP POST of a stream method: %s, %d methods ran; want 400 Bad Request, none", resp.Status, svc.started.Load())
 	}
 }
