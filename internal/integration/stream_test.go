@@ -560,8 +560,10 @@ func TestMaxStreamsRefusesNotExecuted(t *testing.T) {
 	if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Wait", 0); !errors.Is(err, consumer.ErrOverloaded) {
 		t.Fatalf("third stream: %v, want ErrOverloaded", err)
 	}
+	// An open returns once accepted, just before the method starts.
+	waitFor(t, "the two accepted methods to start", func() bool { return svc.started.Load() >= 2 })
 	if got := svc.started.Load(); got != 2 {
-		t.Fatalf("%d methods ran, want 2", got)
+		t.Fatalf("%d methods ran, want 2: the refused one ran", got)
 	}
 	first.Close()
 	<-svc.ctxEnded
