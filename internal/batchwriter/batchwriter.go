@@ -123,7 +123,7 @@ func NewAsync(w io.Writer, onWritten func(counted int), limit int, a Async) *Wri
 // the writer's error once it has failed; a counted frame refused that way is
 // reported to onWritten before Write returns.
 func (w *Writer) Write(frame []byte, counted bool) error {
-	return w.queueFrame(nil, frame, counted, nil)
+	return w.queueFrame(context.Background(), false, frame, counted, nil)
 }
 
 // Queue is Write for an uncounted frame that also stores where the frame lies
@@ -131,7 +131,7 @@ func (w *Writer) Write(frame []byte, counted bool) error {
 // whoever later calls Fail or Taken sees it; it is left untouched when Queue
 // fails (the frame was not queued).
 func (w *Writer) Queue(frame []byte, mark *Mark) error {
-	return w.queueFrame(nil, frame, false, mark)
+	return w.queueFrame(context.Background(), false, frame, false, mark)
 }
 
 // QueueWait is Queue for a caller that would rather wait than fail the
@@ -141,7 +141,7 @@ func (w *Writer) Queue(frame []byte, mark *Mark) error {
 // and the writer goes on. A frame larger than the limit alone is queued
 // once the queue is empty, as Queue does.
 func (w *Writer) QueueWait(ctx context.Context, frame []byte, mark *Mark) error {
-	return w.queueFrame(ctx, frame, false, mark)
+	return w.queueFrame(ctx, true, frame, false, mark)
 }
 
 // full reports whether frame would take the queue past the limit. w.mu
@@ -158,11 +158,11 @@ func (w *Writer) freed() {
 	}
 }
 
-// queueFrame queues frame; with a ctx, it waits for room instead of failing
-// the writer when the queue is full.
-func (w *Writer) queueFrame(ctx context.Context, frame []byte, counted bool, mark *Mark) error {
+// queueFrame queues frame; with wait, it waits for room (until ctx ends)
+// instead of failing the writer when the queue is full.
+func (w *Writer) queueFrame(ctx context.Context, wait bool, frame []byte, counted bool, mark *Mark) error {
 	w.mu.Lock()
-	for ctx != nil && w.err == nil && w.full(frame) {
+	for wait && w.err == nil && w.full(frame) {
 		// A full queue always has a flusher (or the writer has failed):
 		// it takes the queue, or fails, and closes room.
 		if w.room == nil {

@@ -73,6 +73,13 @@ func TestChromiumShowsServicesAndCounts(t *testing.T) {
 	f := newFixture(t, "", nil)
 	f.calls(t, "Arith.Add", 7, false)
 	f.calls(t, "Arith.Fail", 3, true)
+	// A server counts a request just after its reply is on its way: wait
+	// for the last one before the browser looks.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, _, body := get(t, f.web.URL, "/debug/shoal"); strings.Contains(body, `<td>Arith.Fail</td><td class="n">3</td>`) {
+			break
+		}
+	}
 
 	text := visibleText(t, chromium, f.page)
 	provider, consumers, ok := strings.Cut(text, "\nConsumers\n")
