@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -54,15 +55,8 @@ func serveBlobs(t *testing.T, opts ...provider.Option) (string, *BlobService) {
 	if err := srv.RegisterName("Blob", svc); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return ln.Addr().String(), svc
+	addr := servetest.Start(t, srv)
+	return addr, svc
 }
 
 // dialCounting dials addr with opts, counting the bytes on the wire.

@@ -3,7 +3,6 @@ package consumer_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/health"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
 	"github.com/shoalrpc/shoal/stats"
@@ -52,15 +52,8 @@ func startHitServer(t *testing.T, reg naming.Registry, opts ...provider.Option) 
 	if err := hs.srv.Register(hs.hits); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := hs.srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	hs.addr = "tcp@" + ln.Addr().String()
-	t.Cleanup(func() { hs.srv.Close() })
+	addr := servetest.Start(t, hs.srv)
+	hs.addr = "tcp@" + addr
 	return hs
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shoalrpc/shoal/demo/arith"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
 )
@@ -79,15 +79,8 @@ func startProvider(t *testing.T, id string, reg naming.Registry) *live {
 			t.Fatal(err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := l.srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.srv.Close() })
-	l.addr = "tcp@" + ln.Addr().String()
+	addr := servetest.Start(t, l.srv)
+	l.addr = "tcp@" + addr
 	return l
 }
 

@@ -73,7 +73,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "usage: server [flags]\n\nServes the demo arith service (Add, Mul, Div, Sleep, Stats) and registers it.\n\n")
+		fmt.Fprintf(out, "usage: server [flags]\n\nServes the demo arith service (Add, Mul, Div, Sleep, Stats; streams Count, Sum, Echo) and registers it.\n\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:0", "`address` to listen on: host:port, tcp@host:port or unix@/path (port 0: a free port)")

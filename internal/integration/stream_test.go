@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
@@ -130,15 +131,8 @@ func serveStreams(t *testing.T, opts ...provider.Option) (*provider.Server, *Str
 	if err := srv.Register(svc); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return srv, svc, ln.Addr().String()
+	addr := servetest.Start(t, srv)
+	return srv, svc, addr
 }
 
 func dialStreams(t *testing.T, addr string, opts ...consumer.DialOption) *consumer.Client {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/health"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/observability/admin"
 	"github.com/shoalrpc/shoal/provider"
@@ -61,14 +61,7 @@ func newFixture(t *testing.T, name string, meta map[string]string, opts ...admin
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.srv.Close() })
+	servetest.Start(t, f.srv)
 	f.proxy, err = consumer.NewClientProxy("arith", reg, consumer.WithStatsHandler(f.page.StatsHandler()),
 		consumer.WithHealthCheck(time.Minute, 0), consumer.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
