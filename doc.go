@@ -5,14 +5,16 @@
 //   - provider serves the exported methods of a struct
 //     (func (t *T) M([ctx context.Context,] args A, reply *R) error) as
 //     "T.M" over a compact binary protocol, and as HTTP/JSON on the same
-//     port (POST /T.M); registers itself in a registry under a service name
+//     port (POST /T.M); serves stream methods (provider.ServerStream,
+//     ClientStream, BidiStream) with flow control; registers itself in a registry under a service name
 //     of your choosing; answers the built-in health (package health) and
 //     reflection (package reflection) services; and shuts down without
 //     losing a request;
 //   - consumer calls them: Client is one multiplexed connection, Pool keeps
 //     connections per address, and ClientProxy finds a service's instances
 //     by its registry name and adds load balancing, fail policies and
-//     active health checks; NewMethod makes a typed handle on one method;
+//     active health checks; NewMethod makes a typed handle on one method,
+//     OpenServerStream, OpenClientStream and OpenBidiStream open streams;
 //   - naming holds the registries (memory and static built in; Consul, etcd
 //     and DNS in naming/consul, naming/etcd and naming/dns) and the address
 //     forms every part accepts ("host:port", "tcp@host:port",
