@@ -23,7 +23,9 @@
 //   - stats is the seam every observer stands on: observability/otel
 //     (OpenTelemetry tracing), observability/prom (Prometheus metrics) and
 //     observability/admin (an admin page) are stats handlers in packages of
-//     their own, outside the core.
+//     their own, outside the core;
+//   - cmd/shoal is the command line (list, describe, call, health, watch,
+//     load) and runs the HTTP/JSON gateway of package gateway.
 //
 // Install with go get github.com/shoalrpc/shoal@latest (Go 1.26 or later).
 // Start with the README, or run the quickstart: go run ./demo/quickstart.
