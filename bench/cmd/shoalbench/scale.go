@@ -23,7 +23,7 @@ func scaleMain(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	callers := fs.String("callers", "1,10,100,1000,10000", "caller goroutines (Hello.Say), on one connection and on a pool; empty: none")
 	conns := fs.Int("conns", 4, "connections of the pool curve (consumer.WithConnsPerAddr)")
 	instances := fs.String("instances", "3,30,300", "instances behind the ClientProxy curve, all served by one server process on as many ports; empty: none")
-	sizeCallers := fs.Int("size-callers", 8, "callers of the payload-size curve (8 × 1 MiB stays under the client's 16 MiB write queue at the default body limit)")
+	sizeCallers := fs.Int("size-callers", 8, "callers of the payload-size curve (8 × 1 MiB fits the client's 16 MiB write queue at the default body limit; more callers would wait for room in it)")
 	proxyCallers := fs.Int("proxy-callers", 100, "callers of the ClientProxy curve")
 	rounds := fs.Int("rounds", 3, "counted rounds per point, interleaved, after one warm-up round")
 	dur := fs.Duration("d", time.Second, "duration of one point's round")
