@@ -163,7 +163,9 @@ func (p *parser) bytes(what string) []byte {
 }
 
 // DecodeFrame decodes one whole frame from the start of data into m and returns
-// the number of bytes it used. m.Payload aliases data.
+// the number of bytes it used. m.Payload aliases data, unless the payload was
+// compressed (FlagCompressed): it is then decompressed into a new buffer,
+// checked against maxBody first, as a Reader does.
 func DecodeFrame(data []byte, maxBody int, m *Message) (int, error) {
 	h, err := ParseHeader(data, maxBody)
 	if err != nil {
@@ -176,6 +178,12 @@ func DecodeFrame(data []byte, maxBody int, m *Message) (int, error) {
 	m.Header = h
 	if err := ParseBody(data[HeaderSize:end], m); err != nil {
 		return 0, err
+	}
+	if h.Flags&FlagCompressed != 0 {
+		var plain []byte
+		if err := decompressPayload(m, &plain, limit(maxBody)); err != nil {
+			return 0, err
+		}
 	}
 	return end, nil
 }
