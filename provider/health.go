@@ -11,7 +11,9 @@ import (
 
 // Health is a server's health, as its built-in health service answers it:
 // "ShoalHealth.Check" (see package health) is served by every server unless
-// WithoutHealth is given, and answers for
+// WithoutHealth is given, with "ShoalHealth.Watch", a server stream of the
+// same answers, one now and one at every change (see healthService.Watch).
+// Check answers for
 //
 //   - "" — the server as a whole: SERVING until Shutdown or Close, or until
 //     SetStatus("", health.NotServing);
@@ -33,10 +35,37 @@ type Health struct {
 	mu       sync.Mutex
 	statuses map[string]health.Status // what SetStatus set
 	down     bool                     // Shutdown or Close began: everything is NOT_SERVING
+	change   chan struct{}            // closed (and replaced) when any status may have changed: watchers look again
 }
 
 func newHealth(s *Server) *Health {
-	return &Health{srv: s, statuses: make(map[string]health.Status)}
+	return &Health{srv: s, statuses: make(map[string]health.Status), change: make(chan struct{})}
+}
+
+// changed wakes every watcher to look at its service's status again. The
+// caller holds h.mu.
+func (h *Health) changed() {
+	close(h.change)
+	h.change = make(chan struct{})
+}
+
+// registered wakes the watchers after a service was registered: a watched
+// name may have turned from SERVICE_UNKNOWN to SERVING.
+func (h *Health) registered() {
+	h.mu.Lock()
+	h.changed()
+	h.mu.Unlock()
+}
+
+// watch returns service's status and a channel closed at its next possible
+// change, and whether the status is final (the server is going down).
+func (h *Health) watch(service string) (health.Status, <-chan struct{}, bool) {
+	h.mu.Lock()
+	change, down := h.change, h.down
+	h.mu.Unlock()
+	// Status after taking the channel: a change in between closes the
+	// channel, so it is not missed.
+	return h.Status(service), change, down
 }
 
 // Health returns the server's health, to set statuses and read them.
@@ -70,7 +99,10 @@ func (h *Health) SetStatus(service string, status health.Status) error {
 	if h.down {
 		return fmt.Errorf("provider: SetStatus(%q, %v): the server is shutting down: %w", service, status, ErrServerClosed)
 	}
-	h.statuses[service] = status
+	if old, set := h.statuses[service]; !set || old != status {
+		h.statuses[service] = status
+		h.changed()
+	}
 	return nil
 }
 
@@ -98,7 +130,10 @@ func (h *Health) Status(service string) health.Status {
 // Close's first step.
 func (h *Health) shutdown() {
 	h.mu.Lock()
-	h.down = true
+	if !h.down {
+		h.down = true
+		h.changed()
+	}
 	h.mu.Unlock()
 }
 
@@ -130,4 +165,34 @@ type healthService struct{ h *Health }
 func (hs healthService) Check(_ context.Context, req *health.CheckRequest, resp *health.CheckResponse) error {
 	resp.Status = hs.h.Status(req.Service)
 	return nil
+}
+
+// Watch sends req.Service's status now, then again at every change of it
+// (SetStatus, a Register that makes the name known, Shutdown or Close); an
+// unknown service is answered SERVICE_UNKNOWN and watched on, as it may
+// appear later.
+//
+// A watch is not work that Shutdown waits for: once the server goes down it
+// sends NOT_SERVING, the last status there will be, and ends the stream
+// cleanly, so that Shutdown's drain does not wait for watchers (and a
+// watcher learns why the stream ended before the connection goes).
+func (hs healthService) Watch(ctx context.Context, req *health.CheckRequest, s *ServerStream[health.CheckResponse]) error {
+	sent := health.Unknown // no status has the zero value: the first is always sent
+	for {
+		st, change, final := hs.h.watch(req.Service)
+		if st != sent {
+			if err := s.Send(&health.CheckResponse{Status: st}); err != nil {
+				return err
+			}
+			sent = st
+		}
+		if final {
+			return nil
+		}
+		select {
+		case <-change:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

@@ -159,7 +159,7 @@ func TestHTTPListsAndDescribes(t *testing.T) {
 	}
 	want := []reflection.ServiceInfo{
 		{Name: "Calc", Methods: []reflection.MethodInfo{{Name: "Add", Kind: reflection.Unary}, {Name: "Fail", Kind: reflection.Unary}, {Name: "Meta", Kind: reflection.Unary}, {Name: "Panic", Kind: reflection.Unary}, {Name: "Wait", Kind: reflection.Unary}}},
-		{Name: "ShoalHealth", Methods: []reflection.MethodInfo{{Name: "Check", Kind: reflection.Unary}}},
+		{Name: "ShoalHealth", Methods: []reflection.MethodInfo{{Name: "Check", Kind: reflection.Unary}, {Name: "Watch", Kind: reflection.ServerStream}}},
 		{Name: "ShoalReflection", Methods: []reflection.MethodInfo{{Name: "Describe", Kind: reflection.Unary}, {Name: "List", Kind: reflection.Unary}}},
 	}
 	if got, _ := json.Marshal(list.Services); string(got) != string(must(json.Marshal(want))) {

@@ -134,6 +134,9 @@ func (s *Server) register(name string, rcvr any) error {
 	}
 	s.methods.Store(&methods)
 	s.services.Store(&services)
+	if s.health != nil {
+		s.health.registered() // a watched name may now be known
+	}
 	return nil
 }
 

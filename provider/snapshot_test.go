@@ -32,7 +32,7 @@ func TestSnapshotShowsServicesConnectionsAndRegistration(t *testing.T) {
 				t.Errorf("Blocker: %+v", s)
 			}
 		case health.Service:
-			if !s.Builtin || !slices.Equal(s.Methods, []string{"Check"}) {
+			if !s.Builtin || !slices.Equal(s.Methods, []string{"Check", "Watch"}) {
 				t.Errorf("the health service: %+v", s)
 			}
 		}

@@ -97,7 +97,7 @@ func TestChromiumShowsServicesAndCounts(t *testing.T) {
 	}
 	for _, want := range []struct{ what, part, pattern string }{
 		{"the service and its methods", provider, `^Arith\tAdd, Fail\tSERVING$`},
-		{"the health service, marked", provider, `^ShoalHealth \(built in\)\tCheck\tSERVING$`},
+		{"the health service, marked", provider, `^ShoalHealth \(built in\)\tCheck, Watch\tSERVING$`},
 		{"Arith.Add's requests: 7, no error", provider, `^Arith\.Add\t7\t0\t`},
 		{"Arith.Fail's requests: 3, 3 errors", provider, `^Arith\.Fail\t3\t3\t`},
 		{"the provider's health", provider, `^health\tSERVING$`},
