@@ -94,6 +94,7 @@ var statuses = []struct {
 	{ErrOverloaded, "overloaded"},
 	{ErrUnauthenticated, "unauthenticated"},
 	{ErrRefused, "refused"},
+	{ErrStreamAborted, "aborted"},
 }
 
 // statusOf names the outcome of a call as its response's status did, or
@@ -114,8 +115,8 @@ func statusOf(err error) string {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return "deadline exceeded"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
+	case errors.Is(err, context.Canceled), errors.Is(err, ErrStreamClosed):
+		return "canceled" // the caller gave up: its context ended, or it closed its stream
 	case errors.Is(err, ErrDial):
 		return "dial failed"
 	case errors.Is(err, ErrConnClosed), errors.Is(err, ErrClientClosed):

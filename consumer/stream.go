@@ -500,6 +500,7 @@ func (p *ClientProxy) openStream(ctx context.Context, method string, kind Stream
 		plan    = retryPlan{action: tryOther}
 		in      *naming.Instance
 		lastErr error
+		n       int // attempts
 	)
 	for {
 		if err := sleep(ctx, plan.wait); err != nil {
@@ -516,19 +517,28 @@ func (p *ClientProxy) openStream(ctx context.Context, method string, kind Stream
 			return nil, err
 		}
 		in = next
+		n++
+		// Each open is an attempt, as a call's are: tracing shows the
+		// instance it went to, and the attempt carries the trace context.
+		at, actx := beginStats(ctx, p.opts.stats, stats.RPCInfo{
+			Kind: stats.Attempt, Method: method, Service: p.service, Addr: in.Addr,
+			Attempt: n, Retry: n > 1, Codec: p.opts.codec.Name(), Stream: true,
+		})
 		var cs *clientStream
-		c, err := p.pool.Get(ctx, in.Addr)
+		c, err := p.pool.Get(actx, in.Addr)
 		if err == nil {
-			cs, err = c.openStream(ctx, method, kind, args)
+			cs, err = c.openStream(actx, method, kind, args)
 		}
 		if err == nil {
 			picked := in
 			cs.whenEnded(func(err error) {
 				p.observe(ctx, picked, done, err, classify(ctx, err))
+				at.end(ctx, err)
 				st.end(ctx, err)
 			})
 			return cs, nil
 		}
+		at.end(ctx, err)
 		errKind := classify(ctx, err)
 		p.observe(ctx, in, done, err, errKind)
 		if errKind != kindNotExecuted { // a stream is retried only if nothing of it ran

@@ -72,6 +72,8 @@ func classOf(s protocol.Status) stats.Class {
 		return stats.OK
 	case protocol.StatusServiceError, protocol.StatusInternal:
 		return stats.Final
+	case protocol.StatusAborted:
+		return stats.MaybeExecuted
 	}
 	return stats.NotExecuted
 }

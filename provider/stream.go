@@ -428,6 +428,9 @@ func (c *conn) runStream(sc *streamCore, mt *method, argPtr any, arg reflect.Val
 			sent = len(frame)
 		} else {
 			c.release(1) // reset or cut: no end goes out
+			// The caller gave up, or Shutdown reset the stream: whatever
+			// the method returned then, the stream was aborted, not failed.
+			status = protocol.StatusAborted
 		}
 		sc.s.Fail(errStreamOver)
 	}

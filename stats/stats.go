@@ -276,6 +276,7 @@ var codes = map[string]string{
 	"unauthenticated":   "unauthenticated",
 	"too large":         "too_large",
 	"refused":           "refused",
+	"aborted":           "aborted",
 	"deadline exceeded": "deadline_exceeded",
 	"canceled":          "canceled",
 	"dial failed":       "dial_failed",
@@ -286,7 +287,8 @@ var codes = map[string]string{
 // Code returns the outcome as one snake_case word, the value metrics and
 // traces label it with: "ok", "service_error", "unknown_service",
 // "unknown_method", "bad_request", "shutting_down", "internal",
-// "overloaded", "unauthenticated", "too_large", "refused",
+// "overloaded", "unauthenticated", "too_large", "refused", "aborted" (a
+// stream reset before its method returned),
 // "deadline_exceeded", "canceled", "dial_failed", "conn_closed", or "error"
 // for anything else. It is the one place that names outcomes, so a
 // dashboard reads the same words on both sides of a call.
