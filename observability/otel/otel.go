@@ -11,6 +11,13 @@
 // (or call) that sent it, and the method runs under it: spans the method
 // starts, and calls it makes, are its children.
 //
+// A stream is traced as a call is: its spans begin when it opens and end
+// with its last frame, with the stream's outcome ("ok", the method's
+// "service_error", "canceled" when the caller closed it early, "aborted" on
+// the server when it was reset before its method returned). Through a
+// ClientProxy, the open that reached an instance is the attempt, and the
+// stream stays on it.
+//
 // Spans follow OpenTelemetry's RPC semantic conventions: named
 // "Service/Method", with rpc.system "shoal", rpc.service, rpc.method,
 // server.address and server.port (client spans), network.peer.address and

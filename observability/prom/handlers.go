@@ -37,12 +37,13 @@ func (h serverHandler) RPCEnd(_ context.Context, info *stats.RPCInfo, end *stats
 }
 
 // registered says whether a request that ended with code proves its method
-// is registered: the method ran, or an interceptor refused it, which the
-// server does only once it has found the method. Every other refusal may
-// come before the lookup, so its name may be anything a peer sent.
+// is registered: the method ran (a stream reset while it ran is
+// "aborted"), or an interceptor refused it, which the server does only once
+// it has found the method. Every other refusal may come before the lookup,
+// so its name may be anything a peer sent.
 func registered(code string) bool {
 	switch code {
-	case "ok", "service_error", "internal", "refused", "unauthenticated":
+	case "ok", "service_error", "internal", "refused", "unauthenticated", "aborted":
 		return true
 	}
 	return false

@@ -33,6 +33,12 @@
 //
 // service and method are the two halves of "Service.Method"; on the proxy
 // metrics service is the registry's service name, the proxy's own.
+//
+// A stream counts as one request (and one call) from its open to its end,
+// with its final code: in flight all that time, and its whole life in the
+// handling histogram (long-lived streams, such as a ShoalHealth.Watch,
+// sit in the top bucket of their own method's series). A stream the caller
+// closes early ends "canceled" on the client and "aborted" on the server.
 package prom
 
 import (
