@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -17,8 +18,9 @@ import (
 
 func runHealth(ctx context.Context, e *env, args []string) error {
 	var cf commonFlags
-	fs := newFlags(e, "health", "TARGET [service]", "Asks the provider's health service (ShoalHealth.Check) for the provider as a whole, or for one\nservice it serves (\"Arith\"). For a registry TARGET, asks every instance the registry lists.")
+	fs := newFlags(e, "health", "TARGET [service]", "Asks the provider's health service (ShoalHealth.Check) for the provider as a whole, or for one\nservice it serves (\"Arith\"). For a registry TARGET, asks every instance the registry lists.\nWith -watch (an address TARGET), prints the status and then each change (ShoalHealth.Watch) until\ninterrupted, or until the provider ends the watch (it shuts down: the last status is NOT_SERVING).")
 	cf.register(fs)
+	watch := fs.Bool("watch", false, "print the status, then each change of it, until interrupted (an address TARGET only)")
 	pos, err := parse(fs, args, 1, 2)
 	if err != nil {
 		return err
@@ -31,6 +33,12 @@ func runHealth(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	service := argAt(pos, 1)
+	if *watch {
+		if t.addr == "" {
+			return usagef("health -watch %q: watch one provider, at an address (tcp@host:port); a registry TARGET has many", t.raw)
+		}
+		return watchOne(ctx, e, &cf, t, service)
+	}
 	if t.addr != "" {
 		status, err := checkOne(ctx, &cf, t.addr, service)
 		if err != nil {
@@ -83,6 +91,77 @@ func describeHealthTarget(where, service string) string {
 		return where
 	}
 	return fmt.Sprintf("service %s at %s", service, where)
+}
+
+// watchOne prints service's status at t.addr, then each change of it, until
+// ctx ends (an interrupt: exit 0) or the provider ends the watch.
+func watchOne(ctx context.Context, e *env, cf *commonFlags, t target, service string) error {
+	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	c, err := consumer.DialContext(dctx, t.addr, consumer.WithDialTimeout(cf.timeout))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s: %w", t, err)
+	}
+	defer c.Close()
+	wctx := ctx // no deadline: a watch lasts until interrupted
+	if len(cf.md) > 0 {
+		wctx = consumer.WithMetadata(wctx, cf.md)
+	}
+	octx, cancel := context.WithTimeout(wctx, cf.timeout) // the open may take -timeout at most
+	w, err := openWatch(octx, wctx, c, service)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, consumer.ErrUnknownMethod) || errors.Is(err, consumer.ErrUnknownService) {
+			return &exitError{exitUnknown, fmt.Sprintf("unknown method: %s serves no %s (a provider without streams, or WithoutHealth)", t.addr, health.WatchMethod)}
+		}
+		return fmt.Errorf("%s: %w", t, err)
+	}
+	defer w.Close()
+	last := health.Unknown
+	for {
+		resp, err := w.Recv()
+		switch {
+		case ctx.Err() != nil:
+			return nil // interrupted: the normal end of a watch
+		case errors.Is(err, io.EOF):
+			return &exitError{exitNotServing, fmt.Sprintf("%s is %s: the provider ended the watch", describeHealthTarget(t.raw, service), last)}
+		case err != nil:
+			return fmt.Errorf("%s: watch: %w", t, err)
+		}
+		last = resp.Status
+		fmt.Fprintln(e.stdout, last)
+	}
+}
+
+// openWatch opens a ShoalHealth.Watch of service that lives under ctx; its
+// open is bounded by openCtx.
+func openWatch(openCtx, ctx context.Context, c *consumer.Client, service string) (*consumer.RecvStream[health.CheckResponse], error) {
+	type opened struct {
+		w   *consumer.RecvStream[health.CheckResponse]
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		w, err := consumer.OpenServerStream[health.CheckResponse](ctx, c, health.WatchMethod, &health.CheckRequest{Service: service})
+		done <- opened{w, err}
+	}()
+	select {
+	case o := <-done:
+		return o.w, o.err
+	case <-openCtx.Done():
+		c.Close() // ends the open
+		o := <-done
+		if o.w != nil {
+			o.w.Close()
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("open %s: %w", health.WatchMethod, openCtx.Err())
+	}
 }
 
 // checkOne asks the health service at addr about service.
