@@ -3,7 +3,9 @@ package provider_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"log"
 	"testing"
 	"time"
 
@@ -171,4 +173,57 @@ func TestHealthWatchIsListedAsAServerStream(t *testing.T) {
 	if kinds[health.WatchMethod] != reflection.ServerStream || kinds[health.CheckMethod] != reflection.Unary {
 		t.Errorf("reflection lists Watch as %q and Check as %q, want server_stream and unary", kinds[health.WatchMethod], kinds[health.CheckMethod])
 	}
+}
+
+// ShoalHealth.Watch is a server stream of a service's status: the status
+// now, then each change; at Shutdown the last one, NOT_SERVING, and a clean
+// end, so that the watch does not hold the drain.
+func ExampleHealth_watch() {
+	srv := provider.NewServer()
+	if err := srv.Register(Greeter{}); err != nil {
+		log.Fatal(err)
+	}
+	ln, err := provider.Listen("127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := srv.Start(ln); err != nil {
+		log.Fatal(err)
+	}
+	c, err := consumer.Dial("tcp@" + ln.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	w, err := consumer.OpenServerStream[health.CheckResponse](context.Background(), c, health.WatchMethod, &health.CheckRequest{Service: "Greeter"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	next := func() {
+		resp, err := w.Recv()
+		if err != nil {
+			fmt.Println("watch ended:", err)
+			return
+		}
+		fmt.Println("Greeter:", resp.Status)
+	}
+	next()
+	srv.Health().SetStatus("Greeter", health.NotServing)
+	next()
+	srv.Health().SetStatus("Greeter", health.Serving)
+	next()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Shutdown(context.Background()) }()
+	next()
+	next()
+	c.Close() // Shutdown's drain waits, a moment, for its clients to leave
+	if err := <-stopped; err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// Greeter: SERVING
+	// Greeter: NOT_SERVING
+	// Greeter: SERVING
+	// Greeter: NOT_SERVING
+	// watch ended: EOF
 }
