@@ -66,12 +66,12 @@ if [[ $FUZZTIME != 0 ]]; then
 	go test -run '^$' -fuzz '^FuzzDecode$' -fuzztime "${FUZZTIME:-1000000x}" ./protocol/
 	step "fuzz FuzzMsgpackCheck for ${FUZZTIME:-700000x}"
 	go test -run '^$' -fuzz '^FuzzMsgpackCheck$' -fuzztime "${FUZZTIME:-700000x}" ./protocol/
-	step "fuzz FuzzCompiledFromReference for ${FUZZTIME:-100000x}"
-	go test -run '^$' -fuzz '^FuzzCompiledFromReference$' -fuzztime "${FUZZTIME:-100000x}" ./protocol/
-	step "fuzz FuzzCompiledToReference for ${FUZZTIME:-100000x}"
-	go test -run '^$' -fuzz '^FuzzCompiledToReference$' -fuzztime "${FUZZTIME:-100000x}" ./protocol/
-	step "fuzz FuzzCompiledDecodeBytes for ${FUZZTIME:-150000x}"
-	go test -run '^$' -fuzz '^FuzzCompiledDecodeBytes$' -fuzztime "${FUZZTIME:-150000x}" ./protocol/
+	step "fuzz FuzzCompiledFromReference for ${FUZZTIME:-600000x}"
+	go test -run '^$' -fuzz '^FuzzCompiledFromReference$' -fuzztime "${FUZZTIME:-600000x}" ./protocol/
+	step "fuzz FuzzCompiledToReference for ${FUZZTIME:-500000x}"
+	go test -run '^$' -fuzz '^FuzzCompiledToReference$' -fuzztime "${FUZZTIME:-500000x}" ./protocol/
+	step "fuzz FuzzCompiledDecodeBytes for ${FUZZTIME:-300000x}"
+	go test -run '^$' -fuzz '^FuzzCompiledDecodeBytes$' -fuzztime "${FUZZTIME:-300000x}" ./protocol/
 	step "fuzz FuzzServeConn for ${FUZZTIME:-150000x}"
 	go test -run '^$' -fuzz '^FuzzServeConn$' -fuzztime "${FUZZTIME:-150000x}" ./provider/
 fi
