@@ -486,7 +486,8 @@ func (cs *clientStream) wrap(err error) error {
 // openStream opens a stream on one instance: it picks one, and, while the
 // open is refused without the method having run (not executed), tries
 // another, as a call would. Once open, the stream stays on that instance;
-// its outcome is reported to the balancer when it ends.
+// its outcome is reported to the balancer when it ends. Stats handlers see
+// each instance tried as an attempt, as for a call.
 func (p *ClientProxy) openStream(ctx context.Context, method string, kind StreamKind, args any) (*clientStream, error) {
 	if p.closed.Load() {
 		return nil, fmt.Errorf("open stream %s: %w", method, ErrProxyClosed)
@@ -496,10 +497,11 @@ func (p *ClientProxy) openStream(ctx context.Context, method string, kind Stream
 		st, ctx = beginStats(ctx, p.opts.stats, stats.RPCInfo{Kind: stats.Call, Method: method, Service: p.service, Codec: p.opts.codec.Name(), Stream: true})
 	}
 	var (
-		state   = callState{method: method}
-		plan    = retryPlan{action: tryOther}
-		in      *naming.Instance
-		lastErr error
+		state    = callState{method: method}
+		plan     = retryPlan{action: tryOther}
+		in       *naming.Instance
+		lastErr  error
+		attempts int // opens tried so far, for stats
 	)
 	for {
 		if err := sleep(ctx, plan.wait); err != nil {
@@ -516,19 +518,28 @@ func (p *ClientProxy) openStream(ctx context.Context, method string, kind Stream
 			return nil, err
 		}
 		in = next
+		attempts++
+		// An attempt is one open on one instance and, once open, the
+		// stream's life on it: stats see it as they see a call's attempt.
+		at, actx := beginStats(ctx, p.opts.stats, stats.RPCInfo{
+			Kind: stats.Attempt, Method: method, Service: p.service, Addr: in.Addr,
+			Attempt: attempts, Retry: attempts > 1, Codec: p.opts.codec.Name(), Stream: true,
+		})
 		var cs *clientStream
-		c, err := p.pool.Get(ctx, in.Addr)
+		c, err := p.pool.Get(actx, in.Addr)
 		if err == nil {
-			cs, err = c.openStream(ctx, method, kind, args)
+			cs, err = c.openStream(actx, method, kind, args)
 		}
 		if err == nil {
 			picked := in
 			cs.whenEnded(func(err error) {
+				at.end(ctx, err)
 				p.observe(ctx, picked, done, err, classify(ctx, err))
 				st.end(ctx, err)
 			})
 			return cs, nil
 		}
+		at.end(ctx, err)
 		errKind := classify(ctx, err)
 		p.observe(ctx, in, done, err, errKind)
 		if errKind != kindNotExecuted { // a stream is retried only if nothing of it ran
