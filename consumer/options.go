@@ -306,7 +306,9 @@ func WithInterceptors(ics ...Interceptor) DialOption {
 
 // WithAttemptInterceptors adds interceptors around each attempt a
 // ClientProxy makes on one instance, in order; AttemptOf(ctx) tells which
-// instance and which attempt. A Client ignores them.
+// instance and which attempt. A Client ignores them, and so do streams
+// (their stream interceptors run once per stream, around every open tried;
+// stats handlers still see each open as an attempt).
 func WithAttemptInterceptors(ics ...Interceptor) ProxyOption {
 	return proxyOption(func(o *options) {
 		for _, ic := range ics {
@@ -319,7 +321,10 @@ func WithAttemptInterceptors(ics ...Interceptor) ProxyOption {
 
 // WithStatsHandler adds a handler that observes calls, attempts (on a
 // ClientProxy), connections and the proxy's own decisions (see package
-// stats). Several may be added; each sees every event, in order.
+// stats). Several may be added; each sees every event, in order. A stream
+// is one call (RPCInfo.Stream) from its open to its end; on a ClientProxy
+// each instance its open tried is an attempt, the last one lasting as long
+// as the stream.
 func WithStatsHandler(h stats.Handler) DialOption {
 	return dialOption(func(o *options) {
 		if h != nil {

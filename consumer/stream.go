@@ -486,7 +486,8 @@ func (cs *clientStream) wrap(err error) error {
 // openStream opens a stream on one instance: it picks one, and, while the
 // open is refused without the method having run (not executed), tries
 // another, as a call would. Once open, the stream stays on that instance;
-// its outcome is reported to the balancer when it ends.
+// its outcome is reported to the balancer when it ends. Stats handlers see
+// each instance tried as an attempt, as for a call.
 func (p *ClientProxy) openStream(ctx context.Context, method string, kind StreamKind, args any) (*clientStream, error) {
 	if p.closed.Load() {
 		return nil, fmt.Errorf("open stream %s: %w", method, ErrProxyClosed)

@@ -39,7 +39,11 @@ func testServer(args []string) int {
 		}
 		return 0
 	}
+	var p peer.Server
 	p, err := peer.ByName(*name)
+	if sp, ok := peer.StreamByName(*name); ok {
+		p, err = sp, nil
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -148,6 +148,11 @@ func runRound(ctx context.Context, spec roundSpec) (Round, error) {
 	cpu1, errCPU1 := selfCPU()
 	srv1, errSrv1 := procCPU(spec.serverPID)
 	busy1, _, errBusy1 := machineCPU()
+	if e, ok := spec.client.(peer.RoundEnder); ok { // a stream client ends its round's streams, unmeasured
+		if err := e.EndRound(); err != nil {
+			return r, fmt.Errorf("%s c=%d: end the round: %w", spec.peer, spec.concurrency, err)
+		}
+	}
 
 	var h Histogram
 	for i := range workers {

@@ -29,7 +29,7 @@ const startTimeout = 15 * time.Second
 // exitOnEOF, until stdin reaches end of file (the runner holds the other
 // end of that pipe, so the server goes when the runner goes, however it
 // died).
-func ServeMain(ctx context.Context, p peer.Peer, addr string, stdin io.Reader, stdout io.Writer, exitOnEOF bool) error {
+func ServeMain(ctx context.Context, p peer.Server, addr string, stdin io.Reader, stdout io.Writer, exitOnEOF bool) error {
 	if exitOnEOF {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)

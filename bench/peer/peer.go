@@ -18,13 +18,18 @@ import (
 // (Field1 is not "OK", or the echoed frame is not the one sent).
 var ErrBadReply = errors.New("bad reply")
 
-// Peer is one RPC stack under test.
-type Peer interface {
+// Server is what a server process serves: a peer or a stream peer.
+type Server interface {
 	// Name is the peer's name on the command line and in reports.
 	Name() string
-	// Serve serves Hello.Say on ln until ctx ends, then stops the server
-	// and returns. It closes ln.
+	// Serve serves the peer's services (a Peer's Hello.Say) on ln until
+	// ctx ends, then stops the server and returns. It closes ln.
 	Serve(ctx context.Context, ln net.Listener) error
+}
+
+// Peer is one RPC stack under test.
+type Peer interface {
+	Server
 	// Dial opens the one client connection to addr (host:port) that all
 	// callers share.
 	Dial(ctx context.Context, addr string) (Client, error)

@@ -3,11 +3,12 @@
 // register in the embedded memory registry; a ClientProxy calls them in
 // every load-balancing mode and prints how the calls spread; then, under
 // load, one provider shuts down gracefully and another is killed, and no
-// call is lost.
+// call is lost; last, a stream through the ClientProxy outlives a graceful
+// shutdown of the provider serving it, while new streams go to the others.
 //
 //	go run ./demo/quickstart        (or: make quickstart)
 //
-// It takes about ten seconds and exits 1 if a call was lost.
+// It takes about ten seconds and exits 1 if a call or a message was lost.
 package main
 
 import (
@@ -21,12 +22,15 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/demo/arith"
 	"github.com/shoalrpc/shoal/demo/loadgen"
+	"github.com/shoalrpc/shoal/health"
 	"github.com/shoalrpc/shoal/loadbalance"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/provider"
@@ -65,6 +69,32 @@ type node struct {
 	svc      *arith.Arith
 	done     chan struct{} // closed when Serve has returned
 	serveErr error         // what Serve returned, once done is closed
+
+	// Counted by the provider's stream interceptor, on the server's side.
+	streams atomic.Int64 // streams its methods ran
+	sent    atomic.Int64 // messages its stream methods sent
+}
+
+// countStreams is the provider's stream interceptor: it counts the streams
+// the node runs and the messages they send, which the quickstart checks
+// against what the client received.
+func (n *node) countStreams(ctx context.Context, info *provider.StreamInfo, s provider.Stream, next provider.StreamHandler) error {
+	n.streams.Add(1)
+	return next(ctx, countingStream{Stream: s, sent: &n.sent})
+}
+
+// countingStream counts the messages a stream method sends.
+type countingStream struct {
+	provider.Stream
+	sent *atomic.Int64
+}
+
+func (s countingStream) SendMsg(m any) error {
+	err := s.Stream.SendMsg(m)
+	if err == nil {
+		s.sent.Add(1)
+	}
+	return err
 }
 
 // stats returns the provider's own counters.
@@ -101,7 +131,19 @@ func run(ctx context.Context, w io.Writer, o options) error {
 	if _, err := spread(w, reg, nodes, o.perMode); err != nil {
 		return err
 	}
-	return survive(ctx, w, reg, nodes, o.perStage)
+	if err := survive(ctx, w, reg, nodes, o.perStage); err != nil {
+		return err
+	}
+
+	// arith-2 and arith-3 come back, on new ports, for the stream's part.
+	for _, old := range nodes[1:3] {
+		n, err := startNode(reg, old.id, old.weight)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	return streamThrough(ctx, w, reg, []*node{nodes[0], nodes[3], nodes[4]}, o.perStage)
 }
 
 // startNode starts a provider on a free loopback port, registered in reg.
@@ -114,6 +156,7 @@ func startNode(reg naming.Registry, id string, weight int) (*node, error) {
 	n.srv = provider.NewServer(
 		provider.WithRegistry(reg, naming.Instance{ID: id, Service: service, Addr: n.addr, Weight: weight}),
 		provider.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))),
+		provider.WithStreamInterceptors(n.countStreams),
 	)
 	if err := n.srv.Register(n.svc); err != nil {
 		ln.Close()
@@ -320,5 +363,163 @@ func survive(ctx context.Context, w io.Writer, reg naming.Registry, nodes []*nod
 	fmt.Fprintf(w, "  %s answered every call it ran: the calls in flight finished before it closed, and new calls went to the others.\n", graceful.id)
 	fmt.Fprintf(w, "  %s ran %d calls whose replies died with it; Failover sent each again to %s (Sleep is idempotent), and every one was answered.\n",
 		killed.id, lost[killed.id], survivor.id)
+	return nil
+}
+
+// streamThrough opens a server stream, Arith.Count, through a ClientProxy,
+// shuts down the provider serving it while it runs, opens new streams
+// meanwhile, and checks that the stream delivered every message in order
+// and that no new stream went to the provider shutting down.
+func streamThrough(ctx context.Context, w io.Writer, reg naming.Registry, nodes []*node, stage time.Duration) error {
+	const count, newStreams, newCount = 20, 6, 5
+	every := max(int(stage/time.Millisecond)/count, 1)
+	fmt.Fprintf(w, "\n3. A stream through a graceful shutdown: arith-2 and arith-3 start again, on new ports; a ClientProxy opens\n")
+	fmt.Fprintf(w, "   the server stream Arith.Count(N=%d, every %d ms), and the provider serving it shuts down while it runs.\n\n", count, every)
+	p, err := newProxy(reg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	before := make(map[*node]int64, len(nodes))
+	for _, n := range nodes {
+		before[n] = n.streams.Load()
+	}
+	start := time.Now()
+	at := func() string { return fmt.Sprintf("  %4.1fs", time.Since(start).Seconds()) }
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	long, err := consumer.OpenServerStream[int](sctx, p, "Arith.Count", arith.CountArgs{N: count, EveryMs: every})
+	if err != nil {
+		return fmt.Errorf("open Arith.Count: %w", err)
+	}
+	defer long.Close()
+	var got []int
+	first, err := long.Recv()
+	if err != nil {
+		return fmt.Errorf("Arith.Count: the first message: %w", err)
+	}
+	got = append(got, *first)
+	// The provider serving it is the one whose interceptor counted a stream.
+	var g *node
+	for _, n := range nodes {
+		if n.streams.Load() != before[n] {
+			g = n
+		}
+	}
+	if g == nil {
+		return errors.New("Arith.Count: no provider counted the stream")
+	}
+	fmt.Fprintf(w, "%s  stream open on %s; message %d received\n", at(), g.id, *first)
+
+	// Shutdown with a context long enough for the stream to finish.
+	var shutErr error
+	shut := make(chan struct{}) // closed when Shutdown has returned shutErr
+	t0 := time.Now()
+	go func() {
+		defer close(shut)
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		shutErr = g.srv.Shutdown(sctx)
+	}()
+	for deadline := time.Now().Add(5 * time.Second); g.srv.Health().Status("") == health.Serving; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // Shutdown turns health to NOT_SERVING first thing
+			return fmt.Errorf("%s: Shutdown did not begin within 5s", g.id)
+		}
+	}
+	fmt.Fprintf(w, "%s  %s: Shutdown began with %d request in flight (the stream): new requests are refused \"shutting down\", not executed\n",
+		at(), g.id, g.srv.InFlight())
+
+	// New streams while it drains: each must deliver 1..newCount, from another provider.
+	opened, meanwhile, received := 0, 0, len(got)
+	for range newStreams {
+		select {
+		case <-shut:
+		default:
+			meanwhile++ // opened while g drained
+		}
+		s, err := consumer.OpenServerStream[int](ctx, p, "Arith.Count", arith.CountArgs{N: newCount})
+		if err != nil {
+			return fmt.Errorf("a new stream during the shutdown: %w", err)
+		}
+		opened++
+		msgs, err := drain(s)
+		s.Close()
+		if err != nil {
+			return fmt.Errorf("a new stream during the shutdown: %w", err)
+		}
+		if err := inOrder(msgs, newCount); err != nil {
+			return fmt.Errorf("a new stream during the shutdown: %w", err)
+		}
+		received += len(msgs)
+	}
+	var elsewhere []string
+	for _, n := range nodes {
+		if n != g {
+			elsewhere = append(elsewhere, fmt.Sprintf("%s %d", n.id, n.streams.Load()-before[n]))
+		}
+	}
+	fmt.Fprintf(w, "%s  %d new Arith.Count(%d) streams, %d of them opened while %s drained; each got 1..%d; served by %s, %s %d\n",
+		at(), opened, newCount, meanwhile, g.id, newCount, strings.Join(elsewhere, ", "), g.id, g.streams.Load()-before[g]-1)
+
+	rest, err := drain(long)
+	got = append(got, rest...)
+	received += len(rest)
+	if err != nil {
+		return fmt.Errorf("Arith.Count through the shutdown of %s, after %d messages: %w", g.id, len(got), err)
+	}
+	if err := inOrder(got, count); err != nil {
+		return fmt.Errorf("Arith.Count through the shutdown of %s: %w", g.id, err)
+	}
+	fmt.Fprintf(w, "%s  the stream ended cleanly (io.EOF) after messages 1..%d, in order\n", at(), len(got))
+	<-shut
+	if shutErr != nil {
+		return fmt.Errorf("shutdown %s: %w", g.id, shutErr)
+	}
+	took := time.Since(t0).Round(time.Millisecond)
+	<-g.done
+	fmt.Fprintf(w, "%s  %s: Shutdown returned nil after %s, once the stream had ended (Serve returned %q)\n\n", at(), g.id, took, g.serveErr)
+
+	fmt.Fprintf(w, "  %-10s %8s %14s\n", "provider", "streams", "messages sent")
+	var sent int64
+	for _, n := range nodes {
+		fmt.Fprintf(w, "  %-10s %8d %14d\n", n.id, n.streams.Load()-before[n], n.sent.Load())
+		sent += n.sent.Load()
+	}
+	fmt.Fprintln(w)
+	if sent != int64(received) {
+		return fmt.Errorf("the providers sent %d messages, the client received %d", sent, received)
+	}
+	fmt.Fprintf(w, "No message lost: the providers sent %d, the client received %d.\n", sent, received)
+	fmt.Fprintf(w, "  The stream on %s outlived its Shutdown: %d of %d messages, in order; the new streams went to the others.\n",
+		g.id, len(got), count)
+	return nil
+}
+
+// drain receives a stream's messages until it ends; a clean end is no error.
+func drain(s *consumer.RecvStream[int]) ([]int, error) {
+	var msgs []int
+	for {
+		m, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return msgs, nil
+		}
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, *m)
+	}
+}
+
+// inOrder checks that msgs are 1..n.
+func inOrder(msgs []int, n int) error {
+	if len(msgs) != n {
+		return fmt.Errorf("%d messages, want %d", len(msgs), n)
+	}
+	for i, m := range msgs {
+		if m != i+1 {
+			return fmt.Errorf("message %d is %d, want %d", i+1, m, i+1)
+		}
+	}
 	return nil
 }

@@ -33,6 +33,7 @@ func TestQuickstart(t *testing.T) {
 		"each key always went to the same provider",
 		"arith-2: Shutdown with",
 		"arith-3: killed (Close)",
+		"3. A stream through a graceful shutdown",
 	}
 	for _, m := range loadbalance.Modes() {
 		wants = append(wants, "  "+m.String()+" ")
@@ -42,7 +43,71 @@ func TestQuickstart(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	checkNoCallLost(t, text)
+	stage2, stage3, ok := strings.Cut(text, "\n3. ")
+	if !ok {
+		t.Fatalf("output lacks part 3")
+	}
+	checkNoCallLost(t, stage2)
+	checkStreamSurvived(t, stage3)
+}
+
+// checkStreamSurvived reads the numbers of the quickstart's third part: the
+// stream through the shutdown of its provider. What the providers' stream
+// interceptors counted (the table) is checked against what the client
+// received (the summary lines).
+func checkStreamSurvived(t *testing.T, text string) {
+	t.Helper()
+	find := func(re string) []string {
+		t.Helper()
+		m := regexp.MustCompile(re).FindStringSubmatch(text)
+		if m == nil {
+			t.Fatalf("part 3 lacks %s:\n%s", re, text)
+		}
+		return m
+	}
+	n := atoi(t, find(`Arith\.Count\(N=(\d+), every \d+ ms\)`)[1])
+	g := find(`stream open on (arith-\d); message 1 received`)[1]
+	if got := atoi(t, find(`the stream ended cleanly \(io\.EOF\) after messages 1\.\.(\d+), in order`)[1]); got != n {
+		t.Errorf("the stream received 1..%d, want 1..%d", got, n)
+	}
+	find(g + `: Shutdown returned nil after`)
+	news := find(`(\d+) new Arith\.Count\((\d+)\) streams, (\d+) of them opened while ` + g + ` drained`)
+	opened, each, meanwhile := atoi(t, news[1]), atoi(t, news[2]), atoi(t, news[3])
+	if meanwhile == 0 {
+		t.Errorf("no new stream was opened during the shutdown")
+	}
+	lost := find(`No message lost: the providers sent (\d+), the client received (\d+)\.`)
+	sent, received := atoi(t, lost[1]), atoi(t, lost[2])
+	if received != n+opened*each {
+		t.Errorf("the client received %d messages, want %d (the stream's %d and %d × %d)", received, n+opened*each, n, opened, each)
+	}
+	// "  arith-1   <streams> <messages sent>", once per provider.
+	rows := regexp.MustCompile(`(?m)^  (arith-\d) +(\d+) +(\d+)$`).FindAllStringSubmatch(text, -1)
+	if len(rows) != 3 {
+		t.Fatalf("found %d provider rows in part 3's table, want 3", len(rows))
+	}
+	var tableSent, elsewhere int
+	for _, r := range rows {
+		id, streams, msgs := r[1], atoi(t, r[2]), atoi(t, r[3])
+		tableSent += msgs
+		if id == g {
+			// The provider shutting down ran the stream and nothing new.
+			if streams != 1 || msgs != n {
+				t.Errorf("%s (shut down) ran %d streams and sent %d messages, want 1 stream of %d", id, streams, msgs, n)
+			}
+			continue
+		}
+		elsewhere += streams
+		if msgs != streams*each {
+			t.Errorf("%s ran %d streams of %d but sent %d messages", id, streams, each, msgs)
+		}
+	}
+	if elsewhere != opened {
+		t.Errorf("the other providers ran %d streams, the client opened %d", elsewhere, opened)
+	}
+	if tableSent != sent || sent != received {
+		t.Errorf("the table adds up to %d messages sent, the summary says %d sent and %d received", tableSent, sent, received)
+	}
 }
 
 // checkNoCallLost reads the numbers of the quickstart's second stage: the

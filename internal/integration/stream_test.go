@@ -829,3 +829,105 @@ func TestReflectionAndHTTPKnowStreams(t *testing.T) {
 		t.Fatalf("HTTP POST of a stream method: %s, %d methods ran; want 400 Bad Request, none", resp.Status, svc.started.Load())
 	}
 }
+
+// attemptStats records the stream attempts and calls a ClientProxy's stats
+// handler sees.
+type attemptStats struct {
+	stats.Base
+	mu       sync.Mutex
+	begun    map[stats.Kind]int
+	attempts []stats.RPCInfo // ended attempts, in order
+	statuses []string        // their end statuses
+	calls    []string        // ended calls' statuses
+}
+
+func (h *attemptStats) RPCBegin(ctx context.Context, info *stats.RPCInfo) context.Context {
+	h.mu.Lock()
+	h.begun[info.Kind]++
+	h.mu.Unlock()
+	return ctx
+}
+
+func (h *attemptStats) RPCEnd(ctx context.Context, info *stats.RPCInfo, end *stats.RPCEnd) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch info.Kind {
+	case stats.Attempt:
+		h.attempts = append(h.attempts, *info)
+		h.statuses = append(h.statuses, end.Status)
+	case stats.Call:
+		h.calls = append(h.calls, end.Status)
+	}
+}
+
+// A ClientProxy's stream is one call of one or more attempts for its stats
+// handlers, as a unary call is: an open refused "not executed" is an
+// attempt that ended refused on that instance, the open on the next
+// instance is the retry, and it ends when the stream ends.
+func TestProxyStreamAttemptsInStats(t *testing.T) {
+	reg := naming.NewMemory()
+	defer reg.Close()
+	refuse := func(ctx context.Context, info *provider.StreamInfo, s provider.Stream, next provider.StreamHandler) error {
+		return provider.Refuse(protocol.StatusOverloaded, errors.New("busy"))
+	}
+	in := naming.Instance{Service: "streams"}
+	_, busy, busyAddr := serveStreams(t, provider.WithRegistry(reg, in), provider.WithStreamInterceptors(refuse))
+	_, ok, okAddr := serveStreams(t, provider.WithRegistry(reg, in))
+	h := &attemptStats{begun: map[stats.Kind]int{}}
+	p, err := consumer.NewClientProxy("streams", reg, consumer.WithLoadBalance(loadbalance.RoundRobin), consumer.WithStatsHandler(h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	waitFor(t, "both instances listed", func() bool { return len(p.Instances()) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const streams = 6
+	for range streams {
+		s, err := consumer.OpenServerStream[int](ctx, p, "Streams.Count", CountArgs{N: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err := s.Recv(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.calls) != streams || h.begun[stats.Call] != streams || ok.started.Load() != streams || busy.started.Load() != 0 {
+		t.Fatalf("%d calls ended (%d begun), the open instance ran %d streams, the busy one %d; want %d, %d, %d, 0",
+			len(h.calls), h.begun[stats.Call], ok.started.Load(), busy.started.Load(), streams, streams, streams)
+	}
+	refused := 0
+	for i, a := range h.attempts {
+		a.Addr = strings.TrimPrefix(a.Addr, "tcp@")
+		h.attempts[i].Addr = a.Addr
+		switch {
+		case !a.Stream:
+			t.Errorf("attempt %d is not marked a stream: %+v", i, a)
+		case a.Addr == busyAddr:
+			refused++
+			if h.statuses[i] != "overloaded" || a.Attempt != 1 {
+				t.Errorf("attempt %d on the busy instance: #%d ended %q, want #1 overloaded", i, a.Attempt, h.statuses[i])
+			}
+		case a.Addr == okAddr:
+			if h.statuses[i] != "ok" {
+				t.Errorf("attempt %d on the open instance ended %q, want ok", i, h.statuses[i])
+			}
+		default:
+			t.Errorf("attempt %d on %q, an instance that does not exist", i, a.Addr)
+		}
+	}
+	if refused == 0 || len(h.attempts) != streams+refused || h.begun[stats.Attempt] != len(h.attempts) {
+		t.Fatalf("%d attempts ended (%d begun), %d of them refused, for %d streams", len(h.attempts), h.begun[stats.Attempt], refused, streams)
+	}
+	for i, a := range h.attempts {
+		if a.Addr == okAddr && i > 0 && h.attempts[i-1].Addr == busyAddr && (a.Attempt != 2 || !a.Retry) {
+			t.Errorf("the open after a refusal is attempt #%d (retry %v), want #2, a retry", a.Attempt, a.Retry)
+		}
+	}
+}

@@ -111,3 +111,13 @@ func TestListenersOnlyForScale(t *testing.T) {
 		t.Error("the scale server accepted -listeners 0")
 	}
 }
+
+// TestStreamModeRefusesBadFlags checks the stream mode's flags are checked
+// before any server starts.
+func TestStreamModeRefusesBadFlags(t *testing.T) {
+	for _, args := range [][]string{{"-msgs", "2KB"}, {"-streams", "0"}, {"-streams", "5000"}, {"-rounds", "0"}, {"extra"}} {
+		if err := streamMain(context.Background(), args, io.Discard, io.Discard); err == nil {
+			t.Errorf("stream %q: no error", args)
+		}
+	}
+}
