@@ -82,10 +82,13 @@
 // yamux: every stream starts with StreamWindow bytes of credit each way, and
 // a data frame costs its whole size (header and body, FrameCost). A sender
 // sends a message only while its credit covers it, or, for a message larger
-// than the window, while it holds the whole window (nothing it sent is
-// unread). The receiver returns credit with window frames as the
-// application takes messages, so a receiver that stops reading holds at
-// most one window (or one message) per stream. A data frame beyond the
+// than its credit, while the credit is within StreamSlack of the whole
+// window (everything it sent but that slack was taken). The receiver
+// returns credit with window frames as the application takes messages:
+// once what was taken reaches StreamSlack and nothing more is queued, or
+// half a window in any case, so small messages cost a window frame every
+// few messages, not each. A receiver that stops reading holds at most one
+// window (or the slack and one message) per stream. A data frame beyond the
 // credit its receiver granted, or a window frame raising the credit past
 // MaxWindowCredit, ends the connection: the peer is cut, not obeyed. Frames
 // for a stream that has ended are ignored.

@@ -12,6 +12,15 @@ const (
 	// on a stream that its receiver has not yet handed to the application.
 	StreamWindow = 64 << 10
 
+	// StreamSlack is the credit a receiver may keep back: it returns what
+	// the application took once that reaches StreamSlack and nothing more
+	// is queued (or half a window in any case), so a stream exchanging
+	// small messages sends a window frame every few messages rather than
+	// every one. In exchange a sender whose credit is within StreamSlack
+	// of the whole window may send a message larger than its credit: the
+	// receiver holds at most StreamSlack besides it.
+	StreamSlack = StreamWindow / 4
+
 	// MaxWindowCredit is the most credit a sender may hold: a window frame
 	// that would raise it above is a protocol error.
 	MaxWindowCredit = 1<<31 - 1

@@ -112,9 +112,10 @@ func (s *Stream) Deliver(m *protocol.Message) error {
 	if s.recvEnded {
 		return fmt.Errorf("%w: data on stream %d after its end", ErrFlowControl, s.id)
 	}
-	// A message larger than the window may come when the peer holds the
-	// whole window, that is, when everything it sent was taken.
-	if cost > s.recvAvail && s.recvAvail < protocol.StreamWindow {
+	// A message larger than the peer's credit may come when that credit is
+	// within StreamSlack of the whole window: everything it sent but that
+	// slack was taken and returned.
+	if cost > s.recvAvail && s.recvAvail < protocol.StreamWindow-protocol.StreamSlack {
 		return fmt.Errorf("%w: stream %d: data frame of %d bytes with %d bytes of credit", ErrFlowControl, s.id, cost, s.recvAvail)
 	}
 	s.recvAvail -= cost
@@ -172,9 +173,11 @@ func (s *Stream) Fail(err error) bool {
 
 // Recv takes the next message, waiting until one arrives, the peer ends the
 // stream (io.EOF, or the error the peer ended it with), the stream fails,
-// or ctx ends. Taking a message returns its credit to the peer: at once
-// when nothing else is queued, otherwise once half a window was taken, so
-// that window frames stay few.
+// or ctx ends. Taking a message returns its credit to the peer, once what
+// was taken reaches protocol.StreamSlack and nothing else is queued, or half
+// a window in any case, so that window frames stay few. A sender waiting
+// for credit cannot wait forever on the slack: its credit is then within
+// StreamSlack of the window, which lets any message go.
 func (s *Stream) Recv(ctx context.Context) (Message, error) {
 	for {
 		s.mu.Lock()
@@ -192,7 +195,7 @@ func (s *Stream) Recv(ctx context.Context) (Message, error) {
 			}
 			s.unreturned += q.cost
 			var grant int64
-			if !s.recvEnded && (s.queue == nil || s.unreturned >= protocol.StreamWindow/2) {
+			if !s.recvEnded && (s.queue == nil && s.unreturned >= protocol.StreamSlack || s.unreturned >= protocol.StreamWindow/2) {
 				grant, s.unreturned = s.unreturned, 0
 				s.recvAvail += grant
 			}
@@ -223,8 +226,9 @@ func (s *Stream) Recv(ctx context.Context) (Message, error) {
 
 // Send writes a data frame (whole, as protocol.AppendFrame made it) once
 // the stream's credit covers it, waiting for credit until the stream fails,
-// its send side closes, or ctx ends. A frame larger than the whole window
-// goes when the peer has taken everything sent before it.
+// its send side closes, or ctx ends. A frame larger than the credit goes
+// when the credit is within protocol.StreamSlack of the whole window: the
+// peer has taken everything sent before it but that slack.
 func (s *Stream) Send(ctx context.Context, frame []byte) error {
 	cost := int64(len(frame))
 	s.sendMu.Lock()
@@ -239,7 +243,7 @@ func (s *Stream) Send(ctx context.Context, frame []byte) error {
 		case s.sendClosed:
 			s.mu.Unlock()
 			return ErrSendClosed
-		case cost <= s.credit || s.credit >= protocol.StreamWindow:
+		case cost <= s.credit || s.credit >= protocol.StreamWindow-protocol.StreamSlack:
 			s.credit -= cost
 			s.mu.Unlock()
 			return s.write(frame)

@@ -99,22 +99,30 @@ func TestSendWaitsForCreditAndReceiverHoldsOneWindow(t *testing.T) {
 	}
 }
 
-// A message larger than the window goes once the receiver took everything.
-func TestOversizedMessageWaitsForAnEmptyWindow(t *testing.T) {
+// A message larger than the credit goes once the receiver took (and
+// returned) everything but the slack: not while more of the window is in
+// use.
+func TestOversizedMessageWaitsForTheWindow(t *testing.T) {
 	p := newPipe()
-	if err := p.send.Send(context.Background(), dataFrame(t, 10)); err != nil {
-		t.Fatal(err)
+	small := dataFrame(t, 1000)
+	n := protocol.StreamSlack/len(small) + 2 // more than the slack in use
+	for range n {
+		if err := p.send.Send(context.Background(), small); err != nil {
+			t.Fatal(err)
+		}
 	}
 	big := dataFrame(t, 2*protocol.StreamWindow)
 	done := make(chan error, 1)
 	go func() { done <- p.send.Send(context.Background(), big) }()
 	select {
 	case err := <-done:
-		t.Fatalf("an oversized message went while the window was in use: %v", err)
+		t.Fatalf("an oversized message went while %d bytes of the window were in use: %v", n*len(small), err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if _, err := p.recv.Recv(context.Background()); err != nil {
-		t.Fatal(err)
+	for range n {
+		if _, err := p.recv.Recv(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -124,6 +132,36 @@ func TestOversizedMessageWaitsForAnEmptyWindow(t *testing.T) {
 	}
 	if p.violated != nil {
 		t.Fatal(p.violated)
+	}
+}
+
+// Taking small messages one at a time returns credit in few window frames,
+// not one per message.
+func TestCreditReturnsInFewWindowFrames(t *testing.T) {
+	var windows int
+	var mu sync.Mutex
+	s := New(1, func(frame []byte) error {
+		mu.Lock()
+		windows++
+		mu.Unlock()
+		return nil
+	})
+	var m protocol.Message
+	frame := dataFrame(t, 1000)
+	protocol.DecodeFrame(frame, 0, &m)
+	const msgs = 200
+	for range msgs {
+		if err := s.Deliver(&m); err != nil { // one at a time, as in ping-pong
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if max := msgs*len(frame)/protocol.StreamSlack + 1; windows > max {
+		t.Fatalf("%d window frames for %d messages of %d bytes, want at most %d", windows, msgs, len(frame), max)
 	}
 }
 
