@@ -5,10 +5,9 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"syscall"
 	"testing"
-	"time"
 
+	"github.com/shoalrpc/shoal/internal/cputime"
 	"github.com/shoalrpc/shoal/internal/testmsg"
 	"github.com/shoalrpc/shoal/protocol"
 )
@@ -82,14 +81,8 @@ func BenchmarkClientCall(b *testing.B) {
 // time per op (client and responder together): a figure that other
 // processes on a loaded machine disturb far less than ns/op.
 func reportCPU(b *testing.B) func() {
-	cpu0 := cpuTime()
-	return func() { b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1000, "cpu-µs/op") }
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	cpu0 := cputime.Process()
+	return func() { b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N)/1000, "cpu-µs/op") }
 }
 
 // BenchmarkPoolGet is the per-call cost of taking a pooled connection, from

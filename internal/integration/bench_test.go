@@ -5,11 +5,10 @@ import (
 	"net"
 	"net/rpc"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/cputime"
 	"github.com/shoalrpc/shoal/internal/testmsg"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
@@ -57,22 +56,15 @@ func (l countingWritesListener) Accept() (net.Conn, error) {
 	return countingConn{c, l.writes}, nil
 }
 
-// cpuTime returns the CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // measure reports, besides ns/op, the CPU time per call of client and server
 // together (the figure that decides throughput on a machine whose cores both
 // run) and the write syscalls per call on both sides.
 func measure(b *testing.B, writes *atomic.Int64, run func()) {
 	writes.Store(0)
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	run()
 	n := float64(b.N)
-	b.ReportMetric(float64(cpuTime()-cpu0)/n/1000, "cpu-µs/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/n/1000, "cpu-µs/op")
 	b.ReportMetric(float64(writes.Load())/n, "writes/op")
 }
 

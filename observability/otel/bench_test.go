@@ -2,15 +2,14 @@ package otel_test
 
 import (
 	"context"
-	"net"
-	"syscall"
 	"testing"
-	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/cputime"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	shoalotel "github.com/shoalrpc/shoal/observability/otel"
 	"github.com/shoalrpc/shoal/provider"
 	"github.com/shoalrpc/shoal/stats"
@@ -51,15 +50,7 @@ func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOpti
 	if err := srv.Register(Greeter{}); err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	c, err := consumer.Dial("tcp@"+ln.Addr().String(), copts...)
+	c, err := consumer.Dial("tcp@"+servetest.Start(b, srv), copts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,7 +58,7 @@ func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOpti
 	b.ReportAllocs()
 	b.SetParallelism(50)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		var reply string
 		for pb.Next() {
@@ -76,11 +67,5 @@ func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOpti
 			}
 		}
 	})
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
 }

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/naming"
 	shoalotel "github.com/shoalrpc/shoal/observability/otel"
 	"github.com/shoalrpc/shoal/protocol"
@@ -114,15 +115,8 @@ func serveHolds(t *testing.T, holds *atomic.Int64, opts ...provider.Option) (str
 	if err := srv.Register(svc); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return "tcp@" + ln.Addr().String(), svc.seen
+	addr := servetest.Start(t, srv)
+	return "tcp@" + addr, svc.seen
 }
 
 func attr(s sdktrace.ReadOnlySpan, key attribute.Key) attribute.Value {

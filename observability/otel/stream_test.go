@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 
 	"go.opentelemetry.io/otel/codes"
@@ -13,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/naming"
 	shoalotel "github.com/shoalrpc/shoal/observability/otel"
 	"github.com/shoalrpc/shoal/provider"
@@ -49,15 +49,8 @@ func serveCounter(t *testing.T, tp trace.TracerProvider) (string, chan trace.Spa
 	if err := srv.Register(svc); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return "tcp@" + ln.Addr().String(), svc.seen
+	addr := servetest.Start(t, srv)
+	return "tcp@" + addr, svc.seen
 }
 
 // drain receives a stream to its end and returns the messages and how it

@@ -2,12 +2,12 @@ package prom_test
 
 import (
 	"context"
-	"net"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/cputime"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/observability/prom"
 	"github.com/shoalrpc/shoal/provider"
 	"github.com/shoalrpc/shoal/stats"
@@ -46,15 +46,7 @@ func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOpti
 	if err := srv.Register(Arith{}); err != nil {
 		b.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Close()
-	c, err := consumer.Dial("tcp@"+ln.Addr().String(), copts...)
+	c, err := consumer.Dial("tcp@"+servetest.Start(b, srv), copts...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +54,7 @@ func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOpti
 	b.ReportAllocs()
 	b.SetParallelism(50)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	b.RunParallel(func(pb *testing.PB) {
 		var sum int
 		for pb.Next() {
@@ -71,13 +63,7 @@ func benchCalls(b *testing.B, sopts []provider.Option, copts []consumer.DialOpti
 			}
 		}
 	})
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
 }
 
 // BenchmarkHandlers is the metrics' own CPU per call, without the network
@@ -95,10 +81,10 @@ func BenchmarkHandlers(b *testing.B) {
 	end := &stats.RPCEnd{Status: "ok", Duration: time.Millisecond}
 	ctx := context.Background()
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	for b.Loop() {
 		client.RPCEnd(client.RPCBegin(ctx, call), call, end)
 		server.RPCEnd(server.RPCBegin(ctx, req), req, end)
 	}
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
+	b.ReportMetric(float64(cputime.Process()-cpu0)/float64(b.N)/1000, "cpu-µs/op")
 }

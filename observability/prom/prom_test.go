@@ -24,6 +24,7 @@ import (
 
 	"github.com/shoalrpc/shoal/consumer"
 	"github.com/shoalrpc/shoal/health"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/observability/prom"
 	"github.com/shoalrpc/shoal/protocol"
@@ -154,15 +155,8 @@ func serve(t *testing.T, opts ...provider.Option) (string, *Counter) {
 	if err := srv.Register(svc); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ln); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
-	return "tcp@" + ln.Addr().String(), svc
+	addr := servetest.Start(t, srv)
+	return "tcp@" + addr, svc
 }
 
 // scrape gets url over HTTP and returns every sample by its series:
