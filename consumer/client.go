@@ -8,12 +8,12 @@ import (
 	"io"
 	"maps"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/shoalrpc/shoal/internal/batchwriter"
+	"github.com/shoalrpc/shoal/internal/engine"
 	"github.com/shoalrpc/shoal/naming"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/stats"
@@ -52,13 +52,12 @@ type Client struct {
 	addr      string
 	opts      options
 	nc        net.Conn
-	w         *batchwriter.Writer
-	intercept Interceptor // WithInterceptors as one; nil: none, or under a ClientProxy
-	invoke    Invoker     // c.call, bound once
+	e         *engine.Conn // the connection engine: reader, writer, keepalive, stream routing
+	intercept Interceptor  // WithInterceptors as one; nil: none, or under a ClientProxy
+	invoke    Invoker      // c.call, bound once
 
 	mu       sync.Mutex
 	pending  map[uint64]*Call
-	streams  map[uint64]*clientStream // open streams (and streams opening), by seq
 	seq      uint64
 	draining bool  // the server sent go-away: no new calls
 	err      error // why the client stopped; non-nil means stopped
@@ -67,13 +66,7 @@ type Client struct {
 	// (Usable, on every pooled call); it is set with them, under mu.
 	closed atomic.Bool
 
-	framesRead atomic.Uint64  // for heartbeats: did anything arrive lately?
-	probing    atomic.Bool    // a probe is out and nothing has arrived since it was sent
-	deadAt     atomic.Int64   // 1 + the writer's Taken when the reader found the connection dead; 0: not found
-	idle       atomic.Bool    // the keepalive sleeps until nudged: no call was pending
-	nudge      chan struct{}  // wakes the keepalive when calls start while it is idle
-	closing    chan struct{}  // closed when the client stops
-	goroutines sync.WaitGroup // the reader, the writer and the keepalive
+	reader sync.WaitGroup // the engine's reader (engine.Conn.Serve)
 }
 
 // Dial connects to addr ("tcp@host:port", "unix@/path", or plain "host:port"
@@ -126,93 +119,37 @@ func dial(ctx context.Context, addr string, o options) (*Client, error) {
 		opts:    o,
 		nc:      nc,
 		pending: make(map[uint64]*Call),
-		nudge:   make(chan struct{}, 1),
-		closing: make(chan struct{}),
 	}
 	if !o.underProxy {
 		c.intercept = chain(o.interceptors)
 	}
 	c.invoke = c.call
-	// No caller waits on the network. A caller that finds the writer idle
-	// writes the batch itself, as long as the write completes promptly (no
-	// goroutine switch: the common case costs what it did when callers
-	// always flushed); what it cannot write within promptWrite, a goroutine
-	// of the connection's own writes, under the write timeout, after which
-	// the connection is declared dead. A TLS connection cannot resume a write
-	// cut by a deadline, so its frames are all written by that goroutine. A
-	// server that stops reading can make us queue at most twice the body
-	// limit before the connection fails; the pending table is bounded too.
-	async := batchwriter.Async{OnError: c.writeFailed}
-	if _, isTLS := nc.(*tls.Conn); !isTLS {
-		async.TryWrite = c.tryWrite
-	}
-	c.w = batchwriter.NewAsync(deadlineWriter{nc, o.writeTimeout}, nil, 2*bodyLimit(o.maxBody), async)
+	// No caller waits on the network (the engine's Async writer). A server
+	// that stops reading can make us queue at most twice the body limit
+	// (then a Call waits for room, see send); the pending table is bounded
+	// too.
+	c.e = engine.New(nc, engine.Config{
+		Peer:         "server",
+		MaxBody:      o.maxBody,
+		QueueLimit:   2 * bodyLimit(o.maxBody),
+		WriteTimeout: o.writeTimeout,
+		Async:        true,
+		Keepalive: engine.Keepalive{
+			Interval: o.heartbeatInterval, Timeout: o.heartbeatTimeout,
+			ProbeAfter: o.probeAfter, ProbeTimeout: o.probeTimeout,
+			Busy: c.busy,
+		},
+		OnDead: o.onDead,
+	}, engine.Handlers{
+		Response:   c.complete,
+		GoAway:     c.drain,
+		TooLarge:   c.tooLarge,
+		AfterFrame: c.closeIfDrained,
+		Closed:     c.stop,
+	})
 	c.connEvent(true, nil)
-	c.goroutines.Go(c.w.Run)
-	c.goroutines.Go(c.read)
-	if o.heartbeatInterval > 0 || o.probeAfter > 0 {
-		c.idle.Store(o.probeAfter > 0)
-		c.goroutines.Go(c.keepalive)
-	}
+	c.reader.Go(func() { c.e.Serve(nc) })
 	return c, nil
-}
-
-// promptWrite is how long a caller may spend writing a batch before the
-// connection's writer goroutine takes over the rest.
-const promptWrite = time.Millisecond
-
-// tryWrite is a caller's write: it stops with batchwriter.ErrWouldBlock when
-// the connection does not take the bytes within promptWrite.
-func (c *Client) tryWrite(p []byte) (int, error) {
-	c.nc.SetWriteDeadline(time.Now().Add(promptWrite))
-	n, err := c.nc.Write(p)
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return n, batchwriter.ErrWouldBlock
-	}
-	return n, err
-}
-
-// deadlineWriter is the writer goroutine's: every write must make progress
-// within the timeout (0: no limit). A TLS connection cannot resume a write a
-// deadline cut, but then the connection is dead anyway.
-type deadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-}
-
-// Write writes p in chunks, each with a deadline of its own, so the timeout
-// measures a peer that takes nothing, not a large batch on a slow link.
-func (d deadlineWriter) Write(p []byte) (int, error) {
-	written := 0
-	for len(p) > 0 {
-		chunk := p[:min(len(p), writeChunk)]
-		var deadline time.Time
-		if d.timeout > 0 {
-			deadline = time.Now().Add(d.timeout)
-		}
-		d.nc.SetWriteDeadline(deadline)
-		n, err := d.nc.Write(chunk)
-		written += n
-		if err != nil {
-			return written, err
-		}
-		p = p[n:]
-	}
-	return written, nil
-}
-
-// writeChunk is the most the writer goroutine writes under one deadline.
-const writeChunk = 256 << 10
-
-// writeFailed is told by the writer that a write failed: the connection is
-// dead, and its pending calls fail at once.
-func (c *Client) writeFailed(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		err = fmt.Errorf("write: the server took no bytes for %s (write timeout): %w", c.opts.writeTimeout, err)
-	} else {
-		err = fmt.Errorf("write: %w", err)
-	}
-	c.stop(err)
 }
 
 // splitAddr accepts the address forms of naming.SplitAddr.
@@ -307,11 +244,11 @@ func (c *Client) wait(ctx context.Context, call *Call) error {
 // connection was unanswered is marked so, for outlier ejection.
 func (c *Client) abandon(ctx context.Context, call *Call) error {
 	cerr := ctx.Err()
-	if c.w.Withdraw(call.mark) {
+	if c.e.Withdraw(call.mark) {
 		return fmt.Errorf("call %s: %w: %w", call.Method, ErrNotSent, cerr)
 	}
 	c.cancelRemote(ctx, call.seq)
-	if errors.Is(cerr, context.DeadlineExceeded) && c.probing.Load() {
+	if errors.Is(cerr, context.DeadlineExceeded) && c.e.Probing() {
 		return fmt.Errorf("call %s: %w (%w)", call.Method, cerr, errSilentConn)
 	}
 	return fmt.Errorf("call %s: %w", call.Method, cerr)
@@ -397,7 +334,11 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 		c.pending[call.seq] = call
 	}
 	if call.stream != nil {
-		c.addStream(call)
+		if err := c.addStream(call); err != nil { // the connection closed; stop is on its way
+			delete(c.pending, call.seq)
+			c.mu.Unlock()
+			return fmt.Errorf("call %s: %w: %w", call.Method, ErrClientClosed, err)
+		}
 	}
 	c.mu.Unlock()
 
@@ -416,7 +357,7 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 	if watch || oneWay {
 		roomCtx = doneContext
 	}
-	if err := c.w.QueueWait(roomCtx, frame, &call.mark); errors.Is(err, batchwriter.ErrNoRoom) {
+	if err := c.e.QueueWait(roomCtx, frame, &call.mark); errors.Is(err, batchwriter.ErrNoRoom) {
 		if oneWay || c.forget(call.seq) {
 			if roomCtx == doneContext {
 				return fmt.Errorf("call %s: %w: write queue full", call.Method, ErrNotSent)
@@ -445,11 +386,8 @@ func (c *Client) send(ctx context.Context, call *Call, watch bool, flags protoco
 		}
 		c.mu.Unlock()
 	}
-	if !oneWay && c.idle.Load() && c.idle.CompareAndSwap(true, false) {
-		select { // calls are waiting: the keepalive watches for silence
-		case c.nudge <- struct{}{}:
-		default:
-		}
+	if !oneWay {
+		c.e.Nudge() // calls are waiting: the keepalive watches for silence
 	}
 	return nil
 }
@@ -480,11 +418,7 @@ func (c *Client) cancelRemote(ctx context.Context, seq uint64) {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return // the deadline travelled with the request: the server's copy ends it
 	}
-	var b [protocol.HeaderSize + 3]byte
-	frame, err := protocol.AppendFrame(b[:0], &protocol.Message{Header: protocol.Header{Kind: protocol.KindCancel, Seq: seq}}, 0)
-	if err == nil {
-		c.w.Write(frame, false)
-	}
+	c.e.Cancel(seq)
 }
 
 // metadata is what a call under ctx sends: the client's credentials and
@@ -591,66 +525,16 @@ func (c *Client) forget(seq uint64) bool {
 	return ok
 }
 
-// read is the connection's only reader: it matches responses to pending
-// calls, decodes each reply straight into the caller's value and wakes the
-// caller.
-func (c *Client) read() {
-	r := protocol.NewReader(c.nc, c.opts.maxBody)
-	var m protocol.Message
-	for {
-		if err := r.Read(&m); err != nil {
-			var tooLarge *protocol.TooLargeError
-			if errors.As(err, &tooLarge) {
-				// Skipped whole: the stream is in step, and only the call
-				// that frame answered fails.
-				c.heard()
-				if tooLarge.Header.Kind == protocol.KindResponse {
-					c.failOne(tooLarge.Header.Seq, func(method string) error {
-						return fmt.Errorf("call %s: %w: %d bytes, over the client's limit of %d (WithMaxBodySize)",
-							method, ErrReplyTooLarge, tooLarge.Header.BodyLen, tooLarge.Limit)
-					})
-				}
-				continue
-			}
-			// Whatever the writer takes from now on goes to a connection
-			// known to be dead: those calls were not sent.
-			c.deadAt.Store(c.w.Taken() + 1)
-			if c.opts.onDead != nil {
-				c.opts.onDead()
-			}
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("server closed the connection: %w", err)
-			}
-			c.stop(err)
-			return
-		}
-		c.heard()
-		switch m.Kind {
-		case protocol.KindResponse:
-			c.complete(&m)
-		case protocol.KindHeartbeat:
-			// Its arrival is all the keepalive needs.
-		case protocol.KindGoAway:
-			c.drain()
-		case protocol.KindStreamData, protocol.KindStreamEnd, protocol.KindWindow, protocol.KindReset:
-			if err := c.streamFrame(&m); err != nil {
-				c.stop(err)
-				return
-			}
-		default:
-			c.stop(fmt.Errorf("%w: unexpected %s frame from the server", protocol.ErrMalformed, m.Kind))
-			return
-		}
-		c.closeIfDrained()
+// tooLarge fails the call whose response was over the body limit, and
+// was skipped whole: only that call fails.
+func (c *Client) tooLarge(_ *protocol.Message, e *protocol.TooLargeError) {
+	if e.Header.Kind != protocol.KindResponse {
+		return
 	}
-}
-
-// heard notes that a frame arrived: the connection is alive.
-func (c *Client) heard() {
-	c.framesRead.Add(1)
-	if c.probing.Load() {
-		c.probing.Store(false)
-	}
+	c.failOne(e.Header.Seq, func(method string) error {
+		return fmt.Errorf("call %s: %w: %d bytes, over the client's limit of %d (WithMaxBodySize)",
+			method, ErrReplyTooLarge, e.Header.BodyLen, e.Limit)
+	})
 }
 
 // failOne completes pending call seq with the error errFor gives.
@@ -696,124 +580,14 @@ func (c *Client) complete(m *protocol.Message) {
 // closeIfDrained closes a client the server asked to go away once its last
 // pending call has completed.
 func (c *Client) closeIfDrained() {
+	if !c.closed.Load() {
+		return // the common case, after every frame: not draining
+	}
 	c.mu.Lock()
-	drained := c.draining && len(c.pending) == 0 && len(c.streams) == 0
+	drained := c.draining && c.err == nil && len(c.pending) == 0 && c.e.Streams() == 0
 	c.mu.Unlock()
 	if drained {
 		c.stop(errors.New("server sent go-away"))
-	}
-}
-
-// keepalive watches the connection for silence. While calls are pending, a
-// connection that has received nothing for the probe interval is sent a
-// heartbeat (a probe), and is declared dead when nothing arrives within the
-// probe timeout: a peer that vanished without a word is found in seconds,
-// while a server busy with slow methods answers the probe from its reader.
-// While no call is pending, a heartbeat goes out when nothing has arrived
-// for the heartbeat interval, and the connection is declared dead after the
-// heartbeat timeout.
-func (c *Client) keepalive() {
-	o := &c.opts
-	tick := max(min(o.probeAfter, o.probeTimeout)/4, 5*time.Millisecond)
-	// It starts idle (dial set c.idle): the first call nudges it.
-	t := time.NewTimer(o.heartbeatInterval)
-	if o.heartbeatInterval <= 0 {
-		t.Stop()
-	}
-	defer t.Stop()
-	last, heardAt := c.framesRead.Load(), time.Now()
-	var busySince, hbSent time.Time
-	// A probe's timeout runs from when the writer took it, not from when it
-	// was queued: behind a large request that a slow link is still taking,
-	// it would otherwise time out with the peer alive and reading.
-	var probe batchwriter.Mark
-	var probeQueued bool
-	var probeSent time.Time // zero until the writer took the probe
-	var frame []byte
-	send := func(mark *batchwriter.Mark) bool {
-		hb := protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat}}
-		frame, _ = protocol.AppendFrame(frame[:0], &hb, 0)
-		if err := c.w.Queue(frame, mark); err != nil {
-			c.stop(fmt.Errorf("write heartbeat: %w", err))
-			return false
-		}
-		return true
-	}
-	for {
-		select {
-		case <-c.closing:
-			return
-		case <-c.nudge:
-		case <-t.C:
-		}
-		now := time.Now()
-		if n := c.framesRead.Load(); n != last {
-			last, heardAt, probeQueued, probeSent = n, now, false, time.Time{}
-			c.probing.Store(false)
-		}
-		busy := o.probeAfter > 0 && c.busy()
-		switch {
-		case !busy:
-			busySince = time.Time{}
-		case busySince.IsZero():
-			busySince = now // silence counts from when calls began to wait
-		}
-		if busy {
-			from := heardAt // silent since the last frame, or since calls began to wait
-			if busySince.After(from) {
-				from = busySince
-			}
-			silent := now.Sub(from)
-			if !probeQueued && silent >= o.probeAfter {
-				if !send(&probe) {
-					return
-				}
-				probeQueued, hbSent = true, now
-			}
-			if probeQueued && probeSent.IsZero() && c.w.Taken() >= probe.End() {
-				probeSent = now
-				c.probing.Store(true)
-				if c.framesRead.Load() != last { // answered already: the next round resets it
-					c.probing.Store(false)
-				}
-			}
-			if !probeSent.IsZero() && now.Sub(probeSent) >= o.probeTimeout {
-				c.stop(fmt.Errorf("no frame from the server for %s with calls pending; a probe went unanswered for %s",
-					now.Sub(heardAt).Round(time.Millisecond), now.Sub(probeSent).Round(time.Millisecond)))
-				return
-			}
-		}
-		if o.heartbeatInterval > 0 {
-			silent := now.Sub(heardAt)
-			if silent >= o.heartbeatTimeout {
-				c.stop(fmt.Errorf("no frame from the server for %s", silent.Round(time.Millisecond)))
-				return
-			}
-			if silent >= o.heartbeatInterval && now.Sub(hbSent) >= o.heartbeatInterval {
-				if !send(nil) {
-					return
-				}
-				hbSent = now
-			}
-		}
-		next := o.heartbeatInterval
-		if busy && (next <= 0 || tick < next) {
-			next = tick
-		}
-		if !busy && o.probeAfter > 0 {
-			// Sleep until the next call starts (it nudges us) or the next
-			// heartbeat is due. The flag is set before the last look at the
-			// pending table, so a call that starts meanwhile is not missed.
-			c.idle.Store(true)
-			if c.busy() && c.idle.CompareAndSwap(true, false) {
-				next = time.Nanosecond
-			}
-		}
-		if next > 0 {
-			t.Reset(next)
-		} else {
-			t.Stop()
-		}
 	}
 }
 
@@ -831,23 +605,17 @@ func (c *Client) stop(cause error) {
 	c.closed.Store(true)
 	pending := c.pending
 	c.pending = make(map[uint64]*Call)
-	streams := c.streams
-	c.streams = nil
 	c.mu.Unlock()
 
-	close(c.closing)
-	taken := c.w.Fail(ErrClientClosed)
-	if deadAt := c.deadAt.Load(); deadAt > 0 {
-		taken = min(taken, deadAt-1)
-	}
-	c.nc.Close()
+	// The engine fails its writer first (nothing queued from now on is
+	// written), closes the connection and fails the open streams; it says
+	// what the writer had taken (lowered to where the reader found the
+	// connection dead).
+	taken := c.e.Close(cause)
 	if errors.Is(cause, ErrClientClosed) {
 		c.connEvent(false, nil)
 	} else {
 		c.connEvent(false, cause)
-	}
-	for _, cs := range streams {
-		cs.fail(fmt.Errorf("stream %s: %w: %w", cs.method, ErrConnClosed, cause))
 	}
 	for _, call := range pending {
 		if call.mark.NotTaken(taken) || call.mark == (batchwriter.Mark{}) {
@@ -874,7 +642,8 @@ func (c *Client) Pending() int {
 // It waits for the client's goroutines and is safe to call more than once.
 func (c *Client) Close() error {
 	c.stop(ErrClientClosed)
-	c.goroutines.Wait()
+	c.reader.Wait()
+	c.e.Wait()
 	return nil
 }
 

@@ -197,7 +197,7 @@ func TestACallWrittenAfterTheServerClosedWasNotSent(t *testing.T) {
 		late = c.Go(context.Background(), "Blob.Get", 2, new(int), nil)
 		h := <-held
 		h.once.Do(func() { close(h.release) }) // let the writer write it
-		for c.w.Taken() < late.mark.End() {
+		for c.e.Taken() < late.mark.End() {
 			time.Sleep(time.Millisecond) // polling the writer goroutine's progress
 		}
 		close(lateWritten)
@@ -213,7 +213,7 @@ func TestACallWrittenAfterTheServerClosedWasNotSent(t *testing.T) {
 	// This request is handed to the connection (its write is held) before
 	// the server closes: it may have run.
 	early := c.Go(context.Background(), "Blob.Get", 1, new(int), nil)
-	for c.w.Taken() < early.mark.End() {
+	for c.e.Taken() < early.mark.End() {
 		time.Sleep(time.Millisecond) // polling the writer goroutine's progress
 	}
 	close(closeNow)

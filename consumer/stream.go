@@ -303,68 +303,67 @@ func (c *Client) openStream(ctx context.Context, method string, kind StreamKind,
 	return cs, nil
 }
 
-// addStream registers the stream a call opens, under its seq. c.mu must be
-// held.
-func (c *Client) addStream(call *Call) {
-	if c.streams == nil {
-		c.streams = make(map[uint64]*clientStream)
-	}
+// addStream has the engine route the frames of the stream a call opens,
+// under its seq. c.mu must be held.
+func (c *Client) addStream(call *Call) error {
 	call.stream.s.SetID(call.seq)
-	c.streams[call.seq] = call.stream
+	return c.e.AddStream(call.seq, call.stream, 0)
 }
 
 // removeStream forgets stream seq; it reports whether it was there.
-func (c *Client) removeStream(seq uint64) bool {
-	c.mu.Lock()
-	_, ok := c.streams[seq]
-	delete(c.streams, seq)
-	c.mu.Unlock()
-	return ok
-}
+func (c *Client) removeStream(seq uint64) bool { return c.e.RemoveStream(seq) }
 
 // busy says whether calls wait for replies or streams are open: the
 // keepalive then watches the connection for silence.
 func (c *Client) busy() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.pending) > 0 || len(c.streams) > 0
+	return len(c.pending) > 0 || c.e.Streams() > 0
 }
 
 // writeStreamFrame queues a stream frame.
 func (c *Client) writeStreamFrame(frame []byte) error {
-	if err := c.w.Write(frame, false); err != nil {
+	if err := c.e.Write(frame, false); err != nil {
 		return fmt.Errorf("%w: %w", ErrConnClosed, err)
 	}
 	return nil
 }
 
-// streamFrame routes a stream frame from the server to its stream. A frame
-// for a stream that has ended is ignored; a violation of a stream's window
-// is returned, and ends the connection.
-func (c *Client) streamFrame(m *protocol.Message) error {
-	c.mu.Lock()
-	cs := c.streams[m.Seq]
-	c.mu.Unlock()
-	if cs == nil {
-		return nil
+// The engine routes the stream's frames: data and window frames to Flow,
+// the rest to the methods below (engine.Stream).
+
+// Flow implements engine.Stream.
+func (cs *clientStream) Flow() *stream.Stream { return cs.s }
+
+// PeerEnded implements engine.Stream: the server's end, with the method's
+// outcome.
+func (cs *clientStream) PeerEnded(m *protocol.Message) {
+	var err error
+	if m.Flags&protocol.FlagError != 0 || m.Status != protocol.StatusOK {
+		err = statusError(cs.method, m.Status, string(m.Payload))
 	}
-	switch m.Kind {
-	case protocol.KindStreamData:
-		return cs.s.Deliver(m)
-	case protocol.KindWindow:
-		return cs.s.Grant(protocol.WindowIncrement(m))
-	case protocol.KindStreamEnd:
-		var err error
-		if m.Flags&protocol.FlagError != 0 || m.Status != protocol.StatusOK {
-			err = statusError(cs.method, m.Status, string(m.Payload))
-		}
-		cs.s.PeerEnded(err, true)
-		c.removeStream(m.Seq)
-		cs.finish(err)
-	case protocol.KindReset:
-		cs.fail(statusError(cs.method, m.Status, string(m.Payload)))
-	}
-	return nil
+	// The outcome is reported (stats, the balancer) before Recv can return
+	// it: a caller that has read the end sees the stream's stats ended.
+	cs.c.removeStream(m.Seq)
+	cs.finish(err)
+	cs.s.PeerEnded(err, true)
+}
+
+// PeerReset implements engine.Stream.
+func (cs *clientStream) PeerReset(m *protocol.Message) {
+	cs.fail(statusError(cs.method, m.Status, string(m.Payload)))
+}
+
+// ConnClosed implements engine.Stream.
+func (cs *clientStream) ConnClosed(cause error) {
+	cs.fail(fmt.Errorf("stream %s: %w: %w", cs.method, ErrConnClosed, cause))
+}
+
+// TooLarge implements engine.Stream: a message from the server over
+// WithMaxBodySize was skipped, and the stream reset.
+func (cs *clientStream) TooLarge(e *protocol.TooLargeError) {
+	cs.fail(fmt.Errorf("stream %s: %w: a message of %d bytes, over the client's limit of %d (WithMaxBodySize); the stream was reset",
+		cs.method, ErrReplyTooLarge, e.Header.BodyLen, e.Limit))
 }
 
 // finish reports the stream's outcome, once, and stops watching its context.
@@ -408,10 +407,7 @@ func (cs *clientStream) reset(err error) {
 		cs.finish(err)
 		return
 	}
-	var b [protocol.HeaderSize + 3]byte
-	if frame, ferr := protocol.AppendFrame(b[:0], &protocol.Message{Header: protocol.Header{Kind: protocol.KindReset, Status: protocol.StatusOK, Seq: cs.s.ID()}}, 0); ferr == nil {
-		cs.c.writeStreamFrame(frame)
-	}
+	cs.c.e.Reset(cs.s.ID(), protocol.StatusOK, "")
 	cs.finish(err)
 }
 

@@ -102,8 +102,10 @@
 // within SkipFactor times it is skippable: Reader discards its body as it
 // arrives and reports it as a *TooLargeError carrying its header, so the
 // connection's other frames go on (a server answers such a request alone,
-// status 9, not executed); a header announcing more than that ends the
-// stream. Every length inside the body is
+// status 9, not executed; a client fails only the call that response
+// answered; a stream data frame resets its stream both ways, status 9, so a
+// stream never goes on without a message); a header announcing more than
+// that ends the connection, as does a skipped frame of any other kind. Every length inside the body is
 // checked against the bytes that remain before anything is allocated. A
 // msgpack payload is checked the same way before it is decoded (every string,
 // binary, extension, array and map length against the bytes that remain,

@@ -15,33 +15,29 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shoalrpc/shoal/internal/batchwriter"
+	"github.com/shoalrpc/shoal/internal/engine"
 	"github.com/shoalrpc/shoal/protocol"
 )
 
 var errConnClosed = errors.New("provider: connection closed")
 
-// conn is one client connection: a goroutine reads and decodes requests, each
-// request runs on its own goroutine, and replies are coalesced by a batch
-// writer.
+// conn is one client connection on the connection engine (internal/engine),
+// which reads and dispatches its frames, batches its writes, answers
+// heartbeats and routes stream frames; here, each request is admitted,
+// counted in flight and run on a goroutine of its own.
 type conn struct {
-	srv    *Server
-	nc     net.Conn
-	ctx    context.Context // cancelled when the connection closes
-	cancel context.CancelFunc
-	w      *batchwriter.Writer
+	srv *Server
+	nc  net.Conn
+	e   *engine.Conn
 
-	wentAway  atomic.Bool
 	http      atomic.Pointer[httpConn] // while sniffed or served as HTTP (http.go): go-away goes there
-	closeOnce sync.Once
-	overLimit bool         // past WithMaxConns: every request is refused
-	inFlight  atomic.Int64 // this connection's requests read and not yet answered
+	overLimit bool                     // past WithMaxConns: every request is refused
+	inFlight  atomic.Int64             // this connection's requests read and not yet answered
 
 	// What the connection costs, in bytes, is bounded by holdBound (see
-	// awaitRoom): queued counts every frame queued and not yet written;
-	// reserved, for every request dispatched and not yet answered, its
-	// frame and the size its reply is expected to have.
-	queued      atomic.Int64
+	// awaitRoom): the engine's Queued counts every frame queued and not yet
+	// written; reserved, for every request dispatched and not yet
+	// answered, its frame and the size its reply is expected to have.
 	reserved    atomic.Int64
 	holdBound   int64
 	readerWaits atomic.Bool   // the reader is in awaitRoom
@@ -49,15 +45,13 @@ type conn struct {
 	refusing    bool          // the reader's: requests running hold the bound, new ones are refused (see awaitRoom)
 
 	mu      sync.Mutex
-	running map[uint64]*requestContext // requests a cancel frame or close can stop; nil once closed
-	streams map[uint64]*streamCore     // open streams, by the sequence number that opened them
+	running map[uint64]*requestContext // requests (and streams) a cancel frame or close can stop; nil once closed
 
 	remote string // the peer's address, formatted once for stats handlers; "" without them
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{srv: s, nc: nc, ctx: ctx, cancel: cancel, running: make(map[uint64]*requestContext), room: make(chan struct{}, 1)}
+	c := &conn{srv: s, nc: nc, running: make(map[uint64]*requestContext), room: make(chan struct{}, 1)}
 	if len(s.opts.stats) > 0 {
 		c.remote = nc.RemoteAddr().String()
 	}
@@ -66,39 +60,29 @@ func newConn(s *Server, nc net.Conn) *conn {
 	// on the peer, is only a backstop for replies far larger than expected.
 	limit := bodyLimit(s.opts.maxBody)
 	c.holdBound = 2 * int64(limit)
-	// Replies are counted in flight until the write that carries them
-	// returns.
-	c.w = batchwriter.New(connWriter{c}, c.release, 4*limit)
+	c.e = engine.New(nc, engine.Config{
+		Peer:         "client",
+		MaxBody:      s.opts.maxBody,
+		QueueLimit:   4 * limit,
+		WriteTimeout: s.opts.writeTimeout,
+		OnWritten:    c.release, // replies count in flight until the write that carries them returns
+		Written:      c.wakeReader,
+		IdleTimeout:  s.opts.idleTimeout,
+		ReadTimeout:  s.opts.readTimeout,
+		ReleaseIdle:  true,
+	}, engine.Handlers{
+		Request:    c.handle,
+		Cancel:     c.cancelRequest,
+		TooLarge:   c.refuseTooLarge,
+		BeforeRead: c.beforeRead,
+		Closed:     c.closed,
+	})
 	return c
-}
-
-// connWriter is what the batch writer writes to: it bounds every write by
-// the write timeout, ends what the written bytes held, and closes the
-// connection when a write fails. Closing here, whichever goroutine is
-// flushing, is what cuts a peer that stopped reading while the reader
-// waits for room and no reply is coming to notice the failure. It closes
-// from a goroutine of its own, so that no lock the writer may hold while it
-// writes is ever taken again from inside its write.
-type connWriter struct{ c *conn }
-
-func (w connWriter) Write(p []byte) (int, error) {
-	c := w.c
-	if t := c.srv.opts.writeTimeout; t > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(t))
-	}
-	n, err := c.nc.Write(p)
-	if err != nil {
-		go c.close()
-		return n, err
-	}
-	c.queued.Add(-int64(len(p)))
-	c.wakeReader()
-	return n, nil
 }
 
 // atBound says whether the connection holds its bound.
 func (c *conn) atBound() bool {
-	return c.queued.Load()+c.reserved.Load() >= c.holdBound
+	return c.e.Queued()+c.reserved.Load() >= c.holdBound
 }
 
 // wakeReader wakes the reader if it waits in awaitRoom, to look again.
@@ -143,7 +127,7 @@ func (c *conn) awaitRoom(refusing bool) (open, stillAtBound bool) {
 			break
 		}
 		var timeout <-chan time.Time
-		if c.queued.Load() == 0 { // requests running hold the bound
+		if c.e.Queued() == 0 { // requests running hold the bound
 			if refusing {
 				break
 			}
@@ -156,7 +140,7 @@ func (c *conn) awaitRoom(refusing bool) (open, stillAtBound bool) {
 		case <-c.room:
 		case <-timeout:
 			refusing = true
-		case <-c.ctx.Done():
+		case <-c.e.Done():
 			return false, false
 		}
 	}
@@ -197,8 +181,22 @@ func (c *conn) release(n int) {
 	c.srv.release(n)
 }
 
-// serve reads frames until the connection fails or closes. This is where a
-// request frame is decoded and counted in flight.
+// beforeRead is the engine's look before it reads the next frame: while the
+// connection is at its bound it waits for room (awaitRoom); false: the
+// connection closed meanwhile.
+func (c *conn) beforeRead() bool {
+	if !c.atBound() {
+		c.refusing = false
+		return true
+	}
+	var open bool
+	open, c.refusing = c.awaitRoom(c.refusing)
+	return open
+}
+
+// serve serves the connection until it fails or closes: TLS, then HTTP or
+// the binary protocol, whose frames the engine reads and dispatches (to
+// handle, for requests: where a request is decoded and counted in flight).
 func (c *conn) serve() {
 	var cause error // why the connection ended, for the stats handlers
 	c.connEvent(true, nil)
@@ -222,73 +220,25 @@ func (c *conn) serve() {
 	if c.overLimit || s.shuttingDown.Load() {
 		c.goAway() // clients go elsewhere; requests already sent are refused
 	}
-	r := protocol.NewReader(in, s.opts.maxBody)
-	r.OnWait = func(started bool) {
-		timeout := s.opts.idleTimeout
-		if !started && c.openStreams() > 0 {
-			timeout = 0 // open streams are activity: the connection is not idle
-		}
-		if started {
-			timeout = s.opts.readTimeout
-		}
-		deadline := time.Time{}
-		if timeout > 0 {
-			deadline = time.Now().Add(timeout)
-		}
-		c.nc.SetReadDeadline(deadline)
+	if err := c.e.Serve(in); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
+		cause = err
 	}
-	var m protocol.Message
-	for {
-		if c.atBound() {
-			var open bool
-			if open, c.refusing = c.awaitRoom(c.refusing); !open {
-				return
-			}
-		} else {
-			c.refusing = false
-		}
-		if err := r.Read(&m); err != nil {
-			var tooLarge *protocol.TooLargeError
-			if errors.As(err, &tooLarge) && tooLarge.Header.Kind == protocol.KindRequest {
-				c.refuseTooLarge(&m, tooLarge) // the body was skipped: the stream is in step
-				continue
-			}
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && c.ctx.Err() == nil {
-				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
-				cause = err
-			}
-			return
-		}
-		switch {
-		case m.Kind == protocol.KindRequest:
-			c.handle(&m)
-		case m.Kind == protocol.KindHeartbeat && m.Flags&protocol.FlagReply == 0:
-			c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindHeartbeat, Flags: protocol.FlagReply, Seq: m.Seq}}, false)
-		case m.Kind == protocol.KindHeartbeat:
-			// An answer to nothing we asked: ignore.
-		case m.Kind == protocol.KindCancel:
-			c.mu.Lock()
-			rc := c.running[m.Seq]
-			c.mu.Unlock()
-			if rc != nil {
-				rc.cancel()
-			}
-		case m.Kind >= protocol.KindStreamData && m.Kind <= protocol.KindReset:
-			if err := c.streamFrame(&m); err != nil {
-				s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", err)
-				cause = err
-				return
-			}
-		default:
-			s.opts.logger.Info("provider: closing connection", "remote", c.nc.RemoteAddr(), "err", "unexpected "+m.Kind.String()+" frame from a client")
-			return
-		}
+}
+
+// cancelRequest ends request seq's context: its caller gave up.
+func (c *conn) cancelRequest(seq uint64) {
+	c.mu.Lock()
+	rc := c.running[seq]
+	c.mu.Unlock()
+	if rc != nil {
+		rc.cancel()
 	}
 }
 
 // handshake completes a TLS handshake within the read timeout.
 func (c *conn) handshake(tc *tls.Conn) error {
-	ctx := c.ctx
+	ctx := context.Background() // Server.Close closes the connection: the handshake ends
 	if t := c.srv.opts.readTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
@@ -302,6 +252,9 @@ func (c *conn) handshake(tc *tls.Conn) error {
 // connection's other calls carry on. It counts in flight like any request
 // until its answer is flushed.
 func (c *conn) refuseTooLarge(m *protocol.Message, e *protocol.TooLargeError) {
+	if e.Header.Kind != protocol.KindRequest {
+		return
+	}
 	h := e.Header
 	st := c.beginRequest(m)
 	c.admit()
@@ -540,27 +493,10 @@ func (c *conn) refuse(st *requestStats, seq uint64, oneWay bool, status protocol
 }
 
 // send writes a frame with no codec payload and returns its size.
-func (c *conn) send(m *protocol.Message, counted bool) int {
-	buf := getBuffer()
-	frame, err := protocol.AppendFrame((*buf)[:0], m, c.srv.opts.maxBody)
-	if err != nil { // an error message past the body limit: cut it
-		m.Payload = m.Payload[:min(len(m.Payload), 1024)]
-		frame, _ = protocol.AppendFrame((*buf)[:0], m, 0)
-	}
-	c.write(frame, counted)
-	n := len(frame)
-	*buf = frame
-	putBuffer(buf)
-	return n
-}
+func (c *conn) send(m *protocol.Message, counted bool) int { return c.e.Send(m, counted) }
 
-// write queues frame; it counts in c.queued until connWriter has written it.
-func (c *conn) write(frame []byte, counted bool) {
-	c.queued.Add(int64(len(frame)))
-	if err := c.w.Write(frame, counted); err != nil {
-		c.close()
-	}
-}
+// write queues frame; it counts in the engine's Queued until written.
+func (c *conn) write(frame []byte, counted bool) { c.e.Write(frame, counted) }
 
 // goAway tells the client to send no new calls on this connection, once.
 func (c *conn) goAway() {
@@ -568,32 +504,26 @@ func (c *conn) goAway() {
 		h.goAway()
 		return
 	}
-	if c.wentAway.CompareAndSwap(false, true) {
-		c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindGoAway}}, false)
-	}
+	c.e.GoAway()
 }
 
-// close closes the connection and cancels the contexts of its requests;
-// replies not yet written are dropped (and released by the writer).
-func (c *conn) close() {
-	c.closeOnce.Do(func() {
-		// Writer first: a handler that returns because its context was
-		// cancelled must not get its reply out.
-		c.w.Fail(errConnClosed)
-		c.nc.Close()
-		c.cancel()
-		c.mu.Lock()
-		running, streams := c.running, c.streams
-		c.running, c.streams = nil, nil
-		c.mu.Unlock()
-		for _, sc := range streams {
-			sc.s.Fail(errConnClosed)
-		}
-		for _, rc := range running {
-			rc.cancel()
-		}
-		c.srv.untrackConn(c)
-	})
+// close closes the connection; replies not yet written are dropped (and
+// released by the writer).
+func (c *conn) close() { c.e.Close(errConnClosed) }
+
+// closed is told by the engine that the connection has closed: its writer
+// failed first (a handler that returns because its context was cancelled
+// must not get its reply out), then its streams; here the contexts of its
+// requests end.
+func (c *conn) closed(error) {
+	c.mu.Lock()
+	running := c.running
+	c.running = nil
+	c.mu.Unlock()
+	for _, rc := range running {
+		rc.cancel()
+	}
+	c.srv.untrackConn(c)
 }
 
 // lookup finds a method by its "Service.Method" name; a name without a dot

@@ -84,7 +84,7 @@ func (s *Server) Snapshot() Snapshot {
 		_, isTLS := c.nc.(*tls.Conn)
 		snap.Conns = append(snap.Conns, ConnSnapshot{
 			Remote: c.nc.RemoteAddr().String(), Local: c.nc.LocalAddr().String(),
-			InFlight: int(c.inFlight.Load()), TLS: isTLS, GoneAway: c.wentAway.Load(),
+			InFlight: int(c.inFlight.Load()), TLS: isTLS, GoneAway: c.e.WentAway(),
 		})
 	}
 	snap.Registration = s.registration()

@@ -10,8 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/shoalrpc/shoal/internal/engine"
 	"github.com/shoalrpc/shoal/internal/stream"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/reflection"
@@ -202,6 +204,8 @@ type streamCore struct {
 	codec protocol.Codec
 	name  string
 	via   Stream // what an interceptor passed on, if not this
+
+	tooLarge atomic.Pointer[error] // set when a message over the body limit reset the stream
 }
 
 func (sc *streamCore) msgs() Stream {
@@ -250,6 +254,9 @@ func (sc *streamCore) RecvMsg(v any) error {
 func (sc *streamCore) wrap(err error) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		return err
+	}
+	if tl := sc.tooLarge.Load(); tl != nil { // says more than the context it cancelled
+		return fmt.Errorf("%w: %s: %w", ErrStreamAborted, sc.name, *tl)
 	}
 	if cerr := sc.ctx.Err(); cerr != nil {
 		return fmt.Errorf("%w: %s: %w", ErrStreamAborted, sc.name, cerr)
@@ -307,23 +314,28 @@ func (c *conn) handleStream(m *protocol.Message) {
 	sc := &streamCore{c: c, rc: ctx, ctx: ctx, codec: codec, name: mt.name}
 	sc.s = stream.New(m.Seq, c.writeStreamFrame)
 	c.mu.Lock()
-	switch {
-	case c.running == nil: // closed while this request was decoded
+	if c.running == nil { // closed while this request was decoded
 		c.mu.Unlock()
 		c.release(1)
 		return
-	case len(c.streams) >= s.opts.maxStreams:
+	}
+	c.running[m.Seq] = ctx
+	c.mu.Unlock()
+	if err := c.e.AddStream(m.Seq, sc, s.opts.maxStreams); err != nil {
+		c.mu.Lock()
+		if c.running != nil {
+			delete(c.running, m.Seq)
+		}
 		c.mu.Unlock()
+		ctx.cancel()
+		if !errors.Is(err, engine.ErrTooManyStreams) { // closed meanwhile
+			c.release(1)
+			return
+		}
 		c.refuse(st, m.Seq, false, protocol.StatusOverloaded,
 			fmt.Sprintf("%s not executed: the connection has %d streams open, its limit (WithMaxStreams)", m.Method, s.opts.maxStreams))
 		return
 	}
-	if c.streams == nil {
-		c.streams = make(map[uint64]*streamCore)
-	}
-	c.streams[m.Seq] = sc
-	c.running[m.Seq] = ctx
-	c.mu.Unlock()
 	go c.runStream(sc, mt, argPtr, arg, st)
 }
 
@@ -353,8 +365,7 @@ func kindOf(s protocol.StreamShape) reflection.Kind {
 
 // writeStreamFrame queues a stream frame that counts for nothing in flight.
 func (c *conn) writeStreamFrame(frame []byte) error {
-	c.write(frame, false)
-	return nil
+	return c.e.Write(frame, false)
 }
 
 // runStream runs a stream method through the stream interceptors, then ends
@@ -391,9 +402,9 @@ func (c *conn) runStream(sc *streamCore, mt *method, argPtr any, arg reflect.Val
 	if err == nil && reply.IsValid() { // a client stream's reply, before its end
 		err = sc.SendMsg(reply.Interface())
 	}
+	c.e.RemoveStream(seq)
 	c.mu.Lock()
 	delete(c.running, seq)
-	delete(c.streams, seq)
 	c.mu.Unlock()
 	sc.rc.cancel()
 
@@ -457,28 +468,33 @@ func (c *conn) interceptStream(ctx context.Context, ic StreamInterceptor, sc *st
 	return ic(ctx, info, sc, final)
 }
 
-// streamFrame routes a stream frame from the client to its stream. A frame
-// for a stream that has ended is ignored; a violation of a stream's window
-// is returned, and ends the connection.
-func (c *conn) streamFrame(m *protocol.Message) error {
-	c.mu.Lock()
-	sc := c.streams[m.Seq]
-	c.mu.Unlock()
-	if sc == nil {
-		return nil
-	}
-	switch m.Kind {
-	case protocol.KindStreamData:
-		return sc.s.Deliver(m)
-	case protocol.KindStreamEnd:
-		sc.s.PeerEnded(nil, false) // the caller has sent everything
-	case protocol.KindWindow:
-		return sc.s.Grant(protocol.WindowIncrement(m))
-	case protocol.KindReset:
-		sc.s.Fail(errors.New("the caller reset the stream"))
-		sc.rc.cancel()
-	}
-	return nil
+// The engine routes the stream's frames: data and window frames to Flow,
+// the rest to the methods below (engine.Stream).
+
+// Flow implements engine.Stream.
+func (sc *streamCore) Flow() *stream.Stream { return sc.s }
+
+// PeerEnded implements engine.Stream: the caller has sent everything.
+func (sc *streamCore) PeerEnded(*protocol.Message) { sc.s.PeerEnded(nil, false) }
+
+// PeerReset implements engine.Stream: the caller gave up; the method's
+// context ends.
+func (sc *streamCore) PeerReset(*protocol.Message) {
+	sc.s.Fail(errors.New("the caller reset the stream"))
+	sc.rc.cancel()
+}
+
+// ConnClosed implements engine.Stream (the engine's Closed hook, conn.closed,
+// ends the method's context).
+func (sc *streamCore) ConnClosed(error) { sc.s.Fail(errConnClosed) }
+
+// TooLarge implements engine.Stream: a message from the caller was over
+// WithMaxBodySize; the stream was reset, and the method's context ends.
+func (sc *streamCore) TooLarge(e *protocol.TooLargeError) {
+	err := fmt.Errorf("a message of %d bytes is over the server's limit of %d bytes (WithMaxBodySize); the stream was reset", e.Header.BodyLen, e.Limit)
+	sc.tooLarge.Store(&err)
+	sc.s.Fail(err)
+	sc.rc.cancel()
 }
 
 // abortStreams resets the streams still open on conns when Shutdown's
@@ -503,7 +519,12 @@ func (s *Server) abortStreams(conns []*conn) {
 // written, at most d.
 func (c *conn) awaitWritten(d time.Duration) {
 	deadline := time.Now().Add(d)
-	for c.queued.Load() > 0 && c.ctx.Err() == nil && time.Now().Before(deadline) {
+	for c.e.Queued() > 0 && time.Now().Before(deadline) {
+		select {
+		case <-c.e.Done():
+			return
+		default:
+		}
 		time.Sleep(time.Millisecond) // a write in progress ends within the write timeout
 	}
 }
@@ -512,27 +533,15 @@ func (c *conn) awaitWritten(d time.Duration) {
 // StatusAborted (maybe executed): Shutdown's context ended before their
 // methods returned. Their contexts end, and no end frame follows.
 func (c *conn) abortStreams(why string) {
-	c.mu.Lock()
-	open := make([]*streamCore, 0, len(c.streams))
-	for _, sc := range c.streams {
-		open = append(open, sc)
-	}
-	c.mu.Unlock()
-	for _, sc := range open {
+	for _, s := range c.e.OpenStreams() {
+		sc := s.(*streamCore)
 		if !sc.s.Fail(fmt.Errorf("%w: %s", ErrStreamAborted, why)) {
 			continue
 		}
-		c.send(&protocol.Message{
-			Header:  protocol.Header{Kind: protocol.KindReset, Flags: protocol.FlagError, Status: protocol.StatusAborted, Seq: sc.s.ID()},
-			Payload: []byte(sc.name + ": " + why + "; it may have run in part"),
-		}, false)
+		c.e.Reset(sc.s.ID(), protocol.StatusAborted, sc.name+": "+why+"; it may have run in part")
 		sc.rc.cancel()
 	}
 }
 
 // openStreams reports how many streams are open on the connection.
-func (c *conn) openStreams() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.streams)
-}
+func (c *conn) openStreams() int { return c.e.Streams() }

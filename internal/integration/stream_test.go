@@ -121,6 +121,23 @@ func (s *Streams) Echo(ctx context.Context, st *provider.BidiStream[int, int]) e
 	}
 }
 
+// Sink reads Blobs until its caller's end and replies how many it read; a
+// Recv that fails ends it, its error sent on ctxEnded.
+func (s *Streams) Sink(ctx context.Context, st *provider.ClientStream[Blob], reply *int) error {
+	s.started.Add(1)
+	for {
+		_, err := st.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			s.ctxEnded <- err
+			return err
+		}
+		*reply++
+	}
+}
+
 // Ping is a unary method beside the streams.
 func (s *Streams) Ping(n int, out *int) error { *out = n; return nil }
 
