@@ -74,6 +74,8 @@ if [[ $FUZZTIME != 0 ]]; then
 	go test -run '^$' -fuzz '^FuzzCompiledDecodeBytes$' -fuzztime "${FUZZTIME:-300000x}" ./protocol/
 	step "fuzz FuzzServeConn for ${FUZZTIME:-150000x}"
 	go test -run '^$' -fuzz '^FuzzServeConn$' -fuzztime "${FUZZTIME:-150000x}" ./provider/
+	step "fuzz the connection engine's reader, FuzzServe, for ${FUZZTIME:-200000x}"
+	go test -run '^$' -fuzz '^FuzzServe$' -fuzztime "${FUZZTIME:-200000x}" ./internal/engine/
 fi
 
 step "all checks passed"

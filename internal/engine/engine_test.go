@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -190,29 +191,39 @@ func newTestStream(c *Conn, seq uint64) *testStream {
 }
 
 func (s *testStream) Flow() *stream.Stream { return s.s }
+
+// event records what happened, for a test that waits for it; past the
+// buffer (a fuzz input's hundredth reset), it is dropped.
+func (s *testStream) event(what string) {
+	select {
+	case s.events <- what:
+	default:
+	}
+}
+
 func (s *testStream) PeerEnded(*protocol.Message) {
 	s.mu.Lock()
 	s.ended++
 	s.mu.Unlock()
-	s.events <- "end"
+	s.event("end")
 }
 func (s *testStream) PeerReset(m *protocol.Message) {
 	s.mu.Lock()
 	s.resets = append(s.resets, m.Status)
 	s.mu.Unlock()
-	s.events <- "reset"
+	s.event("reset")
 }
 func (s *testStream) ConnClosed(err error) {
 	s.mu.Lock()
 	s.closed = append(s.closed, err)
 	s.mu.Unlock()
-	s.events <- "closed"
+	s.event("closed")
 }
 func (s *testStream) TooLarge(e *protocol.TooLargeError) {
 	s.mu.Lock()
 	s.tooLarge = append(s.tooLarge, e.Header.BodyLen)
 	s.mu.Unlock()
-	s.events <- "too large"
+	s.event("too large")
 }
 
 // Stream frames reach their stream: data in order through its flow
@@ -336,4 +347,58 @@ func TestAnsweredProbesKeepTheConnection(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzServe feeds arbitrary bytes to a Conn's reader, as a server's (with
+// requests) or a client's (with responses) and with two streams routed: no
+// input may panic it or leave it running, whatever frames, lengths, kinds,
+// windows or resets the bytes hold.
+func FuzzServe(f *testing.F) {
+	frame := func(m *protocol.Message) []byte {
+		b, err := protocol.AppendFrame(nil, m, 1<<20)
+		if err != nil {
+			f.Fatal(err)
+		}
+		return b
+	}
+	var seeds [][]byte
+	for _, m := range []*protocol.Message{
+		{Header: protocol.Header{Kind: protocol.KindRequest, Seq: 1}, Method: "A.B", Payload: []byte{0x90}},
+		{Header: protocol.Header{Kind: protocol.KindResponse, Seq: 1}, Payload: []byte{1}},
+		{Header: protocol.Header{Kind: protocol.KindHeartbeat, Seq: 3}},
+		{Header: protocol.Header{Kind: protocol.KindGoAway}},
+		{Header: protocol.Header{Kind: protocol.KindCancel, Seq: 1}},
+		{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: 1}, Payload: []byte("hello")},
+		{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: 2}, Payload: make([]byte, 300)}, // over the fuzz limit
+		{Header: protocol.Header{Kind: protocol.KindStreamEnd, Seq: 1}},
+		{Header: protocol.Header{Kind: protocol.KindReset, Flags: protocol.FlagError, Status: protocol.StatusAborted, Seq: 2}, Payload: []byte("x")},
+	} {
+		seeds = append(seeds, frame(m))
+	}
+	seeds = append(seeds, protocol.AppendWindow(nil, 1, 100), protocol.AppendWindow(nil, 2, protocol.MaxWindowCredit))
+	for i, s := range seeds {
+		f.Add(byte(i), s)
+		f.Add(byte(i), append(append([]byte(nil), s...), seeds[(i+1)%len(seeds)]...))
+	}
+	f.Fuzz(func(t *testing.T, side byte, data []byte) {
+		a, b := net.Pipe()
+		go io.Copy(io.Discard, b)
+		defer b.Close()
+		h := Handlers{TooLarge: func(*protocol.Message, *protocol.TooLargeError) {}}
+		cfg := Config{MaxBody: 256}
+		if side&1 == 0 {
+			cfg.Peer, h.Request, h.Cancel = "client", func(*protocol.Message) {}, func(uint64) {}
+		} else {
+			cfg.Peer, cfg.Async, h.Response, h.GoAway = "server", true, func(*protocol.Message) {}, func() {}
+		}
+		c := New(a, cfg, h)
+		for seq := uint64(1); seq <= 2; seq++ {
+			if err := c.AddStream(seq, newTestStream(c, seq), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Serve(bytes.NewReader(data)) // ends at the input's end, if not before
+		c.Close(nil)
+		c.Wait()
+	})
 }
