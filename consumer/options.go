@@ -80,6 +80,7 @@ type options struct {
 	onDead            func() // tests: runs when the reader finds the connection dead, before it stops
 	connsPerAddr      int
 	dialer            func(ctx context.Context, network, address string) (net.Conn, error)
+	streamWindow      int64 // WithStreamWindow; 0: protocol.StreamWindow
 	maxPending        int
 	tls               *tls.Config
 	credentials       map[string]string
@@ -249,6 +250,23 @@ func WithProbe(after, timeout time.Duration) DialOption {
 // or honour that too.
 func WithDialer(dial func(ctx context.Context, network, address string) (net.Conn, error)) DialOption {
 	return dialOption(func(o *options) { o.dialer = dial })
+}
+
+// WithStreamWindow sets the receive window of each stream's messages from
+// the server (server and bidirectional streams), in bytes: at least
+// protocol.StreamWindow (64 KiB, the default), at most
+// protocol.MaxWindowCredit. The server sends at most this much ahead of
+// what the caller has taken, so one stream moves at most a window per
+// round trip: widen it for fast streams over long links. A caller that
+// stops reading holds up to a window per stream.
+func WithStreamWindow(n int) DialOption {
+	return dialOption(func(o *options) {
+		if n < protocol.StreamWindow || n > protocol.MaxWindowCredit {
+			o.invalid("WithStreamWindow", n, fmt.Sprintf("must be from %d (protocol.StreamWindow) to %d bytes", protocol.StreamWindow, protocol.MaxWindowCredit))
+			return
+		}
+		o.streamWindow = int64(n)
+	})
 }
 
 // WithMaxPending bounds the calls awaiting replies on one connection

@@ -286,6 +286,9 @@ func (c *Client) openStream(ctx context.Context, method string, kind StreamKind,
 		st.end(ctx, err)
 		return nil, err
 	}
+	if w := c.opts.streamWindow; w > 0 && kind != ClientStreaming {
+		cs.s.Widen(w) // accepted: the server routes the stream's frames by now
+	}
 	if st != nil {
 		cs.whenEnded(func(err error) { st.end(ctx, err) })
 	}

@@ -87,7 +87,10 @@
 // returns credit with window frames as the application takes messages:
 // once what was taken reaches StreamSlack and nothing more is queued, or
 // half a window in any case, so small messages cost a window frame every
-// few messages, not each. A receiver that stops reading holds at most one
+// few messages, not each. A receiver may widen its window of a stream (the
+// sender's credit) by granting more once the stream is open: a larger
+// window returns credit every quarter of it, the sender's rule for a large
+// message is unchanged. A receiver that stops reading holds at most one
 // window (or the slack and one message) per stream. A data frame beyond the
 // credit its receiver granted, or a window frame raising the credit past
 // MaxWindowCredit, ends the connection: the peer is cut, not obeyed. Frames

@@ -31,6 +31,7 @@ type options struct {
 	interceptors     []Interceptor
 	streamIcs        []StreamInterceptor
 	maxStreams       int
+	streamWindow     int64
 	stats            stats.Handlers
 	tls              *tls.Config
 	noHealth         bool // WithoutHealth

@@ -212,6 +212,9 @@ func (s *Server) Err() error {
 // down, or while this server already serves it. It returns the listener
 // connections are accepted from (ln, or ln wrapped for TLS).
 func (s *Server) begin(ln net.Listener) (net.Listener, error) {
+	if ln == nil {
+		return nil, errors.New("provider: no listener to serve (nil)")
+	}
 	if err := errors.Join(s.opts.errs...); err != nil { // invalid options
 		ln.Close()
 		return nil, err

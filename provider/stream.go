@@ -39,6 +39,23 @@ func WithMaxStreams(n int) Option {
 	}
 }
 
+// WithStreamWindow sets the receive window of each stream's messages from
+// the caller (client and bidirectional streams), in bytes: at least
+// protocol.StreamWindow (64 KiB, the default), at most
+// protocol.MaxWindowCredit. A caller sends at most this much ahead of what
+// the method has taken, so one stream moves at most a window per round
+// trip: widen it for fast streams over long links. A stalled method holds
+// up to a window per stream: WithMaxStreams × the window per connection.
+func WithStreamWindow(n int) Option {
+	return func(o *options) {
+		if n < protocol.StreamWindow || n > protocol.MaxWindowCredit {
+			o.invalid("WithStreamWindow", n, fmt.Sprintf("must be from %d (protocol.StreamWindow) to %d bytes", protocol.StreamWindow, protocol.MaxWindowCredit))
+			return
+		}
+		o.streamWindow = int64(n)
+	}
+}
+
 // ErrStreamAborted is what a stream method's Send and Recv return once its
 // stream was reset: the caller gave up (its context ended, or it closed the
 // stream) or the server shut down before the method returned. The method's
@@ -388,6 +405,9 @@ func (c *conn) runStream(sc *streamCore, mt *method, argPtr any, arg reflect.Val
 		sc.ctx = ctx
 		// Accepted: the caller's open returns, and its messages may come.
 		c.send(&protocol.Message{Header: protocol.Header{Kind: protocol.KindResponse, Seq: seq}}, false)
+		if w := c.srv.opts.streamWindow; w > 0 && mt.callKind != reflection.ServerStream {
+			sc.s.Widen(w) // after the accept: the caller routes the stream's frames by now
+		}
 		if mt.reply != nil {
 			reply = mt.newReply()
 		}

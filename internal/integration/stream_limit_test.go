@@ -3,7 +3,9 @@ package integration
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +65,99 @@ func TestAStreamMessageOverTheLimitResetsOnlyItsStream(t *testing.T) {
 		var out int
 		if err := c.Call(ctx, "Streams.Ping", 8, &out); err != nil || out != 8 {
 			t.Fatalf("a call on the same connection after the reset: %d, %v", out, err)
+		}
+	})
+}
+
+// settled waits until count stops moving for a while (its sender is
+// blocked on the window) and returns it.
+func settled(t *testing.T, count func() int64) int64 {
+	t.Helper()
+	last, since := count(), time.Now()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Since(since) < 300*time.Millisecond {
+		if time.Now().After(deadline) {
+			t.Fatal("the sender never stopped: no flow control")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if n := count(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+	return last
+}
+
+// WithStreamWindow widens a stream's receive window on either side: a
+// receiver that does not read lets its sender run that far ahead, and no
+// further.
+func TestAWiderStreamWindowLetsMoreInFlight(t *testing.T) {
+	const window = 1 << 20
+	const size = 1000 // a Blob of 1,000 bytes costs a little more on the wire
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	t.Run("the caller's", func(t *testing.T) {
+		_, svc, addr := serveStreams(t)
+		c := dialStreams(t, addr, consumer.WithStreamWindow(window))
+		s, err := consumer.OpenServerStream[Blob](ctx, c, "Streams.Flood", FloodArgs{Size: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		// The default window (64 KiB) stops Flood at about 63 messages.
+		waitFor(t, "the server to send 900 messages unread", func() bool { return svc.sent.Load() >= 900 })
+		n := settled(t, svc.sent.Load)
+		t.Logf("the server sent %d messages of %d bytes before the window stopped it", n, size)
+		if n > window/size+1 {
+			t.Fatalf("the server sent %d messages of %d bytes into a window of %d", n, size, window)
+		}
+	})
+
+	t.Run("the method's", func(t *testing.T) {
+		_, _, addr := serveStreams(t, provider.WithStreamWindow(window))
+		c := dialStreams(t, addr)
+		s, err := consumer.OpenClientStream[Blob, int](ctx, c, "Streams.Stall")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sent atomic.Int64
+		sendCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			b := Blob{B: make([]byte, size)}
+			for sendCtx.Err() == nil {
+				if err := s.Send(&b); err != nil {
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+		waitFor(t, "the caller to send 900 messages unread", func() bool { return sent.Load() >= 900 })
+		n := settled(t, sent.Load)
+		t.Logf("the caller sent %d messages of %d bytes before the window stopped it", n, size)
+		s.Close() // ends the blocked Send
+		stop()
+		<-done
+		if n > window/size+1 {
+			t.Fatalf("the caller sent %d messages of %d bytes into a window of %d", n, size, window)
+		}
+	})
+
+	t.Run("out of range", func(t *testing.T) {
+		if _, err := consumer.Dial("127.0.0.1:1", consumer.WithStreamWindow(1000)); err == nil || !strings.Contains(err.Error(), "WithStreamWindow") {
+			t.Fatalf("Dial with a window under 64 KiB: %v", err)
+		}
+		srv := provider.NewServer(provider.WithStreamWindow(1000))
+		if err := srv.Serve(nil); err == nil || !strings.Contains(err.Error(), "no listener") {
+			t.Fatalf("Serve(nil): %v", err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := srv.Serve(ln); err == nil || !strings.Contains(err.Error(), "WithStreamWindow") {
+			t.Fatalf("Serve with a window under 64 KiB: %v", err)
 		}
 	})
 }

@@ -42,6 +42,7 @@ type Stream struct {
 
 	mu         sync.Mutex
 	queue      []queued // received and not yet taken, oldest first
+	window     int64    // our receive window: protocol.StreamWindow, or more after Widen
 	recvAvail  int64    // credit the peer holds, as granted by us (may go negative by one oversized message)
 	unreturned int64    // taken by the application, not yet granted back
 	recvEnded  bool     // the peer will send no more
@@ -66,6 +67,7 @@ func New(id uint64, write func(frame []byte) error) *Stream {
 	return &Stream{
 		id:        id,
 		write:     write,
+		window:    protocol.StreamWindow,
 		recvAvail: protocol.StreamWindow,
 		credit:    protocol.StreamWindow,
 		readable:  make(chan struct{}, 1),
@@ -174,10 +176,12 @@ func (s *Stream) Fail(err error) bool {
 // Recv takes the next message, waiting until one arrives, the peer ends the
 // stream (io.EOF, or the error the peer ended it with), the stream fails,
 // or ctx ends. Taking a message returns its credit to the peer, once what
-// was taken reaches protocol.StreamSlack and nothing else is queued, or half
-// a window in any case, so that window frames stay few. A sender waiting
-// for credit cannot wait forever on the slack: its credit is then within
-// StreamSlack of the window, which lets any message go.
+// was taken reaches a quarter of the window (protocol.StreamSlack, unless
+// widened) and nothing else is queued, or half the window in any case, so
+// that window frames stay few. A sender waiting for credit cannot wait
+// forever on the slack: its credit is then within StreamSlack of
+// protocol.StreamWindow (or far more, when widened), which lets any message
+// go.
 func (s *Stream) Recv(ctx context.Context) (Message, error) {
 	for {
 		s.mu.Lock()
@@ -195,7 +199,7 @@ func (s *Stream) Recv(ctx context.Context) (Message, error) {
 			}
 			s.unreturned += q.cost
 			var grant int64
-			if !s.recvEnded && (s.queue == nil && s.unreturned >= protocol.StreamSlack || s.unreturned >= protocol.StreamWindow/2) {
+			if !s.recvEnded && (s.queue == nil && s.unreturned >= s.window/4 || s.unreturned >= s.window/2) {
 				grant, s.unreturned = s.unreturned, 0
 				s.recvAvail += grant
 			}
@@ -277,6 +281,30 @@ func (s *Stream) CloseSend(end []byte, write func([]byte) error) (bool, error) {
 		write = s.write
 	}
 	return true, write(end)
+}
+
+// Widen makes the stream's receive window window bytes, granting the peer
+// the credit beyond protocol.StreamWindow at once (one window frame): a
+// stream whose peer sends faster than one window per round trip allows
+// needs more in flight. Credit cannot be taken back, so a window below
+// protocol.StreamWindow changes nothing; window must be at most
+// protocol.MaxWindowCredit. Call it once the peer routes the stream (the
+// open was accepted). Credit is then returned every quarter window (see
+// Recv), and a receiver that stops reading holds at most window bytes.
+// The sender's rule for a message larger than its credit does not change:
+// it is within protocol.StreamSlack of protocol.StreamWindow.
+func (s *Stream) Widen(window int64) error {
+	s.mu.Lock()
+	extra := min(window, protocol.MaxWindowCredit) - s.window
+	if extra <= 0 || s.err != nil {
+		s.mu.Unlock()
+		return nil
+	}
+	s.window += extra
+	s.recvAvail += extra
+	s.mu.Unlock()
+	var b [protocol.HeaderSize + 7]byte
+	return s.write(protocol.AppendWindow(b[:0], s.id, uint32(extra)))
 }
 
 // Buffered returns the bytes (as frame costs) received and not yet taken.
