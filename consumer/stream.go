@@ -440,6 +440,7 @@ func (cs *clientStream) RecvMsg(v any) error {
 	if err == nil {
 		err = codec.Decode(msg.Payload, v)
 	}
+	cs.s.Recycle(msg.Payload) // decoded: the codecs copy what they keep
 	if err != nil {
 		return fmt.Errorf("%w: stream %s: %w", ErrReplyDecode, cs.method, err)
 	}

@@ -261,6 +261,7 @@ func (sc *streamCore) RecvMsg(v any) error {
 	if err == nil {
 		err = codec.Decode(msg.Payload, v)
 	}
+	sc.s.Recycle(msg.Payload) // decoded: the codecs copy what they keep
 	if err != nil {
 		return fmt.Errorf("provider: %s: decode a message: %w", sc.name, err)
 	}

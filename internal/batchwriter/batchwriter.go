@@ -41,8 +41,14 @@ const (
 	// maxRounds is how many writes a caller does for others before it hands
 	// the flushing to a goroutine of its own.
 	maxRounds = 4
-	// keepCap is the largest batch buffer kept for reuse.
-	keepCap = 1 << 20
+	// keepCap is the largest batch buffer kept for reuse. A batch holds
+	// what every writer of the connection queued during the write before
+	// it: a frame per stream with a thousand streams, more than 1 MiB of
+	// 1 KiB messages. A buffer too large to keep is allocated, and grown
+	// by copying, for every such batch, which costs the connection more
+	// CPU per frame (and its process more garbage collection) the more
+	// writers it has. A connection keeps at most two such buffers.
+	keepCap = 4 << 20
 )
 
 // Writer queues frames and writes them in batches. It is safe for concurrent use.

@@ -427,3 +427,74 @@ func TestQueueWaitWaitsForRoomInsteadOfFailing(t *testing.T) {
 		t.Fatalf("%d bytes written, want %d (every frame but the one whose context ended)", got, want)
 	}
 }
+
+// burstSink counts what is written to it; the first Write after arm blocks
+// until release is closed, after closing entered: a write in the kernel
+// while many writers queue frames behind it.
+type burstSink struct {
+	mu      sync.Mutex
+	entered chan struct{}
+	release chan struct{}
+	written int
+}
+
+func (s *burstSink) arm() (entered, release chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.entered, s.release = make(chan struct{}), make(chan struct{})
+	return s.entered, s.release
+}
+
+func (s *burstSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	s.written += len(p)
+	entered, release := s.entered, s.release
+	s.entered, s.release = nil, nil
+	s.mu.Unlock()
+	if entered != nil {
+		close(entered)
+		<-release
+	}
+	return len(p), nil
+}
+
+// TestLargeBatchesReuseTheirBuffers: a connection with a thousand streams
+// queues a frame per stream behind each write, batches of more than 1 MiB;
+// its writer reuses its batch buffers from one such burst to the next
+// rather than allocate (and grow, copying) new ones each time.
+func TestLargeBatchesReuseTheirBuffers(t *testing.T) {
+	const frames, size = 1500, 1024
+	frame := bytes.Repeat([]byte{'x'}, size)
+	sink := &burstSink{}
+	w := New(sink, nil, 0)
+	burst := func() uint64 {
+		entered, release := sink.arm()
+		first := make(chan error, 1)
+		go func() { first <- w.Write(frame, false) }()
+		<-entered
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range frames {
+			if err := w.Write(frame, false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		close(release)
+		if err := <-first; err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	burst() // the first burst grows the buffers
+	for i := range 3 {
+		if got := burst(); got > frames*size/8 {
+			t.Fatalf("burst %d of %d frames of %d bytes allocated %d bytes: the batch buffers were not reused", i+2, frames, size, got)
+		}
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if want := 4 * (frames + 1) * size; sink.written != want {
+		t.Fatalf("%d bytes written, want %d", sink.written, want)
+	}
+}

@@ -26,7 +26,7 @@ var ErrFlowControl = errors.New("stream: flow control violated")
 var ErrSendClosed = errors.New("stream: send side closed")
 
 // Message is one message taken from a stream: its codec and payload (a copy
-// the application owns).
+// the application owns, which it may hand back to Recycle once decoded).
 type Message struct {
 	Codec   protocol.CodecID
 	Payload []byte
@@ -41,7 +41,9 @@ type Stream struct {
 	sendMu sync.Mutex // orders Send and CloseSend: nothing is written after the end
 
 	mu         sync.Mutex
-	queue      []queued // received and not yet taken, oldest first
+	queue      []queued // received, oldest first; taken up to head
+	head       int      // queue[head:] is not yet taken
+	spare      []byte   // a taken payload's buffer, handed back by Recycle, for the next message
 	window     int64    // our receive window: protocol.StreamWindow, or more after Widen
 	recvAvail  int64    // credit the peer holds, as granted by us (may go negative by one oversized message)
 	unreturned int64    // taken by the application, not yet granted back
@@ -59,6 +61,15 @@ type queued struct {
 	msg  Message
 	cost int64
 }
+
+const (
+	// keepQueue is the largest queue array kept once the queue is empty:
+	// a stream taking messages as they come reuses one small array.
+	keepQueue = 16
+	// keepSpare is the largest payload buffer Recycle keeps for the next
+	// message; larger messages are allocated each.
+	keepSpare = protocol.StreamSlack
+)
 
 // New returns stream id, writing its frames with write (which must copy
 // the frame, as batchwriter.Writer.Write does, and must not block on the
@@ -121,7 +132,21 @@ func (s *Stream) Deliver(m *protocol.Message) error {
 		return fmt.Errorf("%w: stream %d: data frame of %d bytes with %d bytes of credit", ErrFlowControl, s.id, cost, s.recvAvail)
 	}
 	s.recvAvail -= cost
-	s.queue = append(s.queue, queued{msg: Message{Codec: m.Codec, Payload: append([]byte(nil), m.Payload...)}, cost: cost})
+	var payload []byte
+	if len(m.Payload) > 0 && cap(s.spare) >= len(m.Payload) {
+		payload, s.spare = append(s.spare[:0], m.Payload...), nil
+	} else {
+		payload = append([]byte(nil), m.Payload...)
+	}
+	if len(s.queue) == cap(s.queue) && s.head >= len(s.queue)/2 && s.head > 0 {
+		// Move what is left to the front rather than grow the array: a
+		// queue that never empties does not creep through memory. At least
+		// half of it was taken, so the copies cost O(1) per message.
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
+	}
+	s.queue = append(s.queue, queued{msg: Message{Codec: m.Codec, Payload: payload}, cost: cost})
 	wake(s.readable)
 	return nil
 }
@@ -167,7 +192,7 @@ func (s *Stream) Fail(err error) bool {
 		return false
 	}
 	s.err = err
-	s.queue = nil
+	s.queue, s.head, s.spare = nil, 0, nil
 	s.mu.Unlock()
 	close(s.done)
 	return true
@@ -190,16 +215,22 @@ func (s *Stream) Recv(ctx context.Context) (Message, error) {
 			s.mu.Unlock()
 			return Message{}, err
 		}
-		if len(s.queue) > 0 {
-			q := s.queue[0]
-			s.queue[0] = queued{}
-			s.queue = s.queue[1:]
-			if len(s.queue) == 0 {
-				s.queue = nil // let the backing array go
+		if s.head < len(s.queue) {
+			q := s.queue[s.head]
+			s.queue[s.head] = queued{}
+			s.head++
+			empty := s.head == len(s.queue)
+			if empty {
+				s.head = 0
+				if cap(s.queue) <= keepQueue {
+					s.queue = s.queue[:0]
+				} else {
+					s.queue = nil // let a large array go
+				}
 			}
 			s.unreturned += q.cost
 			var grant int64
-			if !s.recvEnded && (s.queue == nil && s.unreturned >= s.window/4 || s.unreturned >= s.window/2) {
+			if !s.recvEnded && (empty && s.unreturned >= s.window/4 || s.unreturned >= s.window/2) {
 				grant, s.unreturned = s.unreturned, 0
 				s.recvAvail += grant
 			}
@@ -226,6 +257,22 @@ func (s *Stream) Recv(ctx context.Context) (Message, error) {
 			return Message{}, ctx.Err()
 		}
 	}
+}
+
+// Recycle hands back the payload of a message Recv returned, once the
+// application is done with it (decoded it): the stream copies a later
+// message into its buffer rather than allocate one. The payload must not be
+// used after. Recycling is optional; a stream keeps one buffer of at most
+// StreamSlack bytes this way.
+func (s *Stream) Recycle(payload []byte) {
+	if cap(payload) == 0 || cap(payload) > keepSpare {
+		return
+	}
+	s.mu.Lock()
+	if s.err == nil && cap(payload) > cap(s.spare) {
+		s.spare = payload[:0]
+	}
+	s.mu.Unlock()
 }
 
 // Send writes a data frame (whole, as protocol.AppendFrame made it) once
@@ -312,7 +359,7 @@ func (s *Stream) Buffered() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var n int64
-	for _, q := range s.queue {
+	for _, q := range s.queue[s.head:] {
 		n += q.cost
 	}
 	return n

@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -219,5 +220,110 @@ func TestEndAndFail(t *testing.T) {
 	}
 	if err := <-recvErr; err != nil && err != cut {
 		t.Fatalf("Recv: %v", err)
+	}
+}
+
+// dataMessage returns a decoded data frame whose n payload bytes are fill.
+func dataMessage(t testing.TB, n int, fill byte) *protocol.Message {
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Codec: protocol.CodecMsgpack, Seq: 1}, Payload: bytes.Repeat([]byte{fill}, n)}
+	frame, err := protocol.AppendFrame(nil, &m, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d protocol.Message
+	if _, err := protocol.DecodeFrame(frame, 0, &d); err != nil {
+		t.Fatal(err)
+	}
+	return &d
+}
+
+// Messages taken one at a time and recycled, as ping-pong streams take
+// them, cost no allocation: the queue's array and the payload's buffer are
+// reused. Each message still arrives whole, and a payload is a copy: the
+// read buffer it came from may change under it.
+func TestRecycledMessagesAllocateNothing(t *testing.T) {
+	s := New(1, func([]byte) error { return nil })
+	msgs := []*protocol.Message{dataMessage(t, 1000, 'a'), dataMessage(t, 900, 'b'), dataMessage(t, 1000, 'c')}
+	i := 0
+	exchange := func() {
+		m := msgs[i%len(msgs)]
+		i++
+		if err := s.Deliver(m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Recv(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Payload, m.Payload) {
+			t.Fatalf("message %d: got %d bytes %.10q…, want %d bytes %.10q…", i, len(got.Payload), got.Payload, len(m.Payload), m.Payload)
+		}
+		s.Recycle(got.Payload)
+	}
+	exchange() // the first message allocates
+	if allocs := testing.AllocsPerRun(100, exchange); allocs != 0 {
+		t.Fatalf("%.1f allocations per message recycled, want 0", allocs)
+	}
+
+	// A payload is the stream's copy, not the read buffer's bytes, whether
+	// the stream has a recycled buffer or not.
+	for _, fresh := range []bool{false, true} {
+		if fresh {
+			s = New(1, func([]byte) error { return nil })
+		}
+		m := dataMessage(t, 10, 'x')
+		if err := s.Deliver(m); err != nil {
+			t.Fatal(err)
+		}
+		m.Payload[0] = 'y'
+		if got, err := s.Recv(context.Background()); err != nil || got.Payload[0] != 'x' {
+			t.Fatalf("fresh stream %v: got %q, %v: the payload changed with the read buffer", fresh, got.Payload, err)
+		}
+	}
+
+	// A buffer larger than StreamSlack is not kept; a failed stream lets
+	// its buffer go and keeps none.
+	s.Recycle(make([]byte, keepSpare+1))
+	if cap(s.spare) > keepSpare {
+		t.Fatalf("kept a recycled buffer of %d bytes, limit %d", cap(s.spare), keepSpare)
+	}
+	s.Recycle(make([]byte, 100))
+	if s.spare == nil {
+		t.Fatal("a recycled buffer of 100 bytes was not kept")
+	}
+	s.Fail(errors.New("over"))
+	if s.spare != nil {
+		t.Fatal("a failed stream kept its recycled buffer")
+	}
+	s.Recycle(make([]byte, 100))
+	if s.spare != nil {
+		t.Fatal("a failed stream took a recycled buffer")
+	}
+}
+
+// A queue that never empties (the receiver always one message behind)
+// keeps its array small rather than creeping through memory.
+func TestQueueThatNeverEmptiesStaysSmall(t *testing.T) {
+	s := New(1, func([]byte) error { return nil })
+	m := dataMessage(t, 10, 'a')
+	const behind = 5
+	for range behind {
+		if err := s.Deliver(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10000 {
+		if err := s.Deliver(m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := len(s.queue) - s.head; got != behind {
+			t.Fatalf("message %d: %d queued, want %d", i, got, behind)
+		}
+	}
+	if cap(s.queue) > 4*behind {
+		t.Fatalf("the queue's array holds %d entries for %d queued", cap(s.queue), behind)
 	}
 }
