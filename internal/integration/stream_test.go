@@ -463,8 +463,9 @@ func TestShutdownMidStream(t *testing.T) {
 			defer shutdownCancel()
 			shutdownErr := make(chan error, 1)
 			go func() { shutdownErr <- srv.Shutdown(shutdownCtx) }()
-
-			// A new stream is refused, not executed.
+			// Once Shutdown has begun (the flag is its first step), a new
+			// stream is refused, not executed.
+			waitFor(t, "Shutdown to begin", func() bool { return srv.Snapshot().ShuttingDown })
 			if _, err := consumer.OpenServerStream[int](ctx, c, "Streams.Count", CountArgs{N: 1}); !errors.Is(err, consumer.ErrShuttingDown) && !errors.Is(err, consumer.ErrClientClosed) {
 				t.Fatalf("a stream opened during Shutdown: %v, want refused (shutting down, or the client told to go away)", err)
 			}
