@@ -40,6 +40,7 @@ func (c *Conn) newWriter() *batchwriter.Writer {
 // while it writes is taken again from inside its write.
 type syncWriter struct{ c *Conn }
 
+// Write writes one batch under the write timeout.
 func (w syncWriter) Write(p []byte) (int, error) {
 	c := w.c
 	if t := c.cfg.WriteTimeout; t > 0 {
