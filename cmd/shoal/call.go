@@ -22,6 +22,7 @@ type commonFlags struct {
 	timeout time.Duration
 	md      metadataFlag
 	proxy   proxyFlags
+	tls     tlsFlags
 }
 
 func (c *commonFlags) register(fs *flag.FlagSet) {
@@ -29,6 +30,7 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Second, "deadline of a call (and of connecting)")
 	fs.Var(c.md, "H", "metadata `key=value` sent with the call (repeatable)")
 	c.proxy.register(fs, consumer.Failfast)
+	c.tls.register(fs)
 }
 
 // open dials the TARGET argument.
@@ -40,7 +42,11 @@ func (c *commonFlags) open(ctx context.Context, arg string) (*conn, target, erro
 	if err != nil {
 		return nil, t, err
 	}
-	cn, err := dial(ctx, t, c.timeout, c.proxy.options()...)
+	tlsOpts, err := c.tls.dialOptions()
+	if err != nil {
+		return nil, t, err
+	}
+	cn, err := dial(ctx, t, c.timeout, tlsOpts, c.proxy.options()...)
 	return cn, t, err
 }
 

@@ -28,6 +28,9 @@ func runHealth(ctx context.Context, e *env, args []string) error {
 	if err := positive("timeout", cf.timeout); err != nil {
 		return err
 	}
+	if _, err := cf.tls.dialOptions(); err != nil {
+		return err
+	}
 	t, err := parseTarget(pos[0])
 	if err != nil {
 		return err
@@ -97,7 +100,8 @@ func describeHealthTarget(where, service string) string {
 // ctx ends (an interrupt: exit 0) or the provider ends the watch.
 func watchOne(ctx context.Context, e *env, cf *commonFlags, t target, service string) error {
 	dctx, cancel := context.WithTimeout(ctx, cf.timeout)
-	c, err := consumer.DialContext(dctx, t.addr, consumer.WithDialTimeout(cf.timeout))
+	tlsOpts, _ := cf.tls.dialOptions() // checked by runHealth
+	c, err := consumer.DialContext(dctx, t.addr, append(tlsOpts, consumer.WithDialTimeout(cf.timeout))...)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: %w", t, err)
@@ -168,7 +172,8 @@ func openWatch(openCtx, ctx context.Context, c *consumer.Client, service string)
 func checkOne(ctx context.Context, cf *commonFlags, addr, service string) (health.Status, error) {
 	ctx, cancel := cf.callCtx(ctx)
 	defer cancel()
-	c, err := consumer.DialContext(ctx, addr, consumer.WithDialTimeout(cf.timeout))
+	tlsOpts, _ := cf.tls.dialOptions() // checked by runHealth
+	c, err := consumer.DialContext(ctx, addr, append(tlsOpts, consumer.WithDialTimeout(cf.timeout))...)
 	if err != nil {
 		return health.Unknown, err
 	}

@@ -82,9 +82,10 @@ type conn struct {
 func (c *conn) Close() error { return c.close() }
 
 // dial opens t: a Client for an address, a ClientProxy with proxyOpts for a
-// registry target. Calls use the JSON codec.
-func dial(ctx context.Context, t target, dialTimeout time.Duration, proxyOpts ...consumer.ProxyOption) (*conn, error) {
-	dopts := []consumer.DialOption{consumer.WithCodec(protocol.JSON), consumer.WithDialTimeout(dialTimeout)}
+// registry target, each connection dialled with extra (TLS). Calls use the
+// JSON codec.
+func dial(ctx context.Context, t target, dialTimeout time.Duration, extra []consumer.DialOption, proxyOpts ...consumer.ProxyOption) (*conn, error) {
+	dopts := append([]consumer.DialOption{consumer.WithCodec(protocol.JSON), consumer.WithDialTimeout(dialTimeout)}, extra...)
 	if t.addr != "" {
 		c, err := consumer.DialContext(ctx, t.addr, dopts...)
 		if err != nil {
