@@ -154,8 +154,9 @@ func WithCodec(c protocol.Codec) DialOption {
 // WithCompression compresses the payloads of the client's requests of at
 // least protocol.CompressThreshold bytes (4 KiB) with s2
 // (github.com/klauspost/compress), whatever the codec, and asks the server
-// to answer alike: its large replies come compressed too. Small payloads go
-// as they are. Worth it for large, compressible payloads over a network
+// to answer alike: its large replies come compressed too. Stream messages
+// are compressed the same way, both ways; a stream's window counts them by
+// their decompressed size. Small payloads go as they are. Worth it for large, compressible payloads over a network
 // slower than the CPU; it costs CPU on both sides. A compressed payload is
 // checked against the body limit (WithMaxBodySize) by its decompressed size,
 // before it is decompressed.

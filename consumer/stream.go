@@ -419,6 +419,9 @@ func (cs *clientStream) SendMsg(v any) error {
 	buf := getBuffer()
 	defer putBuffer(buf)
 	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: cs.s.ID()}}
+	if cs.c.opts.compress {
+		m.Flags = protocol.FlagCompress // compressed when large enough and smaller for it
+	}
 	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, cs.codec, v, cs.c.opts.maxBody)
 	*buf = frame
 	if err != nil {

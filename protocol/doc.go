@@ -80,7 +80,10 @@
 //
 // Flow control is per stream and per direction, in the manner of HTTP/2 and
 // yamux: every stream starts with StreamWindow bytes of credit each way, and
-// a data frame costs its whole size (header and body, FrameCost). A sender
+// a data frame costs its whole size as it would be uncompressed (header and
+// body, FrameCost; a compressed payload counts by the size it declares,
+// DataCost and ReceivedCost), so a receiver holds at most a window of
+// decompressed messages however well they compress. A sender
 // sends a message only while its credit covers it, or, for a message larger
 // than its credit, while the credit is within StreamSlack of the whole
 // window (everything it sent but that slack was taken). The receiver

@@ -3,6 +3,8 @@ package protocol
 import (
 	"encoding/binary"
 	"fmt"
+
+	"github.com/klauspost/compress/s2"
 )
 
 // Stream flow control; see the package documentation.
@@ -39,6 +41,32 @@ const (
 	ClientStream StreamShape = 2 // a stream of arguments, one reply
 	BidiStream   StreamShape = 3 // a stream each way
 )
+
+// dataFieldsSize is the size of a stream data frame's body fields (no
+// method, metadata or timeout), which come before its payload.
+const dataFieldsSize = 3
+
+// DataCost is what a stream data frame counts against its stream's window,
+// as its sender reckons it from the frame it made: its whole size as it
+// would be uncompressed (a compressed payload counts by the size it
+// declares), so that the receiver, which queues decompressed messages,
+// holds at most a window of them however well they compress. For an
+// uncompressed frame it is len(frame).
+func DataCost(frame []byte) int64 {
+	if len(frame) > HeaderSize+dataFieldsSize && Flags(frame[3])&FlagCompressed != 0 {
+		if n, err := s2.DecodedLen(frame[HeaderSize+dataFieldsSize:]); err == nil {
+			return HeaderSize + dataFieldsSize + int64(n)
+		}
+	}
+	return int64(len(frame))
+}
+
+// ReceivedCost is what a received stream data frame counts against its
+// stream's window: DataCost as its receiver reckons it from the decoded
+// message (payload decompressed), and never less than the frame's size.
+func ReceivedCost(m *Message) int64 {
+	return max(FrameCost(m.BodyLen), HeaderSize+dataFieldsSize+int64(len(m.Payload)))
+}
 
 // FrameCost is what a stream data frame of bodyLen body bytes counts against
 // its stream's window: the whole frame, so that many empty messages cost

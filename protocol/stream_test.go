@@ -45,3 +45,40 @@ func TestMalformedStreamFramesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A data frame's sender and its receiver reckon the same cost, compressed or
+// not: the frame's size as it would be uncompressed.
+func TestDataCostIsTheSameOnBothEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		payload    []byte
+		compressed bool
+	}{
+		{"small", []byte("hello"), false},
+		{"large, compressible", make([]byte, 64<<10), true},
+		{"large, compression off", make([]byte, 64<<10), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := Message{Header: Header{Kind: KindStreamData, Seq: 7}}
+			if tc.compressed {
+				m.Flags = FlagCompress
+			}
+			frame, err := AppendFrameEncode(nil, &m, Msgpack, tc.payload, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Flags(frame[3])&FlagCompressed != 0; got != tc.compressed {
+				t.Fatalf("compressed: %v, want %v", got, tc.compressed)
+			}
+			var d Message
+			if _, err := DecodeFrame(frame, 0, &d); err != nil {
+				t.Fatal(err)
+			}
+			sent, received := DataCost(frame), ReceivedCost(&d)
+			plain := FrameCost(uint32(dataFieldsSize + len(d.Payload)))
+			if sent != received || sent != plain {
+				t.Fatalf("sender's cost %d, receiver's %d, want both %d (%d bytes on the wire)", sent, received, plain, len(frame))
+			}
+		})
+	}
+}

@@ -223,6 +223,7 @@ type streamCore struct {
 	via   Stream // what an interceptor passed on, if not this
 
 	tooLarge atomic.Pointer[error] // set when a message over the body limit reset the stream
+	compress protocol.Flags        // FlagCompress when the caller's open carried it: messages are compressed alike
 }
 
 func (sc *streamCore) msgs() Stream {
@@ -242,7 +243,9 @@ func (sc *streamCore) SendMsg(v any) error {
 	}
 	buf := getBuffer()
 	defer putBuffer(buf)
-	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Seq: sc.s.ID()}}
+	// Messages are compressed alike when the caller's open asked for it
+	// (consumer.WithCompression).
+	m := protocol.Message{Header: protocol.Header{Kind: protocol.KindStreamData, Flags: sc.compress, Seq: sc.s.ID()}}
 	frame, err := protocol.AppendFrameEncode((*buf)[:0], &m, sc.codec, v, sc.c.srv.opts.maxBody)
 	*buf = frame
 	if err != nil {
@@ -329,7 +332,7 @@ func (c *conn) handleStream(m *protocol.Message) {
 		deadline = time.Now().Add(m.Timeout)
 	}
 	ctx := newRequestContext(deadline, m.Metadata, c)
-	sc := &streamCore{c: c, rc: ctx, ctx: ctx, codec: codec, name: mt.name}
+	sc := &streamCore{c: c, rc: ctx, ctx: ctx, codec: codec, name: mt.name, compress: m.Flags & protocol.FlagCompress}
 	sc.s = stream.New(m.Seq, c.writeStreamFrame)
 	c.mu.Lock()
 	if c.running == nil { // closed while this request was decoded

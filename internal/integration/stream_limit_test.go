@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
 )
 
@@ -160,4 +161,91 @@ func TestAWiderStreamWindowLetsMoreInFlight(t *testing.T) {
 			t.Fatalf("Serve with a window under 64 KiB: %v", err)
 		}
 	})
+}
+
+// byteCountingConn counts the bytes a connection reads and writes.
+type byteCountingConn struct {
+	net.Conn
+	read, written *atomic.Int64
+}
+
+func (c byteCountingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c byteCountingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// With consumer.WithCompression, stream messages are compressed both ways
+// (the server compresses its messages when the open asked for it), and a
+// stream's window still counts them by their decompressed size: a receiver
+// that stops reading holds at most a window of decompressed messages,
+// however well they compress.
+func TestStreamsCompressAndTheirWindowCountsDecompressedBytes(t *testing.T) {
+	const size, n = 32 << 10, 50 // zeros: they compress to almost nothing
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, svc, addr := serveStreams(t)
+	var read, written atomic.Int64
+	dialer := func(ctx context.Context, network, address string) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		return byteCountingConn{nc, &read, &written}, nil
+	}
+	c := dialStreams(t, addr, consumer.WithCompression(), consumer.WithDialer(dialer))
+
+	// From the server: n messages of 32 KiB.
+	in, err := consumer.OpenServerStream[Blob](ctx, c, "Streams.Flood", FloodArgs{Size: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := read.Load()
+	for i := range n {
+		b, err := in.Recv()
+		if err != nil || len(b.B) != size {
+			t.Fatalf("message %d: %d bytes, %v", i, len(b.B), err)
+		}
+	}
+	got := read.Load() - before
+	t.Logf("%d messages of %d bytes from the server took %d bytes on the wire", n, size, got)
+	if got > n*size/8 {
+		t.Fatalf("%d messages of %d bytes took %d bytes: not compressed", n, size, got)
+	}
+
+	// The window counts decompressed bytes: with the caller not reading,
+	// the server stops after about a window of them (64 KiB: 2 messages,
+	// and one more within the slack), not a window of compressed bytes.
+	if ahead := settled(t, svc.sent.Load) - n; ahead > protocol.StreamWindow/size+2 {
+		t.Fatalf("the server sent %d messages of %d bytes more than the caller read, into a window of %d", ahead, size, protocol.StreamWindow)
+	}
+	in.Close()
+
+	// To the server.
+	out, err := consumer.OpenClientStream[Blob, int](ctx, c, "Streams.Sink")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before = written.Load()
+	blob := Blob{B: make([]byte, size)}
+	for range n {
+		if err := out.Send(&blob); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count, err := out.CloseAndRecv()
+	if err != nil || *count != n {
+		t.Fatalf("the method read %v messages, %v; want %d", count, err, n)
+	}
+	got = written.Load() - before
+	t.Logf("%d messages of %d bytes to the server took %d bytes on the wire", n, size, got)
+	if got > n*size/8 {
+		t.Fatalf("%d messages of %d bytes took %d bytes: not compressed", n, size, got)
+	}
 }

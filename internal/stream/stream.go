@@ -116,7 +116,7 @@ func wake(ch chan struct{}) {
 // error wrapping ErrFlowControl: the caller cuts the connection. A frame
 // for a stream that has failed is dropped.
 func (s *Stream) Deliver(m *protocol.Message) error {
-	cost := protocol.FrameCost(m.BodyLen)
+	cost := protocol.ReceivedCost(m)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
@@ -281,7 +281,7 @@ func (s *Stream) Recycle(payload []byte) {
 // when the credit is within protocol.StreamSlack of the whole window: the
 // peer has taken everything sent before it but that slack.
 func (s *Stream) Send(ctx context.Context, frame []byte) error {
-	cost := int64(len(frame))
+	cost := protocol.DataCost(frame)
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	for {
