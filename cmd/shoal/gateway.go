@@ -27,6 +27,8 @@ func runGateway(_ context.Context, e *env, args []string) error {
 	registry := fs.String("registry", "", "registry `URL`: consul://127.0.0.1:8500, etcd://127.0.0.1:2379/shoal, static://tcp@h1:9001,tcp@h2:9001, dns://…")
 	var pf proxyFlags
 	pf.register(fs, consumer.Failover)
+	var tf tlsFlags // to the providers
+	tf.register(fs)
 	names := map[string]string{}
 	fs.Func("service", "`Service=name`: look the service Service up in the registry as name (repeatable)", func(s string) error {
 		k, v, ok := strings.Cut(s, "=")
@@ -53,6 +55,10 @@ func runGateway(_ context.Context, e *env, args []string) error {
 	if err := positive("shutdown-timeout", *shutdownTimeout); err != nil {
 		return err
 	}
+	tlsOpts, err := tf.dialOptions()
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(e.stderr, nil))
 	reg, err := naming.Open(*registry, backends()...)
 	if err != nil {
@@ -64,6 +70,9 @@ func runGateway(_ context.Context, e *env, args []string) error {
 		gateway.WithTimeout(*timeout),
 		gateway.WithMaxBodySize(*maxBody),
 		gateway.WithProxyOptions(pf.options()...),
+	}
+	for _, o := range tlsOpts {
+		opts = append(opts, gateway.WithProxyOptions(o))
 	}
 	for k, v := range names {
 		opts = append(opts, gateway.WithServiceName(k, v))

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/shoalrpc/shoal/demo/arith"
@@ -47,4 +51,32 @@ func TestTLS(t *testing.T) {
 	}
 	shoal(t, "", "call", addr, "Arith.Add", `{}`, "-cacert", notPEM).expect(t, exitUsage, nil, want("no PEM certificate in it"))
 	shoal(t, "", "health", addr, "-cacert", filepath.Join(dir, "missing.pem")).expect(t, exitUsage, nil, want("-cacert:", "no such file"))
+}
+
+// `shoal gateway` takes the same TLS flags for its connections to the
+// providers: an HTTP call through it reaches a mutual-TLS provider.
+func TestGatewayToATLSProvider(t *testing.T) {
+	b := testcert.New(t)
+	f := b.WritePEM(t, t.TempDir())
+	srv := provider.NewServer(provider.WithLogger(slog.New(slog.DiscardHandler)), provider.WithTLS(b.ServerConfig(true)))
+	if err := srv.RegisterName("Arith", arith.New("tls")); err != nil {
+		t.Fatal(err)
+	}
+	addr := servetest.Start(t, srv)
+	g := startShoal(t, "gateway", "-listen", "127.0.0.1:0", "-registry", "static://tcp@"+addr,
+		"-cacert", f.CA, "-cert", f.ClientCert, "-key", f.ClientKey)
+	line, _ := g.stderr.waitFor(t, 0, "gateway: serving", g.exited)
+	gw := strings.Fields(line[strings.Index(line, "addr=")+len("addr="):])[0]
+	resp, err := http.Post("http://"+gw+"/Arith.Add", "application/json", strings.NewReader(`{"A":40,"B":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "42\n" {
+		t.Fatalf("Arith.Add through the gateway: %d %q", resp.StatusCode, body)
+	}
+	if code := g.stop(t, syscall.SIGTERM); code != exitOK {
+		t.Fatalf("gateway exited %d", code)
+	}
 }
