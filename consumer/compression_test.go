@@ -29,24 +29,6 @@ func (s *BlobService) Make(n int, reply *Blob) error {
 	return nil
 }
 
-// countingConn counts the bytes a connection carries each way.
-type countingConn struct {
-	net.Conn
-	read, written *atomic.Int64
-}
-
-func (c countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.read.Add(int64(n))
-	return n, err
-}
-
-func (c countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.written.Add(int64(n))
-	return n, err
-}
-
 // serveBlobs serves a BlobService with opts and returns its address.
 func serveBlobs(t *testing.T, opts ...provider.Option) (string, *BlobService) {
 	t.Helper()
@@ -68,7 +50,7 @@ func dialCounting(t *testing.T, addr string, opts ...consumer.DialOption) (c *co
 		if err != nil {
 			return nil, err
 		}
-		return countingConn{nc, read, written}, nil
+		return servetest.CountBytes(nc, read, written), nil
 	}
 	c, err := consumer.Dial(addr, append(opts, consumer.WithDialer(dial))...)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shoalrpc/shoal/consumer"
+	"github.com/shoalrpc/shoal/internal/servetest"
 	"github.com/shoalrpc/shoal/protocol"
 	"github.com/shoalrpc/shoal/provider"
 )
@@ -163,24 +164,6 @@ func TestAWiderStreamWindowLetsMoreInFlight(t *testing.T) {
 	})
 }
 
-// byteCountingConn counts the bytes a connection reads and writes.
-type byteCountingConn struct {
-	net.Conn
-	read, written *atomic.Int64
-}
-
-func (c byteCountingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.read.Add(int64(n))
-	return n, err
-}
-
-func (c byteCountingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.written.Add(int64(n))
-	return n, err
-}
-
 // With consumer.WithCompression, stream messages are compressed both ways
 // (the server compresses its messages when the open asked for it), and a
 // stream's window still counts them by their decompressed size: a receiver
@@ -197,7 +180,7 @@ func TestStreamsCompressAndTheirWindowCountsDecompressedBytes(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return byteCountingConn{nc, &read, &written}, nil
+		return servetest.CountBytes(nc, &read, &written), nil
 	}
 	c := dialStreams(t, addr, consumer.WithCompression(), consumer.WithDialer(dialer))
 
