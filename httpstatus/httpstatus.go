@@ -95,23 +95,4 @@ func RetryAfter(name string) string {
 // keys lower-cased, and the Authorization header as "authorization" (for
 // the provider's WithAuth), or nil when there is none. A header given more
 // than once keeps its first value.
-func Metadata(h http.Header) map[string]string {
-	var md map[string]string
-	for k, vs := range h {
-		key := ""
-		switch {
-		case len(k) > len(MetadataPrefix) && strings.EqualFold(k[:len(MetadataPrefix)], MetadataPrefix):
-			key = k[len(MetadataPrefix):]
-		case strings.EqualFold(k, "Authorization"):
-			key = k
-		}
-		if key == "" || len(vs) == 0 {
-			continue
-		}
-		if md == nil {
-			md = make(map[string]string)
-		}
-		md[strings.ToLower(key)] = vs[0]
-	}
-	return md
-}
+func Metadata(h http.Header) map[string]string { return provider.HTTPMetadata(h) }

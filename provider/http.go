@@ -393,7 +393,7 @@ func (c *conn) serveHTTPRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := c.srv
-	md := httpMetadata(r.Header)
+	md := HTTPMetadata(r.Header)
 	limit := bodyLimit(s.opts.maxBody)
 	m := &protocol.Message{Header: protocol.Header{Kind: protocol.KindRequest, Codec: protocol.CodecJSON}, Method: name, Metadata: md}
 	if r.ContentLength > 0 {
@@ -562,15 +562,19 @@ func decodeJSONArgs(body []byte, ptr any) error {
 	return nil
 }
 
-// httpMetadata reads a request's metadata from its headers.
-func httpMetadata(h http.Header) map[string]string {
+// HTTPMetadata returns the metadata carried by h's HTTPMetaPrefix headers
+// (the prefix matched in any case), keys lower-cased, and the Authorization
+// header as "authorization" (for WithAuth), or nil when there is none. A
+// header given more than once keeps its first value. The provider's HTTP
+// side and the gateway read metadata with it.
+func HTTPMetadata(h http.Header) map[string]string {
 	var md map[string]string
 	for k, vs := range h {
-		key, ok := strings.CutPrefix(k, HTTPMetaPrefix)
-		if !ok {
-			if k != "Authorization" {
-				continue
-			}
+		key := ""
+		switch {
+		case len(k) > len(HTTPMetaPrefix) && strings.EqualFold(k[:len(HTTPMetaPrefix)], HTTPMetaPrefix):
+			key = k[len(HTTPMetaPrefix):]
+		case strings.EqualFold(k, "Authorization"):
 			key = k
 		}
 		if key == "" || len(vs) == 0 {
