@@ -276,13 +276,8 @@ func (c *conn) handle(m *protocol.Message) {
 		c.refuse(st, m.Seq, oneWay, status, m.Method+" not executed")
 		return
 	}
-	mt, status := s.lookup(m.Method)
-	if status == protocol.StatusBadRequest {
-		c.refuse(st, m.Seq, oneWay, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
-		return
-	}
-	if status != protocol.StatusOK {
-		c.refuse(st, m.Seq, oneWay, status, s.unknownMessage(m.Method, status))
+	mt := c.resolve(m, st, oneWay)
+	if mt == nil {
 		return
 	}
 	if mt.streamType != nil {
@@ -299,15 +294,7 @@ func (c *conn) handle(m *protocol.Message) {
 		c.refuse(st, m.Seq, oneWay, protocol.StatusBadRequest, "decode "+m.Method+" args: "+err.Error())
 		return
 	}
-	// The request's context stands alone rather than hanging off the
-	// connection's: close cancels it through c.running, and the request
-	// avoids registering with (and locking) a parent shared by every request
-	// of the connection.
-	var deadline time.Time
-	if m.Timeout > 0 {
-		deadline = time.Now().Add(m.Timeout)
-	}
-	ctx := newRequestContext(deadline, m.Metadata, c)
+	ctx := c.requestContextOf(m)
 	// Reserve what the request will hold until its reply is queued: its
 	// frame, and a reply the size of the method's recent ones.
 	cost := protocol.HeaderSize + int(m.BodyLen)
@@ -324,6 +311,35 @@ func (c *conn) handle(m *protocol.Message) {
 		c.mu.Unlock()
 	}
 	s.dispatch(task{c: c, ctx: ctx, mt: mt, argPtr: ptr, arg: arg, seq: m.Seq, codec: codec, oneWay: oneWay, compress: m.Flags & protocol.FlagCompress, stats: st, cost: cost})
+}
+
+// resolve finds the method request m names, or refuses m (bad request, or
+// unknown service or method, with a suggestion) and returns nil.
+func (c *conn) resolve(m *protocol.Message, st *requestStats, oneWay bool) *method {
+	s := c.srv
+	mt, status := s.lookup(m.Method)
+	switch {
+	case status == protocol.StatusBadRequest:
+		c.refuse(st, m.Seq, oneWay, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
+		return nil
+	case status != protocol.StatusOK:
+		c.refuse(st, m.Seq, oneWay, status, s.unknownMessage(m.Method, status))
+		return nil
+	}
+	return mt
+}
+
+// requestContextOf returns the context of request m: its deadline (the
+// timeout it carries, from now) and metadata. It stands alone rather than
+// hanging off the connection's: close cancels it through c.running, and the
+// request avoids registering with (and locking) a parent shared by every
+// request of the connection.
+func (c *conn) requestContextOf(m *protocol.Message) *requestContext {
+	var deadline time.Time
+	if m.Timeout > 0 {
+		deadline = time.Now().Add(m.Timeout)
+	}
+	return newRequestContext(deadline, m.Metadata, c)
 }
 
 // task is an admitted request, decoded and ready to run.

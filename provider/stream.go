@@ -7,7 +7,6 @@ import (
 	"io"
 	"reflect"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,13 +297,9 @@ func (c *conn) handleStream(m *protocol.Message) {
 		c.refuse(st, m.Seq, false, status, m.Method+" not executed")
 		return
 	}
-	mt, status := s.lookup(m.Method)
+	mt := c.resolve(m, st, false)
 	switch {
-	case status == protocol.StatusBadRequest:
-		c.refuse(st, m.Seq, false, status, "method "+strconv.Quote(m.Method)+" is not of the form Service.Method")
-		return
-	case status != protocol.StatusOK:
-		c.refuse(st, m.Seq, false, status, s.unknownMessage(m.Method, status))
+	case mt == nil:
 		return
 	case mt.callKind == reflection.Unary:
 		c.refuse(st, m.Seq, false, protocol.StatusBadRequest, m.Method+" is a unary method: call it, do not open a stream")
@@ -327,11 +322,7 @@ func (c *conn) handleStream(m *protocol.Message) {
 			return
 		}
 	}
-	var deadline time.Time
-	if m.Timeout > 0 {
-		deadline = time.Now().Add(m.Timeout)
-	}
-	ctx := newRequestContext(deadline, m.Metadata, c)
+	ctx := c.requestContextOf(m)
 	sc := &streamCore{c: c, rc: ctx, ctx: ctx, codec: codec, name: mt.name, compress: m.Flags & protocol.FlagCompress}
 	sc.s = stream.New(m.Seq, c.writeStreamFrame)
 	c.mu.Lock()
