@@ -50,6 +50,35 @@ func (c *commonFlags) open(ctx context.Context, arg string) (*conn, target, erro
 	return cn, t, err
 }
 
+// openCall prepares a call from the arguments TARGET Service.Method
+// [JSON] (or the body of -d/-data): it checks the method's name, reads and
+// parses the body, dials the TARGET and, with check, checks the body
+// against the method's args schema. The caller closes the connection.
+func (c *commonFlags) openCall(ctx context.Context, e *env, pos []string, data string, check bool) (*conn, target, json.RawMessage, error) {
+	if err := checkMethodName(pos[1]); err != nil {
+		return nil, target{}, nil, err
+	}
+	body, err := readBody(e, argAt(pos, 2), len(pos) == 3, data)
+	if err != nil {
+		return nil, target{}, nil, err
+	}
+	argsJSON, err := parseBody(body)
+	if err != nil {
+		return nil, target{}, nil, err
+	}
+	cn, t, err := c.open(ctx, pos[0])
+	if err != nil {
+		return nil, t, nil, err
+	}
+	if check {
+		if err := checkArgs(ctx, c, cn, t, pos[1], argsJSON); err != nil {
+			cn.Close()
+			return nil, t, nil, err
+		}
+	}
+	return cn, t, argsJSON, nil
+}
+
 // callCtx returns a call's context: the deadline and the metadata.
 func (c *commonFlags) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -224,27 +253,11 @@ func runCall(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkMethodName(pos[1]); err != nil {
-		return err
-	}
-	body, err := readBody(e, argAt(pos, 2), len(pos) == 3, *data)
-	if err != nil {
-		return err
-	}
-	argsJSON, err := parseBody(body)
-	if err != nil {
-		return err
-	}
-	cn, t, err := cf.open(ctx, pos[0])
+	cn, t, argsJSON, err := cf.openCall(ctx, e, pos, *data, *check)
 	if err != nil {
 		return err
 	}
 	defer cn.Close()
-	if *check {
-		if err := checkArgs(ctx, &cf, cn, t, pos[1], argsJSON); err != nil {
-			return err
-		}
-	}
 	cctx, cancel := cf.callCtx(ctx)
 	defer cancel()
 	var reply json.RawMessage

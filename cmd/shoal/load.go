@@ -38,27 +38,11 @@ func runLoad(ctx context.Context, e *env, args []string) error {
 	case *dur == 0 && *calls == 0:
 		return usagef("-d 0 runs for ever: give -n too")
 	}
-	if err := checkMethodName(pos[1]); err != nil {
-		return err
-	}
-	body, err := readBody(e, argAt(pos, 2), len(pos) == 3, *data)
-	if err != nil {
-		return err
-	}
-	argsJSON, err := parseBody(body)
-	if err != nil {
-		return err
-	}
-	cn, t, err := cf.open(ctx, pos[0])
+	cn, t, argsJSON, err := cf.openCall(ctx, e, pos, *data, *check)
 	if err != nil {
 		return err
 	}
 	defer cn.Close()
-	if *check {
-		if err := checkArgs(ctx, &cf, cn, t, pos[1], argsJSON); err != nil {
-			return err
-		}
-	}
 
 	l := &load{
 		call: func(ctx context.Context) error {
